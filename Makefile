@@ -1,0 +1,73 @@
+# privacyd — the two commands that matter: `make run` and `make test`.
+# Both start from a fresh Debian 12 machine: they install what is missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# CI builds with warnings as errors; a developer's build does not stop on one.
+PRESET ?= $(if $(CI),ci,release)
+JOBS ?= $(shell nproc)
+CONFIG ?= config/privacyd.yaml
+BIN := build/privacyd
+
+# Every Debian package the build, the tests and the benchmarks need.
+PACKAGES := g++ cmake make pkg-config ccache python3 \
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
+  libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
+  libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
+  catch2 postgresql systemd
+
+.PHONY: help deps configure build run test test-asan var clean
+
+help:
+	@echo "make run    build and run privacyd on SQLite with the shipped workflows and policies"
+	@echo "make test   build and run every test (unit, integration on SQLite and PostgreSQL, asan)"
+	@echo "make deps   install the Debian packages privacyd needs (as root)"
+
+# Installs only what is missing, so a second run costs one dpkg query.
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+configure: deps
+	cmake --preset $(PRESET)
+
+build: configure
+	cmake --build --preset $(PRESET) -j $(JOBS)
+
+# Development state under var/: keys and secrets are made once and kept.
+var:
+	@mkdir -p var/keys var/notices var/demo
+	@chmod 700 var/keys
+	@[ -s var/keys/data.key ] || { head -c 32 /dev/urandom > var/keys/data.key; echo "created var/keys/data.key"; }
+	@[ -s var/keys/webhook-secrets ] || { echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/webhook-secrets; \
+	  echo "created var/keys/webhook-secrets"; }
+	@[ -s var/keys/admin-tokens ] || { token=$$(head -c 24 /dev/urandom | base64 | tr -d '/+='); \
+	  echo "$$token" > var/keys/operator-token; \
+	  echo "operator dev sha256:$$(printf %s "$$token" | sha256sum | cut -d' ' -f1)" > var/keys/admin-tokens; \
+	  echo "created var/keys/admin-tokens (the operator token is in var/keys/operator-token)"; }
+	@chmod 600 var/keys/*
+
+run: build var
+	$(BIN) migrate --config $(CONFIG)
+	exec $(BIN) serve --config $(CONFIG)
+
+test: build
+	ctest --preset $(PRESET) -j $(JOBS)
+	$(MAKE) --no-print-directory test-asan
+
+# Unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS) --target unit_tests
+	ctest --preset asan -j $(JOBS)
+
+clean:
+	rm -rf build build-dev build-asan build-fuzz

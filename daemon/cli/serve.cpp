@@ -1,0 +1,121 @@
+// serve: builds the components in dependency order and runs them until
+// SIGTERM, then drains. This is the only place that knows them all.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <iostream>
+#include <thread>
+
+#include "daemon/cli/commands.hpp"
+#include "daemon/config/config.hpp"
+#include "daemon/http/server.hpp"
+#include "daemon/service/health.hpp"
+#include "daemon/service/systemd.hpp"
+#include "daemon/store/database.hpp"
+#include "daemon/store/migrations.hpp"
+
+namespace privacyd::cli {
+
+namespace net = boost::asio;
+
+namespace {
+
+// Waits, on the io_context, until both servers have no connections or the
+// grace period is over, then stops the loop.
+void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, Duration grace, Logger& log) {
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  auto timer = std::make_shared<net::steady_timer>(ioc);
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [&ioc, servers, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+    std::size_t open = 0;
+    for (auto* s : servers) open += s->connections();
+    if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (open != 0) log.warn("grace period over, closing connections", {{"open", open}});
+      ioc.stop();
+      return;
+    }
+    timer->expires_after(std::chrono::milliseconds(20));
+    timer->async_wait([next = weak.lock()](const boost::system::error_code&) {
+      if (next) (*next)();
+    });
+  };
+  (*poll)();
+}
+
+}  // namespace
+
+int serve(const std::filesystem::path& config_file) {
+  auto loaded = load_config(config_file);
+  for (const auto& p : loaded.problems) std::cerr << format_text(p) << '\n';
+  if (!loaded.config) return 1;
+  const Config& config = *loaded.config;
+  auto log = Logger::to_stderr(config.log_level);
+  SystemdNotifier systemd(log);
+
+  try {
+    systemd.status("connecting to the database");
+    Database db(config.database, log);
+    systemd.status("migrating the schema");
+    auto schema = migrate(db, log);
+
+    net::io_context ioc(static_cast<int>(config.io_threads));
+    Health health(db, log);
+
+    http::Router public_routes;
+    health.mount(public_routes);
+    http::Router admin_routes;
+    health.mount(admin_routes);
+
+    http::Server public_server(ioc, {"public", config.listen, config.limits}, public_routes, log);
+    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits}, admin_routes, log);
+    auto public_at = public_server.listen();
+    auto admin_at = admin_server.listen();
+    public_server.start();
+    admin_server.start();
+    log.info("listening", {{"listener", "public"}, {"addr", public_at.text()}});
+    log.info("listening", {{"listener", "admin"}, {"addr", admin_at.text()}});
+
+    bool stopping = false;
+    net::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int signo) {
+          if (ec) return;
+          if (signo == SIGHUP) {
+            systemd.reloading();
+            log.info("reload requested");
+            // Workflows and policies join the reload when they exist; the
+            // config's listeners and database are fixed for the process.
+            systemd.ready("serving");
+            signals.async_wait(on_signal);
+            return;
+          }
+          if (stopping) return;
+          stopping = true;
+          log.info("draining", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
+          systemd.stopping("draining");
+          health.set_draining();
+          public_server.drain();
+          admin_server.drain();
+          stop_when_drained(ioc, {&public_server, &admin_server}, config.limits.shutdown_grace, log);
+        };
+    signals.async_wait(on_signal);
+    systemd.start_watchdog(ioc);
+    systemd.ready("serving on " + public_at.text() + ", admin on " + admin_at.text() + ", schema v" +
+                  std::to_string(schema.to));
+    log.info("ready", {{"schema", schema.to}});
+
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& t : threads) t.join();
+    db.shutdown();
+    log.info("stopped");
+    return 0;
+  } catch (const std::exception& e) {
+    log.error("serve failed", {{"error", e.what()}});
+    systemd.status(std::string("failed: ") + e.what());
+    return 1;
+  }
+}
+
+}  // namespace privacyd::cli

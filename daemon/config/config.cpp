@@ -1,0 +1,229 @@
+#include "daemon/config/config.hpp"
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+namespace privacyd {
+
+namespace fs = std::filesystem;
+
+std::string Endpoint::text() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535) {
+    return std::nullopt;
+  }
+  return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+std::optional<DatabaseConfig> parse_database_url(std::string_view url, const fs::path& base, std::string& error) {
+  DatabaseConfig db;
+  std::string_view rest;
+  if (url.starts_with("sqlite3://")) {
+    db.backend = DatabaseConfig::Backend::sqlite3;
+    rest = url.substr(10);
+  } else if (url.starts_with("postgresql://")) {
+    db.backend = DatabaseConfig::Backend::postgresql;
+    rest = url.substr(13);
+  } else {
+    error = "database must start with sqlite3:// or postgresql://";
+    return std::nullopt;
+  }
+  if (db.backend == DatabaseConfig::Backend::postgresql) {
+    db.parameters = std::string(rest);
+    return db;
+  }
+  // sqlite3: find db=PATH among space-separated key=value pairs.
+  std::string out;
+  bool have_db = false;
+  std::size_t pos = 0;
+  while (pos < rest.size()) {
+    auto end = rest.find(' ', pos);
+    if (end == std::string_view::npos) end = rest.size();
+    std::string_view token = rest.substr(pos, end - pos);
+    pos = end + 1;
+    if (token.empty()) continue;
+    if (token.starts_with("db=")) {
+      fs::path file(std::string(token.substr(3)));
+      if (file.empty()) break;
+      if (file.is_relative()) file = base / file;
+      token = {};
+      out += (out.empty() ? "" : " ") + std::string("db=") + file.lexically_normal().string();
+      have_db = true;
+      continue;
+    }
+    out += (out.empty() ? "" : " ") + std::string(token);
+  }
+  if (!have_db) {
+    error = "a sqlite3:// database needs db=PATH";
+    return std::nullopt;
+  }
+  db.parameters = out;
+  db.pool_size = 1;  // SQLite serialises writers; one connection avoids lock upgrades failing.
+  return db;
+}
+
+namespace {
+
+struct Reader {
+  YamlReader& yaml;
+  fs::path base;
+
+  std::optional<fs::path> path(const YAML::Node& map, std::string_view key, bool required) {
+    auto text = yaml.string(map, key, required);
+    if (!text) return std::nullopt;
+    fs::path p(*text);
+    if (p.is_relative()) p = base / p;
+    return p.lexically_normal();
+  }
+
+  std::optional<Endpoint> endpoint(const YAML::Node& map, std::string_view key) {
+    auto text = yaml.string(map, key);
+    if (!text) return std::nullopt;
+    auto ep = parse_endpoint(*text);
+    if (!ep) {
+      yaml.error(map[std::string(key)].Mark(),
+                 "bad address \"" + *text + "\" for \"" + std::string(key) + "\" (write HOST:PORT)", "value");
+    }
+    return ep;
+  }
+};
+
+void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
+  Reader r{yaml, c.file.parent_path()};
+  if (!yaml.expect_map(root, "the config",
+                       {"listen", "admin", "database", "database_pool", "workflows", "policies", "keys", "webhook",
+                        "notices", "log", "limits", "io_threads"})) {
+    return;
+  }
+  if (auto ep = r.endpoint(root, "listen")) c.listen = *ep;
+
+  if (auto admin = root["admin"]; admin.IsDefined()) {
+    if (yaml.expect_map(admin, "admin", {"listen", "tokens_file"})) {
+      if (auto ep = r.endpoint(admin, "listen")) c.admin.listen = *ep;
+      if (auto p = r.path(admin, "tokens_file", false)) c.admin.tokens_file = *p;
+    }
+  }
+
+  if (auto url = yaml.string(root, "database", true)) {
+    std::string problem;
+    if (auto db = parse_database_url(*url, r.base, problem)) {
+      c.database = *db;
+    } else {
+      yaml.error(root["database"].Mark(), problem, "value");
+    }
+  }
+  if (auto n = yaml.integer(root, "database_pool", 1, 256)) c.database.pool_size = static_cast<std::size_t>(*n);
+  if (auto n = yaml.integer(root, "io_threads", 1, 64)) c.io_threads = static_cast<std::size_t>(*n);
+
+  if (auto p = r.path(root, "workflows", true)) c.workflows = *p;
+  if (auto p = r.path(root, "policies", true)) c.policies = *p;
+
+  if (auto keys = root["keys"]; keys.IsDefined()) {
+    if (yaml.expect_map(keys, "keys", {"data_key_file"})) {
+      if (auto p = r.path(keys, "data_key_file", true)) c.keys.data_key_file = *p;
+    }
+  } else {
+    yaml.error(root.Mark(), "missing required key \"keys\"", "missing-key");
+  }
+
+  if (auto webhook = root["webhook"]; webhook.IsDefined()) {
+    if (yaml.expect_map(webhook, "webhook", {"secrets_file", "tolerance", "max_body"})) {
+      if (auto p = r.path(webhook, "secrets_file", true)) c.webhook.secrets_file = *p;
+      if (auto d = yaml.duration(webhook, "tolerance")) c.webhook.tolerance = *d;
+      if (auto s = yaml.size(webhook, "max_body")) {
+        if (*s == 0 || *s > 16ULL * 1024 * 1024) {
+          yaml.error(webhook["max_body"].Mark(), "\"max_body\" must be between 1B and 16MiB", "value");
+        } else {
+          c.webhook.max_body = *s;
+        }
+      }
+    }
+  } else {
+    yaml.error(root.Mark(), "missing required key \"webhook\"", "missing-key");
+  }
+
+  if (auto notices = root["notices"]; notices.IsDefined()) {
+    if (yaml.expect_map(notices, "notices", {"file_dir", "smtp"})) {
+      if (auto p = r.path(notices, "file_dir", false)) c.notices.file_dir = *p;
+      if (auto s = yaml.string(notices, "smtp")) {
+        if (!s->starts_with("smtp://") && !s->starts_with("smtps://")) {
+          yaml.error(notices["smtp"].Mark(), "\"smtp\" must be an smtp:// or smtps:// URL", "value");
+        } else {
+          c.notices.smtp = *s;
+        }
+      }
+    }
+  }
+
+  if (auto log = root["log"]; log.IsDefined()) {
+    if (yaml.expect_map(log, "log", {"level"})) {
+      if (auto level = yaml.string(log, "level")) {
+        if (auto parsed = parse_log_level(*level)) {
+          c.log_level = *parsed;
+        } else {
+          yaml.error(log["level"].Mark(), "unknown log level \"" + *level + "\" (debug, info, warn, error)",
+                     "value");
+        }
+      }
+    }
+  }
+
+  if (auto limits = root["limits"]; limits.IsDefined()) {
+    if (yaml.expect_map(limits, "limits",
+                        {"max_connections", "max_header", "read_timeout", "idle_timeout", "shutdown_grace"})) {
+      if (auto n = yaml.integer(limits, "max_connections", 1, 100000)) {
+        c.limits.max_connections = static_cast<std::size_t>(*n);
+      }
+      if (auto s = yaml.size(limits, "max_header")) c.limits.max_header = *s;
+      if (auto d = yaml.duration(limits, "read_timeout")) c.limits.read_timeout = *d;
+      if (auto d = yaml.duration(limits, "idle_timeout")) c.limits.idle_timeout = *d;
+      if (auto d = yaml.duration(limits, "shutdown_grace")) c.limits.shutdown_grace = *d;
+    }
+  }
+}
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view text, const fs::path& file, EnvLookup env) {
+  ConfigResult result;
+  YamlReader yaml(file.string(), result.problems, std::move(env));
+  Config c;
+  c.file = fs::absolute(file).lexically_normal();
+  if (auto root = yaml.parse(text)) read_config(yaml, *root, c);
+  if (result.problems.empty()) result.config = std::move(c);
+  return result;
+}
+
+ConfigResult load_config(const fs::path& file, EnvLookup env) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    ConfigResult result;
+    result.problems.push_back({file.string(), 0, 0, "cannot read config file", "io"});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), file, std::move(env));
+}
+
+}  // namespace privacyd

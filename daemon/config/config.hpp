@@ -1,0 +1,84 @@
+#pragma once
+// The operator's contract (SPEC §2): config/privacyd.yaml, read strictly.
+// Relative paths resolve against the config file's folder; ${VAR} expands
+// in every string, so `${CREDENTIALS_DIRECTORY}/data.key` reads a systemd
+// credential.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "daemon/base/diagnostic.hpp"
+#include "daemon/base/log.hpp"
+#include "daemon/base/units.hpp"
+#include "daemon/config/yaml_reader.hpp"
+
+namespace privacyd {
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string text() const;
+};
+
+// Parses "host:port" or "[v6]:port"; nullopt when malformed.
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+
+struct DatabaseConfig {
+  enum class Backend { sqlite3, postgresql };
+  Backend backend = Backend::sqlite3;
+  std::string parameters;  // SOCI backend parameters, sqlite path made absolute
+  std::size_t pool_size = 4;
+};
+
+// Parses a SOCI URL "sqlite3://db=PATH …" or "postgresql://…", resolving a
+// relative sqlite path against `base`. Returns an error message on failure.
+std::optional<DatabaseConfig> parse_database_url(std::string_view url, const std::filesystem::path& base,
+                                                 std::string& error);
+
+struct Limits {
+  std::size_t max_connections = 512;
+  std::uint64_t max_header = 8 * 1024;
+  Duration read_timeout = std::chrono::seconds(30);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration shutdown_grace = std::chrono::seconds(20);
+};
+
+struct Config {
+  std::filesystem::path file;  // the config file itself
+  Endpoint listen{"127.0.0.1", 8080};
+  struct {
+    Endpoint listen{"127.0.0.1", 8081};
+    std::filesystem::path tokens_file;
+  } admin;
+  DatabaseConfig database;
+  std::filesystem::path workflows;
+  std::filesystem::path policies;
+  struct {
+    std::filesystem::path data_key_file;
+  } keys;
+  struct {
+    std::filesystem::path secrets_file;
+    Duration tolerance = std::chrono::seconds(300);
+    std::uint64_t max_body = 64 * 1024;
+  } webhook;
+  struct {
+    std::filesystem::path file_dir;
+    std::string smtp;
+  } notices;
+  LogLevel log_level = LogLevel::info;
+  Limits limits;
+  std::size_t io_threads = 2;
+};
+
+struct ConfigResult {
+  std::optional<Config> config;  // set only when problems is empty
+  Diagnostics problems;
+};
+
+ConfigResult load_config(const std::filesystem::path& file, EnvLookup env = process_env());
+ConfigResult parse_config(std::string_view text, const std::filesystem::path& file, EnvLookup env = process_env());
+
+}  // namespace privacyd

@@ -1,0 +1,262 @@
+#include "daemon/http/server.hpp"
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <mutex>
+#include <set>
+
+namespace privacyd::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+namespace {
+
+struct Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  std::atomic<bool> idle{true};  // waiting for the first byte of a request
+};
+
+bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(r.status), version};
+  out.set(bhttp::field::server, "privacyd");
+  if (!r.content_type.empty()) out.set(bhttp::field::content_type, r.content_type);
+  for (auto& [name, value] : r.headers) out.set(name, value);
+  out.body() = std::move(r.body);
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  return out;
+}
+
+}  // namespace
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(net::io_context& c, ServerOptions o, const Router& r, Logger& l)
+      : ioc(c), options(std::move(o)), router(r), log(l), acceptor(net::make_strand(c)) {}
+
+  net::io_context& ioc;
+  ServerOptions options;
+  const Router& router;
+  Logger& log;
+  tcp::acceptor acceptor;
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> active{0};
+  std::mutex mutex;
+  std::set<std::shared_ptr<Connection>> live;
+
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> session(std::shared_ptr<Connection> conn);
+  net::awaitable<Response> handle(Request& request, const Route* route);
+  void forget(const std::shared_ptr<Connection>& conn);
+};
+
+Server::Server(net::io_context& ioc, ServerOptions options, const Router& router, Logger& log)
+    : impl_(std::make_shared<Impl>(ioc, std::move(options), router, log)) {}
+
+Server::~Server() = default;
+
+std::size_t Server::connections() const { return impl_->active.load(); }
+
+Endpoint Server::listen() {
+  auto& ep = impl_->options.endpoint;
+  tcp::endpoint endpoint(net::ip::make_address(ep.host), ep.port);
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(net::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(net::socket_base::max_listen_connections);
+  auto bound = acceptor.local_endpoint();
+  return Endpoint{bound.address().to_string(), bound.port()};
+}
+
+void Server::start() {
+  net::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), net::detached);
+}
+
+void Server::drain() {
+  auto self = impl_;
+  self->draining = true;
+  net::post(self->acceptor.get_executor(), [self] {
+    boost::system::error_code ignored;
+    self->acceptor.close(ignored);
+  });
+  std::lock_guard lock(self->mutex);
+  for (const auto& conn : self->live) {
+    net::post(conn->stream.get_executor(), [conn] {
+      // Only a connection waiting for its next request is cut; one that is
+      // being served finishes and then closes.
+      if (conn->idle) conn->stream.socket().close();
+    });
+  }
+}
+
+void Server::Impl::forget(const std::shared_ptr<Connection>& conn) {
+  std::lock_guard lock(mutex);
+  live.erase(conn);
+  --active;
+}
+
+net::awaitable<void> Server::Impl::accept_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), use_tuple);
+    if (ec) {
+      if (!acceptor.is_open() || ec == net::error::operation_aborted) co_return;
+      log.warn("accept failed", {{"listener", options.name}, {"error", ec.message()}});
+      // Out of descriptors: back off instead of spinning.
+      net::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    if (active.load() >= options.limits.max_connections) {
+      static constexpr std::string_view busy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(net::buffer(busy), ignored);
+      socket.close(ignored);
+      log.warn("connection refused", {{"listener", options.name}, {"reason", "max_connections"}});
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(std::move(socket));
+    {
+      std::lock_guard lock(mutex);
+      live.insert(conn);
+      ++active;
+    }
+    net::co_spawn(conn->stream.get_executor(), session(conn), net::detached);
+  }
+}
+
+net::awaitable<Response> Server::Impl::handle(Request& request, const Route* route) {
+  try {
+    co_return co_await route->handler(request);
+  } catch (const std::exception& e) {
+    log.error("handler failed", {{"listener", options.name}, {"route", route->pattern}, {"error", e.what()}});
+  }
+  co_return error(500, "internal", "internal error");
+}
+
+net::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
+  auto self = shared_from_this();
+  beast::flat_buffer buffer;
+  std::string remote;
+  {
+    boost::system::error_code ec;
+    auto peer = conn->stream.socket().remote_endpoint(ec);
+    if (!ec) remote = peer.address().to_string() + ":" + std::to_string(peer.port());
+  }
+  const auto& limits = options.limits;
+  bool first = true;
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header));
+    conn->idle = true;
+    if (draining) break;
+    conn->stream.expires_after(first ? limits.read_timeout : limits.idle_timeout);
+    first = false;
+    auto [ec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, use_tuple);
+    conn->idle = false;
+    (void)n;
+    if (ec) {
+      Response rejection;
+      if (ec == bhttp::error::header_limit) {
+        rejection = error(431, "header_too_large", "request header too large");
+      } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
+                 ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+                 ec == net::error::bad_descriptor || ec == net::error::eof) {
+        break;
+      } else {
+        rejection = error(400, "bad_request", "malformed HTTP request");
+      }
+      auto out = to_beast(std::move(rejection), 11, false);
+      conn->stream.expires_after(limits.read_timeout);
+      co_await bhttp::async_write(conn->stream, out, use_tuple);
+      break;
+    }
+
+    auto& header = parser.get();
+    Request request;
+    request.method = std::string(header.method_string());
+    request.target = std::string(header.target());
+    request.remote = remote;
+    auto url = boost::urls::parse_origin_form(request.target);
+    Response response;
+    const Route* route = nullptr;
+    bool read_body = true;
+    if (!url) {
+      response = error(400, "bad_request", "malformed request target");
+      read_body = false;
+    } else {
+      request.path = std::string(url->encoded_path());
+      request.query = std::string(url->encoded_query());
+      auto match = router.match(request.method, request.path);
+      request.params = std::move(match.params);
+      route = match.route;
+      if (route == nullptr) {
+        response = match.wrong_method ? error(405, "method_not_allowed", "method not allowed")
+                                      : error(404, "not_found", "no such endpoint");
+      }
+      std::uint64_t max_body = route != nullptr ? route->max_body : 0;
+      auto length = parser.content_length();
+      if (length && *length > max_body) {
+        if (route != nullptr) response = error(413, "body_too_large", "request body too large");
+        route = nullptr;
+        read_body = false;  // never read what we will not accept
+      } else {
+        parser.body_limit(max_body);
+      }
+    }
+
+    bool keep_alive = header.keep_alive();
+    if (read_body && !parser.is_done()) {
+      conn->stream.expires_after(limits.read_timeout);
+      auto [body_ec, m] = co_await bhttp::async_read(conn->stream, buffer, parser, use_tuple);
+      (void)m;
+      if (body_ec == bhttp::error::body_limit) {
+        if (route != nullptr) response = error(413, "body_too_large", "request body too large");
+        route = nullptr;
+        keep_alive = false;
+      } else if (body_ec) {
+        break;  // the client went away or stalled; nothing was accepted
+      }
+    } else if (!read_body) {
+      keep_alive = false;  // the unread body would be taken for the next request
+    }
+
+    if (route != nullptr) {
+      for (const auto& field : parser.get()) {
+        request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+      request.body = std::move(parser.get().body());
+      response = co_await handle(request, route);
+    }
+
+    keep_alive = keep_alive && !draining;
+    auto out = to_beast(std::move(response), parser.get().version(), keep_alive);
+    conn->stream.expires_after(limits.read_timeout);
+    auto [write_ec, w] = co_await bhttp::async_write(conn->stream, out, use_tuple);
+    (void)w;
+    if (write_ec || !keep_alive) break;
+  }
+  boost::system::error_code ignored;
+  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->stream.socket().close(ignored);
+  forget(conn);
+}
+
+}  // namespace privacyd::http

@@ -1,0 +1,49 @@
+#pragma once
+// An HTTP/1.1 server on Beast: one coroutine per connection on its own
+// strand, a fresh parser per message with header and body limits, read
+// timeouts, a cap on connections, keep-alive, and a drain that lets
+// in-flight requests finish.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "daemon/base/log.hpp"
+#include "daemon/config/config.hpp"
+#include "daemon/http/router.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace privacyd::http {
+
+struct ServerOptions {
+  std::string name;  // "public" or "admin", for logs
+  Endpoint endpoint;
+  Limits limits;
+};
+
+class Server {
+ public:
+  Server(boost::asio::io_context& ioc, ServerOptions options, const Router& router, Logger& log);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; returns the bound endpoint (port 0 picks one).
+  // Throws std::system_error when the address cannot be bound.
+  Endpoint listen();
+  // Starts accepting on the io_context.
+  void start();
+  // Stops accepting, closes idle connections, and lets in-flight requests
+  // finish with `Connection: close`. Thread-safe.
+  void drain();
+  std::size_t connections() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace privacyd::http

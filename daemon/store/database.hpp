@@ -1,0 +1,68 @@
+#pragma once
+// The database port: a SOCI connection pool on SQLite or PostgreSQL, used
+// only from the database's own threads (SOCI blocks). Coroutines reach it
+// through store/async.hpp; tools and tests may call with_session directly.
+
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "daemon/base/log.hpp"
+#include "daemon/config/config.hpp"
+
+namespace soci {
+class session;
+class connection_pool;
+}  // namespace soci
+
+namespace privacyd {
+
+// The database cannot be reached or lost the connection mid-work: the
+// caller answers 503 or retries later; nothing is half-written.
+class DatabaseUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A statement failed in a way that retrying the transaction may fix
+// (serialisation failure, deadlock, SQLite busy).
+class DatabaseConflict : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Database {
+ public:
+  Database(DatabaseConfig config, Logger& log);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  DatabaseConfig::Backend backend() const { return config_.backend; }
+  bool is_postgresql() const { return config_.backend == DatabaseConfig::Backend::postgresql; }
+
+  // Runs `work` on a leased session on the calling thread, (re)connecting
+  // first when needed. Connection failures surface as DatabaseUnavailable,
+  // retryable conflicts as DatabaseConflict; other errors pass through.
+  void with_session(const std::function<void(soci::session&)>& work);
+
+  // The threads on which database work should run.
+  boost::asio::thread_pool& threads() { return threads_; }
+
+  // Stops the worker threads after the queued work is done.
+  void shutdown();
+
+ private:
+  void connect(std::size_t slot);
+
+  DatabaseConfig config_;
+  Logger& log_;
+  std::unique_ptr<soci::connection_pool> pool_;
+  std::vector<char> broken_;  // per slot: reconnect before next use
+  boost::asio::thread_pool threads_;
+};
+
+}  // namespace privacyd

@@ -1,0 +1,151 @@
+#include "daemon/store/migrations.hpp"
+
+#include <chrono>
+#include <soci/soci.h>
+
+namespace privacyd {
+
+// Conventions: times are BIGINT milliseconds since the Unix epoch (UTC);
+// ids are text; personal data lives only in *_enc columns (AES-256-GCM,
+// base64) and is found through *_index columns (HMAC-SHA256 blind index).
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> all = [] {
+    std::vector<Migration> list;
+    {
+      // The intake: idempotent webhook deliveries, the subjects they name,
+      // the disclosure ledger and the requests they open.
+      std::vector<std::string> common = {
+          "CREATE TABLE webhook_deliveries ("
+          " webhook_id TEXT PRIMARY KEY,"
+          " body_sha256 TEXT NOT NULL,"
+          " status INTEGER NOT NULL,"
+          " response TEXT NOT NULL,"
+          " received_at BIGINT NOT NULL)",
+
+          "CREATE TABLE subjects ("
+          " id TEXT PRIMARY KEY,"
+          " huawei_index TEXT NOT NULL UNIQUE,"
+          " huawei_id_enc TEXT NOT NULL,"
+          " contact_enc TEXT,"
+          " locale TEXT,"
+          " created_at BIGINT NOT NULL,"
+          " updated_at BIGINT NOT NULL)",
+
+          "CREATE TABLE events ("
+          " id TEXT PRIMARY KEY,"
+          " webhook_id TEXT NOT NULL UNIQUE,"
+          " type TEXT NOT NULL,"
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " partner_id TEXT,"
+          " occurred_at BIGINT NOT NULL,"
+          " recorded_at BIGINT NOT NULL)",
+
+          "CREATE TABLE associations ("
+          " id TEXT PRIMARY KEY,"
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " partner_id TEXT NOT NULL,"
+          " statement_version TEXT NOT NULL,"
+          " started_at BIGINT NOT NULL,"
+          " ended_at BIGINT,"
+          " event_id TEXT NOT NULL REFERENCES events(id))",
+          "CREATE INDEX associations_subject ON associations(subject_id, partner_id)",
+
+          "CREATE TABLE disclosures ("
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " partner_id TEXT NOT NULL,"
+          " category TEXT NOT NULL,"
+          " disclosed_at BIGINT NOT NULL,"
+          " event_id TEXT NOT NULL REFERENCES events(id),"
+          " PRIMARY KEY (subject_id, partner_id, category, event_id))",
+
+          "CREATE TABLE requests ("
+          " id TEXT PRIMARY KEY,"
+          " webhook_id TEXT NOT NULL UNIQUE,"
+          " type TEXT NOT NULL,"
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " partner_id TEXT,"
+          " categories TEXT NOT NULL,"
+          " jurisdiction TEXT NOT NULL,"
+          " status TEXT NOT NULL,"
+          " reason TEXT,"
+          " occurred_at BIGINT NOT NULL,"
+          " received_at BIGINT NOT NULL,"
+          " deadline_at BIGINT NOT NULL,"
+          " extended_at BIGINT,"
+          " extension_reason TEXT,"
+          " updated_at BIGINT NOT NULL)",
+          "CREATE INDEX requests_status ON requests(status, id)",
+          "CREATE INDEX requests_subject ON requests(subject_id)",
+      };
+      list.push_back({1, "intake", common, common});
+    }
+    return list;
+  }();
+  return all;
+}
+
+namespace {
+
+constexpr long long kMigrationLock = 0x7072697661637964LL;  // "privacyd"
+
+long long now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void ensure_bookkeeping(soci::session& sql) {
+  sql << "CREATE TABLE IF NOT EXISTS schema_migrations ("
+         " version INTEGER PRIMARY KEY,"
+         " name TEXT NOT NULL,"
+         " applied_at BIGINT NOT NULL)";
+}
+
+int current_version(soci::session& sql) {
+  int version = 0;
+  soci::indicator ind = soci::i_null;
+  sql << "SELECT MAX(version) FROM schema_migrations", soci::into(version, ind);
+  return ind == soci::i_ok ? version : 0;
+}
+
+}  // namespace
+
+int schema_version(Database& db) {
+  int version = 0;
+  db.with_session([&](soci::session& sql) {
+    ensure_bookkeeping(sql);
+    version = current_version(sql);
+  });
+  return version;
+}
+
+MigrationReport migrate(Database& db, Logger& log) {
+  MigrationReport report;
+  db.with_session([&](soci::session& sql) {
+    if (db.is_postgresql()) {
+      // Two instances starting together must not both create a table.
+      soci::transaction tr(sql);
+      sql << "SELECT pg_advisory_xact_lock(" << kMigrationLock << ")";
+      ensure_bookkeeping(sql);
+      tr.commit();
+    } else {
+      ensure_bookkeeping(sql);
+    }
+    report.from = current_version(sql);
+    report.to = report.from;
+    for (const auto& m : migrations()) {
+      soci::transaction tr(sql);
+      if (db.is_postgresql()) sql << "SELECT pg_advisory_xact_lock(" << kMigrationLock << ")";
+      if (current_version(sql) >= m.version) continue;  // another instance got here first
+      for (const auto& statement : db.is_postgresql() ? m.postgresql : m.sqlite) sql << statement;
+      long long at = now_ms();
+      sql << "INSERT INTO schema_migrations(version, name, applied_at) VALUES (:v, :n, :t)", soci::use(m.version, "v"),
+          soci::use(m.name, "n"), soci::use(at, "t");
+      tr.commit();
+      report.to = m.version;
+      log.info("migration applied", {{"version", m.version}, {"name", m.name}});
+    }
+  });
+  return report;
+}
+
+}  // namespace privacyd

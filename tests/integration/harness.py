@@ -1,0 +1,249 @@
+"""What the integration tests share: a throwaway PostgreSQL cluster, a
+running privacyd with its own config and state, and small HTTP helpers.
+
+Standard library only. Every wait polls with a deadline; nothing sleeps a
+fixed time hoping something happened.
+"""
+import glob
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+BIN = os.environ.get("PRIVACYD_BIN", os.path.join(os.path.dirname(__file__), "../../build/privacyd"))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+
+
+def wait_for(predicate, timeout=15.0, what="condition", interval=0.02):
+    """Polls `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args, **kw):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+class PgCluster:
+    """A PostgreSQL cluster of our own in a temp folder, on a free port,
+    run as an unprivileged user when we are root (CI is). Never the
+    machine's default cluster."""
+
+    def __init__(self):
+        self.bindir = os.environ.get("PRIVACYD_PG_BINDIR") or self._find_bindir()
+        self.root = tempfile.mkdtemp(prefix="privacyd-pg-")
+        os.chmod(self.root, 0o755)
+        self.data = os.path.join(self.root, "data")
+        self.port = free_port()
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self._as_owner([f"{self.bindir}/initdb", "-D", self.data, "-A", "trust", "-U", "privacyd",
+                        "-E", "UTF8", "--no-sync", "--locale=C"])
+        self.start()
+        self._as_owner([f"{self.bindir}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "privacyd",
+                        "privacyd"])
+
+    @staticmethod
+    def _find_bindir():
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                       key=lambda p: int(p.split("/")[4]))
+        if not found:
+            raise RuntimeError("no PostgreSQL server found; run `make deps`")
+        return os.path.dirname(found[-1])
+
+    def _as_owner(self, argv):
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                f"-c max_connections=200")
+        self._as_owner([f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"),
+                        "-o", opts, "-w", "start"])
+
+    def stop(self):
+        self._as_owner([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+
+    def dsn(self, dbname="privacyd"):
+        return f"postgresql://host=127.0.0.1 port={self.port} dbname={dbname} user=privacyd"
+
+    def psql(self, sql, dbname="privacyd"):
+        out = subprocess.run([f"{self.bindir}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "privacyd",
+                              "-d", dbname, "-At", "-c", sql], check=True, capture_output=True, text=True,
+                             timeout=60)
+        return out.stdout
+
+    def destroy(self):
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_config(folder, database=None, extra=""):
+    """A config in `folder` with port-0 listeners and state in folder/var."""
+    os.makedirs(os.path.join(folder, "var", "keys"), exist_ok=True)
+    with open(os.path.join(folder, "var", "keys", "data.key"), "wb") as f:
+        f.write(os.urandom(32))
+    path = os.path.join(folder, "privacyd.yaml")
+    database = database or "sqlite3://db=var/privacyd.db"
+    with open(path, "w") as f:
+        f.write(f"""listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+database: "{database}"
+workflows: {REPO}/workflows
+policies: {REPO}/policies
+keys:
+  data_key_file: var/keys/data.key
+webhook:
+  secrets_file: var/keys/webhook-secrets
+notices:
+  file_dir: var/notices
+log: {{ level: debug }}
+{extra}""")
+    return path
+
+
+class Daemon:
+    """`privacyd serve` as a child process; stderr is collected so tests can
+    wait for events and check that no personal data was logged."""
+
+    LISTENING = re.compile(r"listening listener=(\w+) addr=([\d.]+):(\d+)")
+
+    def __init__(self, config, env=None):
+        self.lines = []
+        self.addr = {}
+        self._cond = threading.Condition()
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([BIN, "serve", "--config", config], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, env=full_env)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                m = self.LISTENING.search(line)
+                if m:
+                    self.addr[m.group(1)] = (m.group(2), int(m.group(3)))
+                self._cond.notify_all()
+
+    def wait_log(self, pattern, timeout=15.0):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if rx.search(line):
+                        return line
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"privacyd exited ({self.proc.returncode}) before logging {pattern!r}:\n"
+                                         + "\n".join(self.lines[-20:]))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line matching {pattern!r}; last lines:\n" + "\n".join(self.lines[-20:]))
+                self._cond.wait(min(left, 0.2))
+
+    def wait_ready(self, timeout=30.0):
+        self.wait_log(r"\bready\b", timeout)
+        return self
+
+    def port(self, listener="public"):
+        return self.addr[listener][1]
+
+    def request(self, method, path, body=None, headers=None, listener="public", timeout=10):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port(listener), timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, dict(resp.getheaders()), data
+        finally:
+            conn.close()
+
+    def get_json(self, path, listener="public"):
+        status, _, data = self.request("GET", path, listener=listener)
+        return status, json.loads(data) if data else None
+
+    def signal(self, signo):
+        self.proc.send_signal(signo)
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._finish()
+        return code
+
+    def wait_exit(self, timeout=30):
+        code = self.proc.wait(timeout=timeout)
+        self._finish()
+        return code
+
+    def _finish(self):
+        self._reader.join(timeout=5)
+        self.proc.stderr.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._finish()
+
+
+class NotifySocket:
+    """A NOTIFY_SOCKET of our own: collects what privacyd tells systemd."""
+
+    def __init__(self, folder):
+        self.path = os.path.join(folder, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+
+    def receive(self, timeout=30.0):
+        self.sock.settimeout(timeout)
+        msg = self.sock.recv(4096).decode()
+        self.messages.append(msg)
+        return msg
+
+    def wait_for(self, key, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {key} on the notify socket; got {self.messages}")
+            msg = self.receive(left)
+            if any(line.startswith(key) for line in msg.split("\n")):
+                return msg
+
+    def close(self):
+        self.sock.close()

@@ -1,0 +1,89 @@
+"""The privacyd command line: --version, --help, check and migrate."""
+import json
+import os
+import sqlite3
+import tempfile
+import unittest
+
+from harness import REPO, run, write_config
+
+
+class CommandLine(unittest.TestCase):
+    def test_version(self):
+        r = run(["--version"])
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout.strip(), r"^privacyd \d+\.\d+\.\d+$")
+
+    def test_help_on_binary_and_every_subcommand(self):
+        r = run(["--help"])
+        self.assertEqual(r.returncode, 0)
+        for sub in ("serve", "check", "migrate"):
+            self.assertIn(sub, r.stdout)
+            h = run([sub, "--help"])
+            self.assertEqual(h.returncode, 0, sub)
+            self.assertIn("--config", h.stdout, sub)
+
+    def test_unknown_subcommand_is_a_usage_error(self):
+        r = run(["frobnicate"])
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_check_accepts_the_shipped_configs(self):
+        for name in ("privacyd.yaml", "privacyd.production.yaml"):
+            path = os.path.join(REPO, "config", name)
+            env = dict(os.environ, CREDENTIALS_DIRECTORY="/run/credentials/privacyd.service",
+                       PRIVACYD_DATABASE="postgresql://dbname=privacyd")
+            r = run(["check", "--config", path], env=env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("OK", r.stdout)
+
+    def test_check_reports_every_problem_with_its_position(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = write_config(d, extra="limits: { max_conections: 5, read_timeout: soon }\n")
+            r = run(["check", "--config", path])
+            self.assertEqual(r.returncode, 1)
+            lines = r.stdout.strip().split("\n")
+            self.assertEqual(lines, [
+                f"{path}:14:11: unknown key \"max_conections\" in limits (did you mean \"max_connections\"?)"
+                " [unknown-key]",
+                f"{path}:14:44: bad duration \"soon\" for \"read_timeout\" (write e.g. 500ms, 30s, 10m, 2h, 7d)"
+                " [duration]",
+            ])
+
+    def test_check_json_format(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = write_config(d, extra="limits: { max_header: big, shutdown_grace: forever }\n")
+            r = run(["check", "--config", path, "--format", "json"])
+            self.assertEqual(r.returncode, 1)
+            problems = json.loads(r.stdout)["problems"]
+            self.assertEqual([(p["line"], p["column"], p["rule"]) for p in problems],
+                             [(14, 23, "size"), (14, 44, "duration")])
+            for p in problems:
+                self.assertEqual(p["path"], path)
+                self.assertGreater(p["line"], 0)
+                self.assertGreater(p["column"], 0)
+
+    def test_migrate_creates_the_schema_and_is_idempotent(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = write_config(d)
+            first = run(["migrate", "--config", path])
+            self.assertEqual(first.returncode, 0, first.stderr)
+            self.assertRegex(first.stdout, r"schema at version \d+ \(was 0\)")
+            again = run(["migrate", "--config", path])
+            self.assertEqual(again.returncode, 0, again.stderr)
+            self.assertRegex(again.stdout, r"schema at version (\d+) \(was \1\)")
+            db = sqlite3.connect(os.path.join(d, "var", "privacyd.db"))
+            versions = [v for (v,) in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+            self.assertEqual(versions, list(range(1, len(versions) + 1)))
+            tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self.assertTrue({"requests", "subjects", "webhook_deliveries"} <= tables, tables)
+
+    def test_migrate_on_a_bad_config_fails_with_the_position(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = write_config(d, database="oracle://db=x")
+            r = run(["migrate", "--config", path])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"{path}:4:11: database must start with sqlite3:// or postgresql://", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
