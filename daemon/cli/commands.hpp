@@ -4,11 +4,31 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace privacyd::cli {
 
 int serve(const std::filesystem::path& config_file);
 int check(const std::filesystem::path& config_file, const std::string& format);
 int migrate(const std::filesystem::path& config_file);
+
+struct TriggerOptions {
+  std::string type;
+  std::string subject = "demo-001";
+  std::string partner;
+  std::string url = "http://127.0.0.1:8080/v1/webhooks/partner-center";
+  std::string secret_file = "var/keys/webhook-secrets";
+  std::string webhook_id;
+  std::vector<std::string> categories;
+  std::string statement_version = "1.0";
+  std::string jurisdiction;
+  std::string email;
+  std::string name;
+  std::string locale;
+  std::string occurred_at;
+  std::int64_t timestamp = 0;
+  std::string body_file;
+};
+int trigger(const TriggerOptions& options);
 
 }  // namespace privacyd::cli

@@ -28,10 +28,33 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "Create or upgrade the database schema and exit");
   add_config(migrate);
 
+  privacyd::cli::TriggerOptions t;
+  auto* trigger = app.add_subcommand("trigger", "Send one signed webhook, as the Partner Center does, and print the answer");
+  trigger->add_option("type", t.type, "Event type")
+      ->required()
+      ->check(CLI::IsMember({"association.created", "data.disclosed", "request.access", "request.deletion",
+                             "request.disassociation"}));
+  trigger->add_option("--subject", t.subject, "HUAWEI ID of the subject")->capture_default_str();
+  trigger->add_option("--partner", t.partner, "Partner id (default P-1001 where one is needed)");
+  trigger->add_option("--url", t.url, "Webhook URL")->capture_default_str();
+  trigger->add_option("--secret-file", t.secret_file, "File of whsec_ secrets; the first one signs")
+      ->capture_default_str();
+  trigger->add_option("--id", t.webhook_id, "webhook-id (default: a random one)");
+  trigger->add_option("--categories", t.categories, "Categories")->delimiter(',');
+  trigger->add_option("--statement-version", t.statement_version, "Accepted statement version")->capture_default_str();
+  trigger->add_option("--jurisdiction", t.jurisdiction, "Jurisdiction, e.g. EU");
+  trigger->add_option("--email", t.email, "Subject email");
+  trigger->add_option("--name", t.name, "Subject name");
+  trigger->add_option("--locale", t.locale, "Subject locale, e.g. zh-CN");
+  trigger->add_option("--occurred-at", t.occurred_at, "RFC 3339 time of the event (default: now)");
+  trigger->add_option("--timestamp", t.timestamp, "webhook-timestamp in Unix seconds (default: now)");
+  trigger->add_option("--body", t.body_file, "Send this file as the body instead of building one");
+
   CLI11_PARSE(app, argc, argv);
 
   if (serve->parsed()) return privacyd::cli::serve(config_file);
   if (check->parsed()) return privacyd::cli::check(config_file, format);
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
+  if (trigger->parsed()) return privacyd::cli::trigger(t);
   return 2;
 }

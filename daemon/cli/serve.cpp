@@ -7,11 +7,16 @@
 #include <thread>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/base/clock.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/http/server.hpp"
+#include "daemon/intake/intake.hpp"
 #include "daemon/service/health.hpp"
 #include "daemon/service/systemd.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/group_commit.hpp"
 #include "daemon/store/migrations.hpp"
 
 namespace privacyd::cli {
@@ -53,16 +58,30 @@ int serve(const std::filesystem::path& config_file) {
   SystemdNotifier systemd(log);
 
   try {
+    // Secrets first: a missing key file is an operator error to report
+    // before anything connects or binds.
+    auto keys = crypto::KeyRing::load(config.keys.data_key_file, config.keys.previous_key_files,
+                                      config.keys.index_key_file);
+    auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
     systemd.status("connecting to the database");
     Database db(config.database, log);
     systemd.status("migrating the schema");
     auto schema = migrate(db, log);
 
     net::io_context ioc(static_cast<int>(config.io_threads));
+    SystemClock clock;
     Health health(db, log);
+    // Keep one database thread free of intake batches for /readyz and the
+    // rest, where there is more than one.
+    GroupCommit commits(db, log, {.max_batch = 256, .max_inflight = std::max<std::size_t>(1, config.database.pool_size - 1)});
+    intake::DefaultDirectory directory;
+    intake::Intake intake(commits, keys, directory, clock, log,
+                          {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body},
+                          std::move(secrets));
 
     http::Router public_routes;
     health.mount(public_routes);
+    intake.mount(public_routes);
     http::Router admin_routes;
     health.mount(admin_routes);
 
@@ -83,8 +102,15 @@ int serve(const std::filesystem::path& config_file) {
           if (signo == SIGHUP) {
             systemd.reloading();
             log.info("reload requested");
-            // Workflows and policies join the reload when they exist; the
-            // config's listeners and database are fixed for the process.
+            // Webhook secrets rotate here; workflows and policies join the
+            // reload when they exist. Listeners and the database are fixed
+            // for the life of the process.
+            try {
+              intake.set_secrets(crypto::load_webhook_secrets(config.webhook.secrets_file));
+              log.info("reloaded", {{"what", "webhook secrets"}});
+            } catch (const std::exception& e) {
+              log.error("reload failed, keeping the previous secrets", {{"error", e.what()}});
+            }
             systemd.ready("serving");
             signals.async_wait(on_signal);
             return;

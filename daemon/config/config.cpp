@@ -66,7 +66,6 @@ std::optional<DatabaseConfig> parse_database_url(std::string_view url, const fs:
       fs::path file(std::string(token.substr(3)));
       if (file.empty()) break;
       if (file.is_relative()) file = base / file;
-      token = {};
       out += (out.empty() ? "" : " ") + std::string("db=") + file.lexically_normal().string();
       have_db = true;
       continue;
@@ -139,8 +138,23 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   if (auto p = r.path(root, "policies", true)) c.policies = *p;
 
   if (auto keys = root["keys"]; keys.IsDefined()) {
-    if (yaml.expect_map(keys, "keys", {"data_key_file"})) {
+    if (yaml.expect_map(keys, "keys", {"data_key_file", "previous_key_files", "index_key_file"})) {
       if (auto p = r.path(keys, "data_key_file", true)) c.keys.data_key_file = *p;
+      if (auto p = r.path(keys, "index_key_file", false)) c.keys.index_key_file = *p;
+      if (auto list = keys["previous_key_files"]; list.IsDefined()) {
+        if (!list.IsSequence()) {
+          yaml.error(list.Mark(), "\"previous_key_files\" must be a list of paths", "type");
+        } else {
+          for (const auto& item : list) {
+            if (!item.IsScalar()) {
+              yaml.error(item.Mark(), "a key file must be a path", "type");
+            } else if (auto text = yaml.expand(item.Scalar(), item.Mark())) {
+              fs::path p(*text);
+              c.keys.previous_key_files.push_back((p.is_relative() ? r.base / p : p).lexically_normal());
+            }
+          }
+        }
+      }
     }
   } else {
     yaml.error(root.Mark(), "missing required key \"keys\"", "missing-key");

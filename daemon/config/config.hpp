@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "daemon/base/diagnostic.hpp"
 #include "daemon/base/log.hpp"
@@ -58,6 +59,8 @@ struct Config {
   std::filesystem::path policies;
   struct {
     std::filesystem::path data_key_file;
+    std::vector<std::filesystem::path> previous_key_files;  // decrypt only, after a rotation
+    std::filesystem::path index_key_file;                   // blind index key; default: the data key
   } keys;
   struct {
     std::filesystem::path secrets_file;

@@ -25,7 +25,7 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 namespace {
 
-struct Connection {
+struct Connection : std::enable_shared_from_this<Connection> {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
   std::atomic<bool> idle{true};  // waiting for the first byte of a request
@@ -59,7 +59,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::set<std::shared_ptr<Connection>> live;
 
   net::awaitable<void> accept_loop();
-  net::awaitable<void> session(std::shared_ptr<Connection> conn);
+  // Coroutine parameters are references or pointers only: GCC 12 may
+  // destroy a coroutine's by-value class parameters twice.
+  net::awaitable<void> session(Connection* conn);
   net::awaitable<Response> handle(Request& request, const Route* route);
   void forget(const std::shared_ptr<Connection>& conn);
 };
@@ -138,7 +140,7 @@ net::awaitable<void> Server::Impl::accept_loop() {
       live.insert(conn);
       ++active;
     }
-    net::co_spawn(conn->stream.get_executor(), session(conn), net::detached);
+    net::co_spawn(conn->stream.get_executor(), session(conn.get()), net::detached);
   }
 }
 
@@ -151,8 +153,9 @@ net::awaitable<Response> Server::Impl::handle(Request& request, const Route* rou
   co_return error(500, "internal", "internal error");
 }
 
-net::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
+net::awaitable<void> Server::Impl::session(Connection* raw) {
   auto self = shared_from_this();
+  auto conn = raw->shared_from_this();  // `live` owns it until forget()
   beast::flat_buffer buffer;
   std::string remote;
   {

@@ -9,21 +9,27 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
-#include <optional>
 #include <type_traits>
 
 #include "daemon/store/database.hpp"
 
 namespace privacyd {
 
-template <class Work>
-auto run_in_db(Database& db, Work work) -> boost::asio::awaitable<std::invoke_result_t<Work&, soci::session&>> {
+// `Work` is called as work(soci::session&) on a database thread; its
+// result (default-constructible, or void) is what the co_await yields.
+// GCC 12 can destroy temporaries of a co_await expression twice: pass a
+// named local (or a lambda without captures). This is not itself a
+// coroutine; the work travels inside the initiation.
+template <class WorkRef>
+auto run_in_db(Database& db, WorkRef&& work_ref) {
+  using Work = std::decay_t<WorkRef>;
   using Result = std::invoke_result_t<Work&, soci::session&>;
+  Work work(std::forward<WorkRef>(work_ref));
   namespace net = boost::asio;
   if constexpr (std::is_void_v<Result>) {
-    co_await net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr)>(
-        [&db, work = std::move(work)](auto handler) mutable {
-          net::post(db.threads(), [&db, work = std::move(work), handler = std::move(handler)]() mutable {
+    return net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr)>(
+        [&db](auto handler, Work queued) {
+          net::post(db.threads(), [&db, work = std::move(queued), handler = std::move(handler)]() mutable {
             std::exception_ptr error;
             try {
               db.with_session([&](soci::session& sql) { work(sql); });
@@ -31,29 +37,28 @@ auto run_in_db(Database& db, Work work) -> boost::asio::awaitable<std::invoke_re
               error = std::current_exception();
             }
             auto ex = net::get_associated_executor(handler);
-            net::dispatch(ex, [handler = std::move(handler), error]() mutable { handler(error); });
+            net::dispatch(ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
           });
         },
-        net::use_awaitable);
+        net::use_awaitable, std::move(work));
   } else {
-    auto result = co_await net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr, std::optional<Result>)>(
-        [&db, work = std::move(work)](auto handler) mutable {
-          net::post(db.threads(), [&db, work = std::move(work), handler = std::move(handler)]() mutable {
+    return net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr, Result)>(
+        [&db](auto handler, Work queued) {
+          net::post(db.threads(), [&db, work = std::move(queued), handler = std::move(handler)]() mutable {
             std::exception_ptr error;
-            std::optional<Result> value;
+            Result value{};
             try {
-              db.with_session([&](soci::session& sql) { value.emplace(work(sql)); });
+              db.with_session([&](soci::session& sql) { value = work(sql); });
             } catch (...) {
               error = std::current_exception();
             }
             auto ex = net::get_associated_executor(handler);
             net::dispatch(ex, [handler = std::move(handler), error, value = std::move(value)]() mutable {
-              handler(error, std::move(value));
+              std::move(handler)(error, std::move(value));
             });
           });
         },
-        net::use_awaitable);
-    co_return std::move(*result);
+        net::use_awaitable, std::move(work));
   }
 }
 

@@ -4,7 +4,10 @@ running privacyd with its own config and state, and small HTTP helpers.
 Standard library only. Every wait polls with a deadline; nothing sleeps a
 fixed time hoping something happened.
 """
+import base64
 import glob
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -97,6 +100,11 @@ class PgCluster:
                              timeout=60)
         return out.stdout
 
+    def dump(self, dbname="privacyd"):
+        out = subprocess.run([f"{self.bindir}/pg_dump", "-h", "127.0.0.1", "-p", str(self.port), "-U", "privacyd",
+                              dbname], check=True, capture_output=True, timeout=120)
+        return out.stdout
+
     def destroy(self):
         try:
             self.stop()
@@ -105,11 +113,31 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def new_secret():
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def sign(secret, msg_id, timestamp, body):
+    """Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{ts}.{body}"))."""
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def write_secrets(folder, secrets):
+    with open(os.path.join(folder, "var", "keys", "webhook-secrets"), "w") as f:
+        f.write("# rotated secrets: any one verifies\n" + "\n".join(secrets) + "\n")
+
+
 def write_config(folder, database=None, extra=""):
-    """A config in `folder` with port-0 listeners and state in folder/var."""
+    """A config in `folder` with port-0 listeners and state in folder/var,
+    a fresh data key and one webhook secret (folder/var/keys/webhook-secrets)."""
     os.makedirs(os.path.join(folder, "var", "keys"), exist_ok=True)
-    with open(os.path.join(folder, "var", "keys", "data.key"), "wb") as f:
-        f.write(os.urandom(32))
+    if not os.path.exists(os.path.join(folder, "var", "keys", "data.key")):
+        with open(os.path.join(folder, "var", "keys", "data.key"), "wb") as f:
+            f.write(os.urandom(32))
+    if not os.path.exists(os.path.join(folder, "var", "keys", "webhook-secrets")):
+        write_secrets(folder, [new_secret()])
     path = os.path.join(folder, "privacyd.yaml")
     database = database or "sqlite3://db=var/privacyd.db"
     with open(path, "w") as f:
@@ -143,7 +171,7 @@ class Daemon:
         full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen([BIN, "serve", "--config", config], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([BIN, "serve", "--config", config], stdout=subprocess.DEVNULL, errors="replace",
                                      stderr=subprocess.PIPE, text=True, env=full_env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -189,6 +217,22 @@ class Daemon:
             return resp.status, dict(resp.getheaders()), data
         finally:
             conn.close()
+
+    def webhook(self, body, secret, msg_id=None, timestamp=None, headers=None, signature=None):
+        """POSTs a signed webhook; `body` is a dict (sent as JSON) or bytes."""
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        msg_id = msg_id or "msg_" + os.urandom(8).hex()
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        h = {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+             "webhook-signature": signature or sign(secret, msg_id, timestamp, body)}
+        h.update(headers or {})
+        status, _, data = self.request("POST", "/v1/webhooks/partner-center", body=body, headers=h)
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = data
+        return status, parsed
 
     def get_json(self, path, listener="public"):
         status, _, data = self.request("GET", path, listener=listener)

@@ -1,0 +1,49 @@
+#pragma once
+// POST /v1/webhooks/partner-center (SPEC §3): authenticate (Standard
+// Webhooks), validate, seal the personal data, and commit — answering 202
+// only after the commit. Repeats of a webhook-id answer what the first
+// delivery was answered; a different body under the same id is 409.
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "daemon/base/clock.hpp"
+#include "daemon/base/log.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/http/router.hpp"
+#include "daemon/intake/directory.hpp"
+#include "daemon/store/group_commit.hpp"
+
+namespace privacyd::intake {
+
+struct IntakeOptions {
+  Duration tolerance = std::chrono::seconds(300);
+  std::uint64_t max_body = 64 * 1024;
+};
+
+class Intake {
+ public:
+  Intake(GroupCommit& commits, const crypto::KeyRing& keys, const Directory& directory, const Clock& clock,
+         Logger& log, IntakeOptions options, std::vector<crypto::Bytes> secrets);
+
+  void mount(http::Router& router);
+  boost::asio::awaitable<http::Response> handle(http::Request& request);
+
+  // Rotation: the new set takes effect for the next webhook.
+  void set_secrets(std::vector<crypto::Bytes> secrets);
+
+ private:
+  std::shared_ptr<const std::vector<crypto::Bytes>> secrets() const;
+
+  GroupCommit& commits_;
+  const crypto::KeyRing& keys_;
+  const Directory& directory_;
+  const Clock& clock_;
+  Logger& log_;
+  IntakeOptions options_;
+  mutable std::mutex secrets_mutex_;
+  std::shared_ptr<const std::vector<crypto::Bytes>> secrets_;
+};
+
+}  // namespace privacyd::intake

@@ -1,0 +1,106 @@
+#include "daemon/store/intake_writes.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+namespace privacyd {
+
+namespace {
+
+void write_event(soci::session& sql, const IntakeWrite& w, const std::string& subject_id) {
+  sql << "INSERT INTO events(id, webhook_id, type, subject_id, partner_id, occurred_at, recorded_at)"
+         " VALUES (:id, :webhook, :type, :subject, :partner, :occurred, :recorded)",
+      soci::use(w.id, "id"), soci::use(w.webhook_id, "webhook"), soci::use(w.type, "type"),
+      soci::use(subject_id, "subject"), soci::use(*w.partner_id, "partner"), soci::use(w.occurred_at, "occurred"),
+      soci::use(w.received_at, "recorded");
+
+  if (w.type == "association.created") {
+    // A second acceptance while associated is recorded as an event and its
+    // disclosures, but does not open a second association.
+    int open = 0;
+    sql << "SELECT COUNT(*) FROM associations WHERE subject_id = :subject AND partner_id = :partner"
+           " AND ended_at IS NULL",
+        soci::use(subject_id, "subject"), soci::use(*w.partner_id, "partner"), soci::into(open);
+    if (open == 0) {
+      sql << "INSERT INTO associations(id, subject_id, partner_id, statement_version, started_at, event_id)"
+             " VALUES (:id, :subject, :partner, :statement, :started, :event)",
+          soci::use(w.id, "id"), soci::use(subject_id, "subject"), soci::use(*w.partner_id, "partner"),
+          soci::use(*w.statement_version, "statement"), soci::use(w.occurred_at, "started"),
+          soci::use(w.id, "event");
+    }
+  }
+  for (const auto& category : w.categories) {
+    sql << "INSERT INTO disclosures(subject_id, partner_id, category, disclosed_at, event_id)"
+           " VALUES (:subject, :partner, :category, :at, :event)",
+        soci::use(subject_id, "subject"), soci::use(*w.partner_id, "partner"), soci::use(category, "category"),
+        soci::use(w.occurred_at, "at"), soci::use(w.id, "event");
+  }
+}
+
+void write_request(soci::session& sql, const IntakeWrite& w, const std::string& subject_id) {
+  boost::json::array cats;
+  for (const auto& c : w.categories) cats.emplace_back(c);
+  std::string categories = boost::json::serialize(cats);
+  std::string kind = w.type.substr(w.type.find('.') + 1);
+  std::string status = "received";
+  soci::indicator partner_ind = w.partner_id ? soci::i_ok : soci::i_null;
+  std::string partner = w.partner_id.value_or("");
+  sql << "INSERT INTO requests(id, webhook_id, type, subject_id, partner_id, categories, jurisdiction, status,"
+         " occurred_at, received_at, deadline_at, updated_at)"
+         " VALUES (:id, :webhook, :type, :subject, :partner, :categories, :jurisdiction, :status,"
+         " :occurred, :received, :deadline, :updated)",
+      soci::use(w.id, "id"), soci::use(w.webhook_id, "webhook"), soci::use(kind, "type"),
+      soci::use(subject_id, "subject"), soci::use(partner, partner_ind, "partner"),
+      soci::use(categories, "categories"), soci::use(w.jurisdiction, "jurisdiction"), soci::use(status, "status"),
+      soci::use(w.occurred_at, "occurred"), soci::use(w.received_at, "received"),
+      soci::use(w.deadline_at, "deadline"), soci::use(w.received_at, "updated");
+}
+
+}  // namespace
+
+IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w) {
+  // Claim the webhook-id first: under concurrency exactly one claim wins,
+  // and the losers (PostgreSQL makes them wait for the winner's commit)
+  // answer from what the winner stored.
+  std::string claimed;
+  soci::indicator claimed_ind = soci::i_null;
+  sql << "INSERT INTO webhook_deliveries(webhook_id, body_sha256, status, response, received_at)"
+         " VALUES (:id, :hash, :status, :response, :at)"
+         " ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id",
+      soci::use(w.webhook_id, "id"), soci::use(w.body_sha256, "hash"), soci::use(w.status, "status"),
+      soci::use(w.response, "response"), soci::use(w.received_at, "at"), soci::into(claimed, claimed_ind);
+  if (!sql.got_data() || claimed_ind != soci::i_ok) {
+    std::string hash;
+    std::string response;
+    int status = 0;
+    sql << "SELECT body_sha256, status, response FROM webhook_deliveries WHERE webhook_id = :id",
+        soci::use(w.webhook_id, "id"), soci::into(hash), soci::into(status), soci::into(response);
+    if (hash != w.body_sha256) return {IntakeOutcome::Kind::conflict, 409, {}};
+    return {IntakeOutcome::Kind::replayed, status, response};
+  }
+
+  std::string subject_id;
+  soci::indicator contact_ind = w.contact_enc ? soci::i_ok : soci::i_null;
+  soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
+  std::string contact = w.contact_enc.value_or("");
+  std::string locale = w.locale.value_or("");
+  sql << "INSERT INTO subjects(id, huawei_index, huawei_id_enc, contact_enc, locale, created_at, updated_at)"
+         " VALUES (:id, :index, :huawei, :contact, :locale, :at, :at2)"
+         " ON CONFLICT (huawei_index) DO UPDATE SET"
+         " contact_enc = COALESCE(excluded.contact_enc, subjects.contact_enc),"
+         " locale = COALESCE(excluded.locale, subjects.locale),"
+         " updated_at = excluded.updated_at"
+         " RETURNING id",
+      soci::use(w.new_subject_id, "id"), soci::use(w.huawei_index, "index"), soci::use(w.huawei_id_enc, "huawei"),
+      soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"),
+      soci::use(w.received_at, "at"), soci::use(w.received_at, "at2"), soci::into(subject_id);
+
+  if (w.is_request) {
+    write_request(sql, w, subject_id);
+  } else {
+    write_event(sql, w, subject_id);
+  }
+  return {IntakeOutcome::Kind::stored, w.status, w.response};
+}
+
+}  // namespace privacyd
