@@ -15,9 +15,9 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
   libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
-  catch2 postgresql systemd
+  catch2 postgresql systemd clang libclang-rt-14-dev
 
-.PHONY: help deps configure build run test test-asan var clean
+.PHONY: help deps configure build run test test-asan test-fuzz var clean
 
 help:
 	@echo "make run    build and run privacyd on SQLite with the shipped workflows and policies"
@@ -62,12 +62,21 @@ run: build var
 test: build
 	ctest --preset $(PRESET) -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-fuzz
 
-# Unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Every test again with the daemon built with AddressSanitizer and
+# UndefinedBehaviorSanitizer: the integration tests drive the instrumented
+# binary, which is how use-after-free in coroutine code gets caught.
 test-asan: deps
 	cmake --preset asan
-	cmake --build --preset asan -j $(JOBS) --target unit_tests
+	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
+
+# Each libFuzzer target for PRIVACYD_FUZZ_SECONDS (30) from its seed corpus.
+test-fuzz: deps
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
+	ctest --test-dir build-fuzz --output-on-failure -j $(JOBS)
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz
