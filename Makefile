@@ -9,6 +9,7 @@ PRESET ?= $(if $(CI),ci,release)
 JOBS ?= $(shell nproc)
 CONFIG ?= config/privacyd.yaml
 BIN := build/privacyd
+PYTHON ?= python3
 
 # Every Debian package the build, the tests and the benchmarks need.
 PACKAGES := g++ cmake make pkg-config ccache python3 \
@@ -17,12 +18,13 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
   catch2 postgresql systemd clang libclang-rt-14-dev
 
-.PHONY: help deps configure build run test test-asan test-fuzz var clean
+.PHONY: help deps configure build run test test-asan test-fuzz bench var clean
 
 help:
 	@echo "make run    build and run privacyd on SQLite with the shipped workflows and policies"
 	@echo "make test   build and run every test (unit, integration on SQLite and PostgreSQL, asan)"
 	@echo "make deps   install the Debian packages privacyd needs (as root)"
+	@echo "make bench  measure intake against pgbench on the same machine"
 
 # Installs only what is missing, so a second run costs one dpkg query.
 deps:
@@ -77,6 +79,11 @@ test-fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz -j $(JOBS)
 	ctest --test-dir build-fuzz --output-on-failure -j $(JOBS)
+
+# Throughput against baselines measured in the same run (SPEC §12); prints
+# medians and ratios, asserts nothing.
+bench: build
+	$(PYTHON) tests/bench/intake_bench.py
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz

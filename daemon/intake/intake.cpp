@@ -146,12 +146,12 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
       log_.warn("webhook id reused with another body", {{"webhook_id", webhook_id}});
       co_return http::error(409, "idempotency_conflict", "this webhook-id was already used with a different body");
     case IntakeOutcome::Kind::replayed:
-      log_.info("webhook replayed", {{"webhook_id", webhook_id}});
+      log_.debug("webhook replayed", {{"webhook_id", webhook_id}});
       co_return http::Response::json(outcome->status, outcome->response);
     case IntakeOutcome::Kind::stored:
       break;
   }
-  log_.info("webhook accepted", {{"webhook_id", webhook_id}, {"type", write->type}, {"id", write->id}});
+  log_.debug("webhook accepted", {{"webhook_id", webhook_id}, {"type", write->type}, {"id", write->id}});
   co_return http::Response::json(outcome->status, outcome->response);
 }
 

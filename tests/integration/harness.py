@@ -52,7 +52,8 @@ class PgCluster:
     run as an unprivileged user when we are root (CI is). Never the
     machine's default cluster."""
 
-    def __init__(self):
+    def __init__(self, fsync=False):
+        self.fsync = fsync  # tests trade durability for speed; benchmarks do not
         self.bindir = os.environ.get("PRIVACYD_PG_BINDIR") or self._find_bindir()
         self.root = tempfile.mkdtemp(prefix="privacyd-pg-")
         os.chmod(self.root, 0o755)
@@ -83,8 +84,8 @@ class PgCluster:
         subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
     def start(self):
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c max_connections=200")
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
         self._as_owner([f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"),
                         "-o", opts, "-w", "start"])
 
@@ -129,7 +130,7 @@ def write_secrets(folder, secrets):
         f.write("# rotated secrets: any one verifies\n" + "\n".join(secrets) + "\n")
 
 
-def write_config(folder, database=None, extra=""):
+def write_config(folder, database=None, extra="", log_level="debug"):
     """A config in `folder` with port-0 listeners and state in folder/var,
     a fresh data key and one webhook secret (folder/var/keys/webhook-secrets)."""
     os.makedirs(os.path.join(folder, "var", "keys"), exist_ok=True)
@@ -153,7 +154,7 @@ webhook:
   secrets_file: var/keys/webhook-secrets
 notices:
   file_dir: var/notices
-log: {{ level: debug }}
+log: {{ level: {log_level} }}
 {extra}""")
     return path
 
