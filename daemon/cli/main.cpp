@@ -1,5 +1,6 @@
 // privacyd: privacy-rights requests for the cloud partner programme.
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
 
 #include "daemon/cli/commands.hpp"
 
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
   trigger->add_option("--body", t.body_file, "Send this file as the body instead of building one");
 
   CLI11_PARSE(app, argc, argv);
+
+  // Whatever privacyd creates (the SQLite database, notices, exports) is
+  // for its own user only, whoever started it and however.
+  ::umask(077);
 
   if (serve->parsed()) return privacyd::cli::serve(config_file);
   if (check->parsed()) return privacyd::cli::check(config_file, format);

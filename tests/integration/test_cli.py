@@ -71,7 +71,9 @@ class CommandLine(unittest.TestCase):
             again = run(["migrate", "--config", path])
             self.assertEqual(again.returncode, 0, again.stderr)
             self.assertRegex(again.stdout, r"schema at version (\d+) \(was \1\)")
-            db = sqlite3.connect(os.path.join(d, "var", "privacyd.db"))
+            path = os.path.join(d, "var", "privacyd.db")
+            self.assertEqual(os.stat(path).st_mode & 0o077, 0, "the database must not be readable by others")
+            db = sqlite3.connect(path)
             versions = [v for (v,) in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
             self.assertEqual(versions, list(range(1, len(versions) + 1)))
             tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
