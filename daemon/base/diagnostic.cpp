@@ -1,6 +1,7 @@
 #include "daemon/base/diagnostic.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <boost/json.hpp>
 
 namespace privacyd {
@@ -25,6 +26,12 @@ std::string format_json(const Diagnostics& ds) {
                         {"rule", d.rule}});
   }
   return boost::json::serialize(boost::json::object{{"problems", std::move(problems)}});
+}
+
+void sort_by_position(Diagnostics& ds, std::size_t from) {
+  std::stable_sort(ds.begin() + static_cast<std::ptrdiff_t>(from), ds.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
 }
 
 namespace {

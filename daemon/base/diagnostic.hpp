@@ -22,6 +22,9 @@ std::string format_text(const Diagnostic& d);
 // {"problems":[{"path","line","column","message","rule"},…]}
 std::string format_json(const Diagnostics& ds);
 
+// Orders ds[from…] by line and column (stably), as an editor lists them.
+void sort_by_position(Diagnostics& ds, std::size_t from = 0);
+
 // The closest candidate to `word` within a small edit distance, or "".
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates);
 

@@ -2,7 +2,12 @@
 #include <iostream>
 
 #include "daemon/cli/commands.hpp"
+#include <soci/soci.h>
+
+#include "daemon/audit/audit.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/engine/action.hpp"
+#include "daemon/engine/workflow.hpp"
 #include "daemon/store/database.hpp"
 #include "daemon/store/migrations.hpp"
 
@@ -10,17 +15,48 @@ namespace privacyd::cli {
 
 int check(const std::filesystem::path& config_file, const std::string& format) {
   auto result = load_config(config_file);
-  if (format == "json") {
-    std::cout << format_json(result.problems) << '\n';
-  } else {
-    for (const auto& p : result.problems) std::cout << format_text(p) << '\n';
+  Diagnostics problems = result.problems;
+  std::size_t workflow_count = 0;
+  if (result.config) {
+    engine::ActionRegistry actions;
+    engine::add_builtin_actions(actions, result.config->workflows);
+    auto set = engine::load_workflows(result.config->workflows, actions.catalog(), problems);
+    workflow_count = set.workflows.size();
   }
-  if (!result.problems.empty()) {
-    if (format != "json") std::cerr << result.problems.size() << " problem(s) found\n";
+  if (format == "json") {
+    std::cout << format_json(problems) << '\n';
+  } else {
+    for (const auto& p : problems) std::cout << format_text(p) << '\n';
+  }
+  if (!problems.empty()) {
+    if (format != "json") std::cerr << problems.size() << " problem(s) found\n";
     return 1;
   }
-  if (format != "json") std::cout << config_file.string() << ": config OK\n";
+  if (format != "json") {
+    std::cout << config_file.string() << ": config OK, " << workflow_count << " workflow(s) OK\n";
+  }
   return 0;
+}
+
+int audit_verify(const std::filesystem::path& config_file) {
+  auto result = load_config(config_file);
+  for (const auto& p : result.problems) std::cerr << format_text(p) << '\n';
+  if (!result.config) return 2;
+  auto log = Logger::to_stderr(result.config->log_level);
+  try {
+    Database db(result.config->database, log);
+    audit::Verification v;
+    db.with_session([&](soci::session& sql) { v = audit::verify(sql); });
+    if (!v.intact) {
+      std::cout << "audit chain broken at entry " << v.broken_seq << ": " << v.problem << '\n';
+      return 1;
+    }
+    std::cout << "audit chain intact: " << v.entries << " entries\n";
+    return 0;
+  } catch (const std::exception& e) {
+    log.error("audit verify failed", {{"error", e.what()}});
+    return 2;
+  }
 }
 
 int migrate(const std::filesystem::path& config_file) {

@@ -11,6 +11,8 @@ namespace privacyd::cli {
 int serve(const std::filesystem::path& config_file);
 int check(const std::filesystem::path& config_file, const std::string& format);
 int migrate(const std::filesystem::path& config_file);
+// Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.
+int audit_verify(const std::filesystem::path& config_file);
 
 struct TriggerOptions {
   std::string type;

@@ -29,6 +29,11 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "Create or upgrade the database schema and exit");
   add_config(migrate);
 
+  auto* audit = app.add_subcommand("audit", "Work with the hash-chained audit trail");
+  audit->require_subcommand(1);
+  auto* verify = audit->add_subcommand("verify", "Walk the audit chain; exit 1 at the first broken entry");
+  add_config(verify);
+
   privacyd::cli::TriggerOptions t;
   auto* trigger = app.add_subcommand("trigger", "Send one signed webhook, as the Partner Center does, and print the answer");
   trigger->add_option("type", t.type, "Event type")
@@ -61,5 +66,6 @@ int main(int argc, char** argv) {
   if (check->parsed()) return privacyd::cli::check(config_file, format);
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
+  if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
   return 2;
 }

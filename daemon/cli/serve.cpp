@@ -11,6 +11,7 @@
 #include "daemon/config/config.hpp"
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/crypto/webhook_signature.hpp"
+#include "daemon/engine/engine.hpp"
 #include "daemon/http/server.hpp"
 #include "daemon/intake/intake.hpp"
 #include "daemon/service/health.hpp"
@@ -27,15 +28,16 @@ namespace {
 
 // Waits, on the io_context, until both servers have no connections or the
 // grace period is over, then stops the loop.
-void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, Duration grace, Logger& log) {
+void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, engine::Engine& engine,
+                       Duration grace, Logger& log) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [&ioc, servers, deadline, timer, &log, weak = std::weak_ptr(poll)] {
-    std::size_t open = 0;
+  *poll = [&ioc, servers, &engine, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+    std::size_t open = engine.active();
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
-      if (open != 0) log.warn("grace period over, closing connections", {{"open", open}});
+      if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
       ioc.stop();
       return;
     }
@@ -63,6 +65,12 @@ int serve(const std::filesystem::path& config_file) {
     auto keys = crypto::KeyRing::load(config.keys.data_key_file, config.keys.previous_key_files,
                                       config.keys.index_key_file);
     auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
+    engine::ActionRegistry actions;
+    engine::add_builtin_actions(actions, config.workflows);
+    Diagnostics problems;
+    auto workflows = engine::load_workflows(config.workflows, actions.catalog(), problems);
+    for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
+    if (!problems.empty()) return 1;
     systemd.status("connecting to the database");
     Database db(config.database, log);
     systemd.status("migrating the schema");
@@ -82,6 +90,17 @@ int serve(const std::filesystem::path& config_file) {
     http::Router public_routes;
     health.mount(public_routes);
     intake.mount(public_routes);
+
+    engine::Engine engine(ioc, db, clock, log, keys, actions,
+                          {.instance = engine::new_instance_id(),
+                           .lease = config.engine.lease,
+                           .poll = config.engine.poll,
+                           .concurrency = config.engine.concurrency});
+    if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
+    problems = engine.install(std::move(workflows));
+    for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
+    if (!problems.empty()) return 1;
+    intake.on_request_stored([&engine] { engine.wake(); });
     http::Router admin_routes;
     health.mount(admin_routes);
 
@@ -111,7 +130,22 @@ int serve(const std::filesystem::path& config_file) {
             } catch (const std::exception& e) {
               log.error("reload failed, keeping the previous secrets", {{"error", e.what()}});
             }
-            systemd.ready("serving");
+            // Workflows: all or nothing, validated and stored off the I/O
+            // threads; running requests keep their pinned versions.
+            net::post(db.threads(), [&] {
+              Diagnostics found;
+              auto next = engine::load_workflows(config.workflows, actions.catalog(), found);
+              if (found.empty()) {
+                try {
+                  found = engine.install(std::move(next));
+                } catch (const std::exception& e) {
+                  found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
+                }
+              }
+              for (const auto& p : found) log.error("reload refused", {{"at", format_text(p)}});
+              if (found.empty()) log.info("reloaded", {{"what", "workflows"}});
+              systemd.ready("serving");
+            });
             signals.async_wait(on_signal);
             return;
           }
@@ -120,15 +154,17 @@ int serve(const std::filesystem::path& config_file) {
           log.info("draining", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
           systemd.stopping("draining");
           health.set_draining();
+          engine.drain();
           public_server.drain();
           admin_server.drain();
-          stop_when_drained(ioc, {&public_server, &admin_server}, config.limits.shutdown_grace, log);
+          stop_when_drained(ioc, {&public_server, &admin_server}, engine, config.limits.shutdown_grace, log);
         };
     signals.async_wait(on_signal);
     systemd.start_watchdog(ioc);
     systemd.ready("serving on " + public_at.text() + ", admin on " + admin_at.text() + ", schema v" +
                   std::to_string(schema.to));
     log.info("ready", {{"schema", schema.to}});
+    engine.start();
 
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });

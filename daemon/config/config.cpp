@@ -111,7 +111,7 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   Reader r{yaml, c.file.parent_path()};
   if (!yaml.expect_map(root, "the config",
                        {"listen", "admin", "database", "database_pool", "workflows", "policies", "keys", "webhook",
-                        "notices", "log", "limits", "io_threads"})) {
+                        "notices", "log", "limits", "io_threads", "engine"})) {
     return;
   }
   if (auto ep = r.endpoint(root, "listen")) c.listen = *ep;
@@ -189,6 +189,26 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
     }
   }
 
+  if (auto engine = root["engine"]; engine.IsDefined()) {
+    if (yaml.expect_map(engine, "engine", {"lease", "poll", "concurrency"})) {
+      if (auto d = yaml.duration(engine, "lease")) {
+        if (*d < std::chrono::seconds(1)) {
+          yaml.error(engine["lease"].Mark(), "\"lease\" must be at least 1s", "value");
+        } else {
+          c.engine.lease = *d;
+        }
+      }
+      if (auto d = yaml.duration(engine, "poll")) {
+        if (d->count() <= 0) {
+          yaml.error(engine["poll"].Mark(), "\"poll\" must be more than 0", "value");
+        } else {
+          c.engine.poll = *d;
+        }
+      }
+      if (auto n = yaml.integer(engine, "concurrency", 1, 1024)) c.engine.concurrency = static_cast<std::size_t>(*n);
+    }
+  }
+
   if (auto log = root["log"]; log.IsDefined()) {
     if (yaml.expect_map(log, "log", {"level"})) {
       if (auto level = yaml.string(log, "level")) {
@@ -224,6 +244,7 @@ ConfigResult parse_config(std::string_view text, const fs::path& file, EnvLookup
   Config c;
   c.file = fs::absolute(file).lexically_normal();
   if (auto root = yaml.parse(text)) read_config(yaml, *root, c);
+  sort_by_position(result.problems);
   if (result.problems.empty()) result.config = std::move(c);
   return result;
 }

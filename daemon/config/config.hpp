@@ -71,6 +71,11 @@ struct Config {
     std::filesystem::path file_dir;
     std::string smtp;
   } notices;
+  struct {
+    Duration lease = std::chrono::seconds(30);  // how long a crashed instance's work stays claimed
+    Duration poll = std::chrono::seconds(1);    // how often to look for due work when not woken
+    std::size_t concurrency = 16;               // requests one instance drives at once
+  } engine;
   LogLevel log_level = LogLevel::info;
   Limits limits;
   std::size_t io_threads = 2;

@@ -151,6 +151,7 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
     case IntakeOutcome::Kind::stored:
       break;
   }
+  if (write->is_request && on_request_stored_) on_request_stored_();
   log_.debug("webhook accepted", {{"webhook_id", webhook_id}, {"type", write->type}, {"id", write->id}});
   co_return http::Response::json(outcome->status, outcome->response);
 }

@@ -4,6 +4,7 @@
 // only after the commit. Repeats of a webhook-id answer what the first
 // delivery was answered; a different body under the same id is 409.
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -32,6 +33,9 @@ class Intake {
 
   // Rotation: the new set takes effect for the next webhook.
   void set_secrets(std::vector<crypto::Bytes> secrets);
+  // Called after each newly stored request commits (main wires the engine's
+  // wake-up here, so intake never reaches into the engine).
+  void on_request_stored(std::function<void()> callback) { on_request_stored_ = std::move(callback); }
 
  private:
   std::shared_ptr<const std::vector<crypto::Bytes>> secrets() const;
@@ -44,6 +48,7 @@ class Intake {
   IntakeOptions options_;
   mutable std::mutex secrets_mutex_;
   std::shared_ptr<const std::vector<crypto::Bytes>> secrets_;
+  std::function<void()> on_request_stored_;
 };
 
 }  // namespace privacyd::intake

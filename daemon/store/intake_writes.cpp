@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
+#include "daemon/audit/audit.hpp"
+
 namespace privacyd {
 
 namespace {
@@ -35,6 +37,9 @@ void write_event(soci::session& sql, const IntakeWrite& w, const std::string& su
         soci::use(subject_id, "subject"), soci::use(*w.partner_id, "partner"), soci::use(category, "category"),
         soci::use(w.occurred_at, "at"), soci::use(w.id, "event");
   }
+  audit::append(sql, w.received_at, "", "event.recorded",
+                boost::json::serialize(boost::json::object{
+                    {"event_id", w.id}, {"type", w.type}, {"partner_id", *w.partner_id}}));
 }
 
 void write_request(soci::session& sql, const IntakeWrite& w, const std::string& subject_id) {
@@ -46,14 +51,16 @@ void write_request(soci::session& sql, const IntakeWrite& w, const std::string& 
   soci::indicator partner_ind = w.partner_id ? soci::i_ok : soci::i_null;
   std::string partner = w.partner_id.value_or("");
   sql << "INSERT INTO requests(id, webhook_id, type, subject_id, partner_id, categories, jurisdiction, status,"
-         " occurred_at, received_at, deadline_at, updated_at)"
+         " occurred_at, received_at, deadline_at, updated_at, run_at)"
          " VALUES (:id, :webhook, :type, :subject, :partner, :categories, :jurisdiction, :status,"
-         " :occurred, :received, :deadline, :updated)",
+         " :occurred, :received, :deadline, :updated, :run)",
       soci::use(w.id, "id"), soci::use(w.webhook_id, "webhook"), soci::use(kind, "type"),
       soci::use(subject_id, "subject"), soci::use(partner, partner_ind, "partner"),
       soci::use(categories, "categories"), soci::use(w.jurisdiction, "jurisdiction"), soci::use(status, "status"),
       soci::use(w.occurred_at, "occurred"), soci::use(w.received_at, "received"),
-      soci::use(w.deadline_at, "deadline"), soci::use(w.received_at, "updated");
+      soci::use(w.deadline_at, "deadline"), soci::use(w.received_at, "updated"), soci::use(w.received_at, "run");
+  audit::append(sql, w.received_at, w.id, "request.received",
+                boost::json::serialize(boost::json::object{{"type", kind}, {"deadline_at", w.deadline_at}}));
 }
 
 }  // namespace

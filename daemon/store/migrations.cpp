@@ -79,6 +79,72 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({1, "intake", common, common});
     }
+    {
+      // The engine: which workflow version a request runs on, where it is,
+      // who holds it (leases), every step's outcome, and the audit chain.
+      std::vector<std::string> common = {
+          "ALTER TABLE requests ADD COLUMN workflow_name TEXT",
+          "ALTER TABLE requests ADD COLUMN workflow_version INTEGER",
+          "ALTER TABLE requests ADD COLUMN next_step INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE requests ADD COLUMN run_at BIGINT",
+          "ALTER TABLE requests ADD COLUMN lease_owner TEXT",
+          "ALTER TABLE requests ADD COLUMN lease_until BIGINT",
+          "UPDATE requests SET run_at = received_at WHERE status = 'received'",
+          "CREATE INDEX requests_runnable ON requests(run_at)",
+
+          "CREATE TABLE workflow_versions ("
+          " name TEXT NOT NULL,"
+          " version INTEGER NOT NULL,"
+          " sha256 TEXT NOT NULL,"
+          " source TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " PRIMARY KEY (name, version))",
+
+          "CREATE TABLE request_steps ("
+          " request_id TEXT NOT NULL REFERENCES requests(id),"
+          " idx INTEGER NOT NULL,"
+          " step_id TEXT NOT NULL,"
+          " action TEXT NOT NULL,"
+          " status TEXT NOT NULL,"
+          " attempts INTEGER NOT NULL DEFAULT 0,"
+          " output TEXT,"
+          " error TEXT,"
+          " started_at BIGINT,"
+          " finished_at BIGINT,"
+          " wake_at BIGINT,"
+          " PRIMARY KEY (request_id, idx))",
+
+          "CREATE TABLE audit_log ("
+          " seq BIGINT PRIMARY KEY,"
+          " at BIGINT NOT NULL,"
+          " request_id TEXT,"
+          " event TEXT NOT NULL,"
+          " detail TEXT NOT NULL,"
+          " prev_hash TEXT NOT NULL,"
+          " hash TEXT NOT NULL)",
+          "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+          "INSERT INTO audit_head(id, seq, hash) VALUES (1, 0, "
+          "'0000000000000000000000000000000000000000000000000000000000000000')",
+      };
+      // Append-only in the database too: an UPDATE or DELETE on the audit
+      // log fails unless someone with DDL rights removes the guard first
+      // (and then `audit verify` still sees the change).
+      std::vector<std::string> sqlite = common;
+      sqlite.push_back(
+          "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log"
+          " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END");
+      sqlite.push_back(
+          "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+          " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END");
+      std::vector<std::string> postgresql = common;
+      postgresql.push_back(
+          "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+          " $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$");
+      postgresql.push_back(
+          "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log"
+          " FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()");
+      list.push_back({2, "engine", sqlite, postgresql});
+    }
     return list;
   }();
   return all;

@@ -1,6 +1,7 @@
 """The privacyd command line: --version, --help, check and migrate."""
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import unittest
@@ -28,13 +29,25 @@ class CommandLine(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
 
     def test_check_accepts_the_shipped_configs(self):
-        for name in ("privacyd.yaml", "privacyd.production.yaml"):
-            path = os.path.join(REPO, "config", name)
-            env = dict(os.environ, CREDENTIALS_DIRECTORY="/run/credentials/privacyd.service",
-                       PRIVACYD_DATABASE="postgresql://dbname=privacyd")
+        env = dict(os.environ, CREDENTIALS_DIRECTORY="/run/credentials/privacyd.service",
+                   PRIVACYD_DATABASE="postgresql://dbname=privacyd")
+        r = run(["check", "--config", os.path.join(REPO, "config", "privacyd.yaml")], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("config OK", r.stdout)
+        # The production config names /etc/privacyd/…: check it against a
+        # copy of the shipped folders laid out the same way.
+        with tempfile.TemporaryDirectory() as etc:
+            with open(os.path.join(REPO, "config", "privacyd.production.yaml")) as f:
+                text = f.read().replace("/etc/privacyd", etc)
+            shutil.copytree(os.path.join(REPO, "workflows"), os.path.join(etc, "workflows"))
+            if os.path.isdir(os.path.join(REPO, "policies")):
+                shutil.copytree(os.path.join(REPO, "policies"), os.path.join(etc, "policies"))
+            path = os.path.join(etc, "privacyd.yaml")
+            with open(path, "w") as f:
+                f.write(text)
             r = run(["check", "--config", path], env=env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertIn("OK", r.stdout)
+            self.assertIn("config OK", r.stdout)
 
     def test_check_reports_every_problem_with_its_position(self):
         with tempfile.TemporaryDirectory() as d:

@@ -1,0 +1,78 @@
+#pragma once
+// Actions are what steps do. Each declares its `with:` parameters (for the
+// workflow validator) and runs as a coroutine against a step's context.
+// The engine owns durability: an action may run more than once (at least
+// once), so anything it does outside privacyd carries an idempotency key.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/base/time.hpp"
+#include "daemon/engine/workflow.hpp"
+
+namespace privacyd::engine {
+
+struct ActionContext {
+  std::string request_id;
+  std::string request_type;
+  const StepDef& step;
+  int attempt = 1;              // 1 on the first run of this step
+  std::string idempotency_key;  // request id and step id: the same on every attempt
+  UnixMillis now = 0;
+  std::optional<UnixMillis> woken_from;  // set when a `wait` this step asked for is over
+  const boost::json::value& context;   // what `if:` sees: request, subject, partner, steps
+};
+
+struct ActionResult {
+  enum class Kind {
+    succeeded,  // output is kept as the step's output
+    failed,     // retried while attempts remain if `retryable`
+    wait,       // run the step again at `wake_at`
+    park,       // stop until an operator approves or rejects (`reason`)
+    reject,     // the request is rejected with `reason` (told to the subject)
+  };
+  Kind kind = Kind::succeeded;
+  boost::json::value output;
+  std::string error;
+  bool retryable = true;
+  UnixMillis wake_at = 0;
+  std::string reason;
+
+  static ActionResult success(boost::json::value out = {}) { return {Kind::succeeded, std::move(out), {}, true, 0, {}}; }
+  static ActionResult failure(std::string error, bool retryable) {
+    return {Kind::failed, {}, std::move(error), retryable, 0, {}};
+  }
+};
+
+class Action {
+ public:
+  virtual ~Action() = default;
+  virtual const ActionSpec& spec() const = 0;
+  // `ctx` outlives the returned awaitable.
+  virtual boost::asio::awaitable<ActionResult> run(const ActionContext& ctx) = 0;
+};
+
+class ActionRegistry {
+ public:
+  void add(std::unique_ptr<Action> action);
+  Action* find(std::string_view name) const;
+  ActionCatalog catalog() const;
+
+ private:
+  std::map<std::string, std::unique_ptr<Action>, std::less<>> actions_;
+};
+
+// approval, wait and webhook.call. `base` is where webhook.call resolves a
+// relative secret_file (the workflows folder).
+void add_builtin_actions(ActionRegistry& registry, const std::filesystem::path& base);
+
+// The delay before retry `attempt` (2 = the first retry): exponential from
+// policy.backoff, capped at policy.max_backoff, then "equal jitter": half
+// fixed, half scaled by `unit_random` in [0, 1).
+Duration retry_delay(const RetryPolicy& policy, int attempt, double unit_random);
+
+}  // namespace privacyd::engine

@@ -1,0 +1,456 @@
+#include "daemon/engine/engine.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <soci/soci.h>
+#include <unistd.h>
+
+#include "daemon/crypto/primitives.hpp"
+#include "daemon/store/async.hpp"
+#include "daemon/store/runs.hpp"
+
+namespace privacyd::engine {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+
+std::string new_instance_id() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "/" + std::to_string(getpid()) + "/" + crypto::hex(crypto::random_bytes(4));
+}
+
+namespace {
+struct Run : std::enable_shared_from_this<Run> {
+  explicit Run(std::string i) : id(std::move(i)) {}
+  std::string id;
+};
+
+long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+}  // namespace
+
+struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
+  Impl(net::io_context& i, Database& d, const Clock& c, Logger& l, const crypto::KeyRing& k, const ActionRegistry& a,
+       EngineOptions o)
+      : ioc(i),
+        strand(net::make_strand(i)),
+        db(d),
+        clock(c),
+        log(l),
+        keys(k),
+        actions(a),
+        options(std::move(o)),
+        wakeup(strand),
+        rng(std::random_device{}()) {}
+
+  net::io_context& ioc;
+  // Every engine coroutine runs on this strand: the timer and the
+  // bookkeeping are touched from one place at a time.
+  net::strand<net::io_context::executor_type> strand;
+  Database& db;
+  const Clock& clock;
+  Logger& log;
+  const crypto::KeyRing& keys;
+  const ActionRegistry& actions;
+  EngineOptions options;
+  net::steady_timer wakeup;
+
+  std::mutex mutex;  // guards everything below
+  std::shared_ptr<const WorkflowSet> current;
+  std::map<std::pair<std::string, int>, std::shared_ptr<const Workflow>> pinned;
+  std::map<std::string, std::shared_ptr<Run>> running;
+  std::mt19937_64 rng;
+  bool woken = false;
+
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> active{0};
+  bool database_down = false;  // to log an outage once
+
+  UnixMillis now() const { return to_unix_ms(clock.now()); }
+
+  double unit_random() {
+    std::lock_guard lock(mutex);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  }
+
+  net::awaitable<void> loop();
+  net::awaitable<void> drive(Run* run);
+  net::awaitable<std::shared_ptr<const Workflow>> workflow_for(const runs::RunRow& row);
+  json::value context_of(const runs::RunRow& row) const;
+  net::awaitable<bool> commit(const runs::Transition& t);
+};
+
+Engine::Engine(net::io_context& ioc, Database& db, const Clock& clock, Logger& log, const crypto::KeyRing& keys,
+               const ActionRegistry& actions, EngineOptions options)
+    : impl_(std::make_shared<Impl>(ioc, db, clock, log, keys, actions, std::move(options))) {}
+
+Engine::~Engine() = default;
+
+std::size_t Engine::active() const { return impl_->active.load(); }
+
+Diagnostics Engine::install(WorkflowSet set) {
+  Diagnostics problems;
+  const auto at = impl_->now();
+  impl_->db.with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    for (const auto& w : set.workflows) {
+      if (auto stored = runs::store_workflow(sql, w.name, w.version, w.sha256, w.source, at)) {
+        problems.push_back({w.path, 1, 1,
+                            "workflow \"" + w.name + "\" version " + std::to_string(w.version) +
+                                " changed since it was first loaded; give the new text a new version",
+                            "workflow"});
+      }
+    }
+    if (problems.empty()) tr.commit();
+  });
+  if (!problems.empty()) return problems;
+  auto shared = std::make_shared<const WorkflowSet>(std::move(set));
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& w : shared->workflows) {
+    impl_->pinned[{w.name, w.version}] = std::shared_ptr<const Workflow>(shared, &w);
+  }
+  impl_->current = shared;
+  return problems;
+}
+
+void Engine::start() { net::co_spawn(impl_->strand, impl_->loop(), net::detached); }
+
+void Engine::wake() {
+  auto self = impl_;
+  net::post(self->strand, [self] {
+    std::lock_guard lock(self->mutex);
+    self->woken = true;
+    self->wakeup.cancel();
+  });
+}
+
+void Engine::drain() {
+  auto self = impl_;
+  self->draining = true;
+  net::post(self->strand, [self] { self->wakeup.cancel(); });
+}
+
+net::awaitable<bool> Engine::Impl::commit(const runs::Transition& t) {
+  auto work = [&t](soci::session& sql) {
+    soci::transaction tr(sql);
+    bool applied = runs::apply(sql, t);
+    if (applied) tr.commit();
+    return applied;
+  };
+  co_return co_await run_in_db(db, work);
+}
+
+net::awaitable<void> Engine::Impl::loop() {
+  auto self = shared_from_this();
+  while (!draining) {
+    std::size_t in_flight = active.load();
+    if (in_flight < options.concurrency) {
+      const int capacity = static_cast<int>(options.concurrency - in_flight);
+      const UnixMillis at = now();
+      const UnixMillis until = at + ms(options.lease);
+      const std::string owner = options.instance;
+      auto claim = [at, until, owner, capacity](soci::session& sql) {
+        soci::transaction tr(sql);
+        auto ids = runs::claim(sql, at, owner, until, capacity);
+        tr.commit();
+        return ids;
+      };
+      std::vector<std::string> ids;
+      try {
+        ids = co_await run_in_db(db, claim);
+        if (database_down) log.info("engine: database reachable again");
+        database_down = false;
+      } catch (const std::exception& e) {
+        if (!database_down) log.warn("engine: cannot claim work", {{"error", e.what()}});
+        database_down = true;
+      }
+      for (auto& id : ids) {
+        auto run = std::make_shared<Run>(id);
+        {
+          std::lock_guard lock(mutex);
+          running[id] = run;
+        }
+        ++active;
+        net::co_spawn(strand, drive(run.get()), net::detached);
+      }
+      if (!ids.empty() && static_cast<int>(ids.size()) == capacity) continue;  // there may be more due now
+    }
+    {
+      std::lock_guard lock(mutex);
+      if (woken) {
+        woken = false;
+        continue;
+      }
+    }
+    wakeup.expires_after(options.poll);
+    co_await wakeup.async_wait(net::as_tuple(net::use_awaitable));
+    std::lock_guard lock(mutex);
+    woken = false;
+  }
+}
+
+net::awaitable<std::shared_ptr<const Workflow>> Engine::Impl::workflow_for(const runs::RunRow& row) {
+  std::pair<std::string, int> key{*row.workflow_name, *row.workflow_version};
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = pinned.find(key); it != pinned.end()) co_return it->second;
+  }
+  // Pinned to a version no longer in the folder: parse the stored text.
+  auto fetch = [key](soci::session& sql) { return runs::workflow_source(sql, key.first, key.second).value_or(""); };
+  std::string source = co_await run_in_db(db, fetch);
+  if (source.empty()) co_return nullptr;
+  Diagnostics problems;
+  auto parsed = parse_workflow(source, "stored:" + key.first + "@" + std::to_string(key.second), actions.catalog(),
+                               problems);
+  if (!parsed) co_return nullptr;
+  auto shared = std::make_shared<const Workflow>(std::move(*parsed));
+  std::lock_guard lock(mutex);
+  pinned[key] = shared;
+  co_return shared;
+}
+
+json::value Engine::Impl::context_of(const runs::RunRow& row) const {
+  json::object request{{"id", row.id}, {"type", row.type}, {"status", row.status}, {"jurisdiction", row.jurisdiction}};
+  boost::system::error_code ec;
+  request["categories"] = json::parse(row.categories, ec);
+  if (row.partner_id) request["partner_id"] = *row.partner_id;
+  json::object subject;
+  if (auto id = keys.open(row.huawei_id_enc, "subjects.huawei_id")) subject["huawei_id"] = *id;
+  if (row.contact_enc) {
+    if (auto contact = keys.open(*row.contact_enc, "subjects.contact")) {
+      auto parsed = json::parse(*contact, ec);
+      if (!ec && parsed.is_object()) {
+        for (const auto& [k, v] : parsed.get_object()) subject[k] = v;
+      }
+    }
+  }
+  if (row.locale) subject["locale"] = *row.locale;
+  json::object partner;
+  if (row.partner_id) partner["id"] = *row.partner_id;
+  json::object steps;
+  for (const auto& s : row.steps) {
+    json::value out = json::object{};
+    if (s.output) {
+      auto parsed = json::parse(*s.output, ec);
+      if (!ec) out = std::move(parsed);
+    }
+    steps[s.step_id] = std::move(out);
+  }
+  return json::object{{"request", std::move(request)},
+                      {"subject", std::move(subject)},
+                      {"partner", std::move(partner)},
+                      {"steps", std::move(steps)}};
+}
+
+net::awaitable<void> Engine::Impl::drive(Run* raw) {
+  auto self = shared_from_this();
+  auto run = raw->shared_from_this();
+  const std::string& owner = options.instance;
+  try {
+    for (;;) {
+      auto load = [id = run->id](soci::session& sql) { return runs::load(sql, id); };
+      std::optional<runs::RunRow> row = co_await run_in_db(db, load);
+      if (!row || row->lease_owner != owner) break;
+      UnixMillis at = now();
+      runs::Transition t;
+      t.request_id = row->id;
+      t.owner = owner;
+      t.now = at;
+
+      if (draining) {
+        auto give_back = [id = row->id, owner](soci::session& sql) { runs::release(sql, id, owner); };
+        co_await run_in_db(db, give_back);
+        break;
+      }
+
+      if (row->status == "received") {
+        std::shared_ptr<const WorkflowSet> set;
+        {
+          std::lock_guard lock(mutex);
+          set = current;
+        }
+        const Workflow* w = set ? set->for_trigger("request." + row->type) : nullptr;
+        if (w == nullptr) {
+          // Nothing to run it on yet: look again in a minute (an operator
+          // may add the workflow and reload).
+          log.warn("no workflow for request type", {{"request_id", row->id}, {"type", row->type}});
+          t.request_status = row->status;
+          t.run_at = at + 60000;
+          t.audit_event = "request.waiting_for_workflow";
+          co_await commit(t);
+          break;
+        }
+        t.request_status = "running";
+        t.workflow_name = w->name;
+        t.workflow_version = w->version;
+        t.run_at = at;
+        t.lease_until = at + ms(options.lease);
+        t.audit_event = "request.started";
+        t.audit_detail = json::serialize(json::object{{"workflow", w->name}, {"version", w->version}});
+        if (!co_await commit(t)) break;
+        continue;
+      }
+      if (row->status != "running") {
+        auto give_back = [id = row->id, owner](soci::session& sql) { runs::release(sql, id, owner); };
+        co_await run_in_db(db, give_back);
+        break;
+      }
+
+      auto workflow = co_await workflow_for(*row);
+      const auto idx = static_cast<std::size_t>(row->next_step);
+      if (!workflow) {
+        t.request_status = "failed";
+        t.next_step = row->next_step;
+        t.reason = "workflow_unavailable";
+        t.audit_event = "request.failed";
+        t.audit_detail = json::serialize(json::object{{"reason", "the pinned workflow version cannot be loaded"}});
+        co_await commit(t);
+        break;
+      }
+      if (idx >= workflow->steps.size()) {
+        t.request_status = "completed";
+        t.next_step = row->next_step;
+        t.audit_event = "request.completed";
+        co_await commit(t);
+        log.info("request completed", {{"request_id", row->id}});
+        break;
+      }
+
+      const StepDef& step = workflow->steps[idx];
+      const runs::StepRow* previous = nullptr;
+      for (const auto& s : row->steps) {
+        if (s.idx == static_cast<int>(idx)) previous = &s;
+      }
+      t.step_idx = static_cast<int>(idx);
+      t.step_id = step.id;
+      t.action = step.action;
+      t.next_step = row->next_step;
+      auto context = context_of(*row);
+
+      if (step.condition && !step.condition->evaluate(context)) {
+        t.step_status = "skipped";
+        t.attempts = previous ? previous->attempts : 0;
+        t.request_status = "running";
+        t.next_step = row->next_step + 1;
+        t.run_at = at;
+        t.lease_until = at + ms(options.lease);
+        t.audit_event = "step.skipped";
+        t.audit_detail = json::serialize(json::object{{"step", step.id}});
+        if (!co_await commit(t)) break;
+        continue;
+      }
+
+      Action* action = actions.find(step.action);
+      std::optional<UnixMillis> woken_from;
+      if (previous && previous->status == "waiting" && previous->wake_at && *previous->wake_at <= at) {
+        woken_from = previous->wake_at;
+      }
+      int attempt = (previous ? previous->attempts : 0) + (woken_from ? 0 : 1);
+      if (!woken_from) {
+        // Committed before the action runs: a crash from here on shows the
+        // step as running, and the step runs again on resume.
+        runs::Transition started = t;
+        started.step_status = "running";
+        started.attempts = attempt;
+        started.request_status = "running";
+        started.run_at = at;
+        started.lease_until = at + ms(options.lease) + ms(step.timeout);
+        started.audit_event = "step.started";
+        started.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
+        if (!co_await commit(started)) break;
+      }
+
+      ActionResult result;
+      if (action == nullptr) {
+        result = ActionResult::failure("action " + step.action + " is not available", false);
+      } else {
+        ActionContext ctx{row->id, row->type, step, attempt, row->id + ":" + step.id, at, woken_from, context};
+        try {
+          result = co_await action->run(ctx);
+        } catch (const std::exception& e) {
+          result = ActionResult::failure(e.what(), true);
+        }
+      }
+
+      at = now();
+      t.now = at;
+      t.attempts = attempt;
+      t.request_status = "running";
+      switch (result.kind) {
+        case ActionResult::Kind::succeeded:
+          t.step_status = "succeeded";
+          t.output = json::serialize(result.output.is_null() ? json::value(json::object{}) : result.output);
+          t.next_step = row->next_step + 1;
+          t.run_at = at;
+          t.lease_until = at + ms(options.lease);
+          t.audit_event = "step.succeeded";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
+          break;
+        case ActionResult::Kind::failed:
+          if (result.retryable && attempt < step.retry.attempts) {
+            auto delay = retry_delay(step.retry, attempt + 1, unit_random());
+            t.step_status = "waiting";
+            t.error = result.error;
+            t.wake_at = std::nullopt;
+            t.run_at = at + ms(delay);
+            t.audit_event = "step.failed";
+            t.audit_detail = json::serialize(
+                json::object{{"step", step.id}, {"attempt", attempt}, {"retry_at", *t.run_at}, {"error", result.error}});
+          } else {
+            t.step_status = "failed";
+            t.error = result.error;
+            t.request_status = "failed";
+            t.reason = "step " + step.id + " failed";
+            t.audit_event = "step.failed";
+            t.audit_detail = json::serialize(
+                json::object{{"step", step.id}, {"attempt", attempt}, {"final", true}, {"error", result.error}});
+            log.warn("request failed", {{"request_id", row->id}, {"step", step.id}, {"error", result.error}});
+          }
+          break;
+        case ActionResult::Kind::wait:
+          t.step_status = "waiting";
+          t.wake_at = result.wake_at;
+          t.run_at = result.wake_at;
+          t.audit_event = "step.waiting";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"until", result.wake_at}});
+          break;
+        case ActionResult::Kind::park:
+          t.step_status = "waiting";
+          t.output = json::serialize(result.output.is_null() ? json::value(json::object{}) : result.output);
+          t.request_status = "awaiting_approval";
+          t.reason = result.reason;
+          t.audit_event = "request.awaiting_approval";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"reason", result.reason}});
+          break;
+        case ActionResult::Kind::reject:
+          t.step_status = "succeeded";
+          t.next_step = row->next_step + 1;
+          t.request_status = "rejected";
+          t.reason = result.reason;
+          t.audit_event = "request.rejected";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"reason", result.reason}});
+          break;
+      }
+      if (!co_await commit(t)) break;
+      if (!t.lease_until) break;  // parked, waiting or finished: the lease is released
+    }
+  } catch (const std::exception& e) {
+    // The lease runs out and the request is picked up again.
+    log.warn("engine: request interrupted", {{"request_id", run->id}, {"error", e.what()}});
+  }
+  {
+    std::lock_guard lock(mutex);
+    running.erase(run->id);
+  }
+  --active;
+  wakeup.cancel();  // capacity freed
+}
+
+}  // namespace privacyd::engine

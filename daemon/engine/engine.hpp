@@ -1,0 +1,66 @@
+#pragma once
+// The durable workflow runner. It claims due requests with a lease, runs
+// their steps one at a time and commits each step's outcome (with its audit
+// entry) before the next starts. A daemon killed at any instant loses
+// nothing: on restart, or in another instance once the lease expires, the
+// request resumes at the step that had not committed, which runs again
+// (at least once; actions carry idempotency keys).
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "daemon/base/clock.hpp"
+#include "daemon/base/log.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/engine/action.hpp"
+#include "daemon/engine/workflow.hpp"
+#include "daemon/store/database.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace privacyd::engine {
+
+struct EngineOptions {
+  std::string instance;  // unique per process: hostname, pid, random
+  Duration lease = std::chrono::seconds(30);
+  Duration poll = std::chrono::seconds(1);
+  std::size_t concurrency = 16;  // requests driven at once by this instance
+};
+
+class Engine {
+ public:
+  Engine(boost::asio::io_context& ioc, Database& db, const Clock& clock, Logger& log, const crypto::KeyRing& keys,
+         const ActionRegistry& actions, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates the set against the stored versions (a changed file under an
+  // unchanged version is refused), stores new versions, and makes it the
+  // set new requests start on. Running requests keep their pinned version.
+  // Blocking (database work): call from start-up or a database thread.
+  Diagnostics install(WorkflowSet set);
+
+  void start();
+  // New work may be due (called by intake after a commit).
+  void wake();
+  // Stop claiming; requests being driven finish their current step.
+  void drain();
+  // Requests being driven by this instance now.
+  std::size_t active() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+std::string new_instance_id();
+
+}  // namespace privacyd::engine

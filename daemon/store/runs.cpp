@@ -1,0 +1,217 @@
+#include "daemon/store/runs.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/audit/audit.hpp"
+
+namespace privacyd::runs {
+
+namespace {
+
+template <class T>
+std::optional<T> opt(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null) return std::nullopt;
+  return r.get<T>(i);
+}
+
+// SOCI binds an optional through a value and an indicator.
+template <class T>
+struct Maybe {
+  explicit Maybe(const std::optional<T>& v) : value(v.value_or(T{})), ind(v ? soci::i_ok : soci::i_null) {}
+  T value;
+  soci::indicator ind;
+};
+
+}  // namespace
+
+std::vector<std::string> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
+                               int limit) {
+  const bool pg = sql.get_backend_name() == "postgresql";
+  std::vector<std::string> ids(static_cast<std::size_t>(limit));
+  long long at = now;
+  sql << std::string("SELECT id FROM requests WHERE run_at IS NOT NULL AND run_at <= :now"
+                     " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n") +
+             (pg ? " FOR UPDATE SKIP LOCKED" : ""),
+      soci::use(at, "now"), soci::use(at, "now2"), soci::use(limit, "n"), soci::into(ids);
+  long long until = lease_until;
+  for (const auto& id : ids) {
+    sql << "UPDATE requests SET lease_owner = :owner, lease_until = :until WHERE id = :id", soci::use(owner, "owner"),
+        soci::use(until, "until"), soci::use(id, "id");
+  }
+  return ids;
+}
+
+std::optional<RunRow> load(soci::session& sql, const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
+                      " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
+                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale"
+                      " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
+       soci::use(id, "id"));
+  std::optional<RunRow> run;
+  for (const auto& r : rows) {
+    RunRow x;
+    x.id = r.get<std::string>(0);
+    x.type = r.get<std::string>(1);
+    x.status = r.get<std::string>(2);
+    x.subject_id = r.get<std::string>(3);
+    x.partner_id = opt<std::string>(r, 4);
+    x.categories = r.get<std::string>(5);
+    x.jurisdiction = r.get<std::string>(6);
+    x.reason = opt<std::string>(r, 7);
+    x.workflow_name = opt<std::string>(r, 8);
+    x.workflow_version = opt<int>(r, 9);
+    x.next_step = r.get<int>(10);
+    x.received_at = r.get<long long>(11);
+    x.deadline_at = r.get<long long>(12);
+    x.lease_owner = opt<std::string>(r, 13);
+    x.huawei_id_enc = r.get<std::string>(14);
+    x.contact_enc = opt<std::string>(r, 15);
+    x.locale = opt<std::string>(r, 16);
+    run = std::move(x);
+  }
+  if (!run) return std::nullopt;
+  soci::rowset<soci::row> steps =
+      (sql.prepare << "SELECT idx, step_id, action, status, attempts, output, error, wake_at FROM request_steps"
+                      " WHERE request_id = :id ORDER BY idx",
+       soci::use(id, "id"));
+  for (const auto& r : steps) {
+    StepRow s;
+    s.idx = r.get<int>(0);
+    s.step_id = r.get<std::string>(1);
+    s.action = r.get<std::string>(2);
+    s.status = r.get<std::string>(3);
+    s.attempts = r.get<int>(4);
+    s.output = opt<std::string>(r, 5);
+    s.error = opt<std::string>(r, 6);
+    s.wake_at = opt<long long>(r, 7);
+    run->steps.push_back(std::move(s));
+  }
+  return run;
+}
+
+bool apply(soci::session& sql, const Transition& t) {
+  long long now = t.now;
+  Maybe<long long> run_at(t.run_at ? std::optional<long long>(*t.run_at) : std::nullopt);
+  Maybe<long long> lease_until(t.lease_until ? std::optional<long long>(*t.lease_until) : std::nullopt);
+  Maybe<std::string> owner(t.lease_until ? std::optional<std::string>(t.owner) : std::nullopt);
+  Maybe<std::string> reason(t.reason);
+  Maybe<std::string> wf_name(t.workflow_name);
+  Maybe<int> wf_version(t.workflow_version);
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
+                      " lease_owner = :new_owner, lease_until = :lease_until, reason = COALESCE(:reason, reason),"
+                      " workflow_name = COALESCE(:wf_name, workflow_name),"
+                      " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
+                      " WHERE id = :id AND lease_owner = :owner",
+       soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
+       soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
+       soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(reason.value, reason.ind, "reason"),
+       soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
+       soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.owner, "owner"));
+  update.execute(true);
+  if (update.get_affected_rows() != 1) return false;  // the lease was lost to another instance
+
+  if (t.step_idx >= 0) {
+    Maybe<std::string> output(t.output);
+    Maybe<std::string> error(t.error);
+    Maybe<long long> wake(t.wake_at ? std::optional<long long>(*t.wake_at) : std::nullopt);
+    bool finished = t.step_status == "succeeded" || t.step_status == "skipped" || t.step_status == "failed";
+    Maybe<long long> finished_at(finished ? std::optional<long long>(now) : std::nullopt);
+    sql << "INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, output, error,"
+           " started_at, finished_at, wake_at)"
+           " VALUES (:id, :idx, :step, :action, :status, :attempts, :output, :error, :started, :finished, :wake)"
+           " ON CONFLICT (request_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
+           " output = excluded.output, error = excluded.error, finished_at = excluded.finished_at,"
+           " wake_at = excluded.wake_at",
+        soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::use(t.step_id, "step"),
+        soci::use(t.action, "action"), soci::use(t.step_status, "status"), soci::use(t.attempts, "attempts"),
+        soci::use(output.value, output.ind, "output"), soci::use(error.value, error.ind, "error"),
+        soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
+        soci::use(wake.value, wake.ind, "wake");
+  }
+  audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
+  return true;
+}
+
+void release(soci::session& sql, const std::string& id, const std::string& owner) {
+  sql << "UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = :id AND lease_owner = :owner",
+      soci::use(id, "id"), soci::use(owner, "owner");
+}
+
+std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
+                                          const std::string& sha256, const std::string& source, UnixMillis now) {
+  std::string existing;
+  soci::indicator ind = soci::i_null;
+  sql << "SELECT sha256 FROM workflow_versions WHERE name = :name AND version = :version", soci::use(name, "name"),
+      soci::use(version, "version"), soci::into(existing, ind);
+  if (sql.got_data() && ind == soci::i_ok) {
+    if (existing != sha256) return existing;
+    return std::nullopt;
+  }
+  long long at = now;
+  sql << "INSERT INTO workflow_versions(name, version, sha256, source, created_at)"
+         " VALUES (:name, :version, :sha, :source, :at) ON CONFLICT (name, version) DO NOTHING",
+      soci::use(name, "name"), soci::use(version, "version"), soci::use(sha256, "sha"), soci::use(source, "source"),
+      soci::use(at, "at");
+  return std::nullopt;
+}
+
+std::optional<std::string> workflow_source(soci::session& sql, const std::string& name, int version) {
+  std::string source;
+  soci::indicator ind = soci::i_null;
+  sql << "SELECT source FROM workflow_versions WHERE name = :name AND version = :version", soci::use(name, "name"),
+      soci::use(version, "version"), soci::into(source, ind);
+  if (!sql.got_data() || ind != soci::i_ok) return std::nullopt;
+  return source;
+}
+
+namespace {
+// The step a request is parked on, for an operator decision.
+std::optional<std::pair<int, std::string>> parked_step(soci::session& sql, const std::string& id) {
+  int next = 0;
+  std::string status;
+  sql << "SELECT next_step, status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(next),
+      soci::into(status);
+  if (!sql.got_data() || status != "awaiting_approval") return std::nullopt;
+  return std::pair{next, status};
+}
+}  // namespace
+
+bool approve(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now) {
+  auto parked = parked_step(sql, id);
+  if (!parked) return false;
+  long long at = now;
+  int idx = parked->first;
+  std::string succeeded = "succeeded";
+  sql << "UPDATE request_steps SET status = :status, finished_at = :at WHERE request_id = :id AND idx = :idx",
+      soci::use(succeeded, "status"), soci::use(at, "at"), soci::use(id, "id"), soci::use(idx, "idx");
+  sql << "UPDATE requests SET status = 'running', next_step = next_step + 1, run_at = :at, updated_at = :at2"
+         " WHERE id = :id AND status = 'awaiting_approval'",
+      soci::use(at, "at"), soci::use(at, "at2"), soci::use(id, "id");
+  audit::append(sql, now, id, "request.approved", boost::json::serialize(boost::json::object{{"by", who}}));
+  return true;
+}
+
+bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
+            UnixMillis now) {
+  auto parked = parked_step(sql, id);
+  if (!parked) return false;
+  long long at = now;
+  int idx = parked->first;
+  std::string failed = "failed";
+  std::string error = "rejected by an operator";
+  sql << "UPDATE request_steps SET status = :status, error = :error, finished_at = :at"
+         " WHERE request_id = :id AND idx = :idx",
+      soci::use(failed, "status"), soci::use(error, "error"), soci::use(at, "at"), soci::use(id, "id"),
+      soci::use(idx, "idx");
+  sql << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
+         " WHERE id = :id AND status = 'awaiting_approval'",
+      soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id");
+  audit::append(sql, now, id, "request.rejected",
+                boost::json::serialize(boost::json::object{{"by", who}, {"reason", reason}}));
+  return true;
+}
+
+}  // namespace privacyd::runs
