@@ -130,7 +130,7 @@ def write_secrets(folder, secrets):
         f.write("# rotated secrets: any one verifies\n" + "\n".join(secrets) + "\n")
 
 
-def write_config(folder, database=None, extra="", log_level="debug"):
+def write_config(folder, database=None, extra="", log_level="debug", workflows=None):
     """A config in `folder` with port-0 listeners and state in folder/var,
     a fresh data key and one webhook secret (folder/var/keys/webhook-secrets)."""
     os.makedirs(os.path.join(folder, "var", "keys"), exist_ok=True)
@@ -146,7 +146,7 @@ def write_config(folder, database=None, extra="", log_level="debug"):
 admin:
   listen: 127.0.0.1:0
 database: "{database}"
-workflows: {REPO}/workflows
+workflows: {workflows or os.path.join(REPO, "workflows")}
 policies: {REPO}/policies
 keys:
   data_key_file: var/keys/data.key
@@ -263,6 +263,95 @@ class Daemon:
             self.proc.kill()
         self.proc.wait(timeout=30)
         self._finish()
+
+
+class Receiver:
+    """A webhook receiver on loopback that plays an internal service or a
+    partner: it verifies every Standard Webhooks signature, records every
+    delivery by webhook-id, and can fail, halt or hang on request. It also
+    notices two deliveries of one id in flight at once."""
+
+    def __init__(self, secret):
+        import http.server
+        import socketserver
+        self.secret = secret
+        self.deliveries = []          # (webhook-id, body dict, time)
+        self.fail_first = {}          # step -> how many deliveries to answer 503
+        self.halt_steps = set()
+        self.hang_steps = set()
+        self.hanging = threading.Event()   # set when a hung delivery arrived
+        self.release = threading.Event()   # set to let hung deliveries finish
+        self.bad_signatures = 0
+        self.overlaps = 0
+        self._in_flight = set()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                msg_id = self.headers.get("webhook-id", "")
+                ts = self.headers.get("webhook-timestamp", "")
+                sig = self.headers.get("webhook-signature", "")
+                if sign(receiver.secret, msg_id, ts, raw) not in sig.split(" "):
+                    with receiver._lock:
+                        receiver.bad_signatures += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.loads(raw)
+                with receiver._lock:
+                    if msg_id in receiver._in_flight:
+                        receiver.overlaps += 1
+                    receiver._in_flight.add(msg_id)
+                    receiver.deliveries.append((msg_id, body, time.time()))
+                    step = body.get("step")
+                    failing = receiver.fail_first.get(step, 0)
+                    if failing:
+                        receiver.fail_first[step] = failing - 1
+                try:
+                    if step in receiver.hang_steps and not receiver.release.is_set():
+                        receiver.hanging.set()
+                        receiver.release.wait(60)
+                        return  # the caller is gone by now
+                    if failing:
+                        self.send_response(503)
+                        self.end_headers()
+                        return
+                    answer = json.dumps({"halt": True} if step in receiver.halt_steps else {"ok": True}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                finally:
+                    with receiver._lock:
+                        receiver._in_flight.discard(msg_id)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def ids(self):
+        with self._lock:
+            return [d[0] for d in self.deliveries]
+
+    def steps_for(self, request_id):
+        with self._lock:
+            return [d[1]["step"] for d in self.deliveries if d[1]["request_id"] == request_id]
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class NotifySocket:

@@ -75,6 +75,27 @@ class CommandLine(unittest.TestCase):
                 self.assertGreater(p["line"], 0)
                 self.assertGreater(p["column"], 0)
 
+    def test_check_reports_workflow_problems_with_suggestions(self):
+        with tempfile.TemporaryDirectory() as d:
+            flows = os.path.join(d, "workflows")
+            os.makedirs(flows)
+            with open(os.path.join(flows, "deletion.yaml"), "w") as f:
+                f.write("workflow: deletion\nversion: 1\non: request.deletion\nsteps:\n"
+                        "  - id: pause\n    action: wiat\n    with: { for: 7d }\n"
+                        "  - id: pause\n    action: approval\n    if: \"subject.email &&\"\n")
+            path = write_config(d, workflows=flows)
+            r = run(["check", "--config", path])
+            self.assertEqual(r.returncode, 1)
+            wf = os.path.join(flows, "deletion.yaml")
+            self.assertEqual(r.stdout.strip().split("\n"), [
+                f"{wf}:6:13: unknown action \"wiat\" (did you mean \"wait\"?) [workflow]",
+                f"{wf}:8:9: duplicate step id \"pause\" [workflow]",
+                f"{wf}:10:26: bad condition: expected a path like subject.email [expression]",
+            ])
+            j = run(["check", "--config", path, "--format", "json"])
+            self.assertEqual([p["rule"] for p in json.loads(j.stdout)["problems"]],
+                             ["workflow", "workflow", "expression"])
+
     def test_migrate_creates_the_schema_and_is_idempotent(self):
         with tempfile.TemporaryDirectory() as d:
             path = write_config(d)
