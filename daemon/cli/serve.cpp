@@ -14,6 +14,7 @@
 #include "daemon/engine/engine.hpp"
 #include "daemon/http/server.hpp"
 #include "daemon/intake/intake.hpp"
+#include "daemon/policy/policy_store.hpp"
 #include "daemon/service/health.hpp"
 #include "daemon/service/systemd.hpp"
 #include "daemon/store/database.hpp"
@@ -34,7 +35,7 @@ void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers,
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
   *poll = [&ioc, servers, &engine, deadline, timer, &log, weak = std::weak_ptr(poll)] {
-    std::size_t open = engine.active();
+    std::size_t open = engine.stopped() ? 0 : engine.active() + 1;
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
@@ -68,6 +69,8 @@ int serve(const std::filesystem::path& config_file) {
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, config.workflows);
     Diagnostics problems;
+    const auto config_dir = config.file.parent_path();
+    policy::PolicyStore policies(policy::load_policies(config.policies, config_dir, problems));
     auto workflows = engine::load_workflows(config.workflows, actions.catalog(), problems);
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
@@ -82,8 +85,7 @@ int serve(const std::filesystem::path& config_file) {
     // Keep one database thread free of intake batches for /readyz and the
     // rest, where there is more than one.
     GroupCommit commits(db, log, {.max_batch = 256, .max_inflight = std::max<std::size_t>(1, config.database.pool_size - 1)});
-    intake::DefaultDirectory directory;
-    intake::Intake intake(commits, keys, directory, clock, log,
+    intake::Intake intake(commits, keys, policies, clock, log,
                           {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body},
                           std::move(secrets));
 
@@ -134,6 +136,7 @@ int serve(const std::filesystem::path& config_file) {
             // threads; running requests keep their pinned versions.
             net::post(db.threads(), [&] {
               Diagnostics found;
+              auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
               auto next = engine::load_workflows(config.workflows, actions.catalog(), found);
               if (found.empty()) {
                 try {
@@ -142,8 +145,9 @@ int serve(const std::filesystem::path& config_file) {
                   found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
                 }
               }
+              if (found.empty()) policies.replace(std::move(next_policies));
               for (const auto& p : found) log.error("reload refused", {{"at", format_text(p)}});
-              if (found.empty()) log.info("reloaded", {{"what", "workflows"}});
+              if (found.empty()) log.info("reloaded", {{"what", "workflows and policies"}});
               systemd.ready("serving");
             });
             signals.async_wait(on_signal);

@@ -70,6 +70,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   bool woken = false;
 
   std::atomic<bool> draining{false};
+  std::atomic<bool> loop_done{true};  // until start()
   std::atomic<std::size_t> active{0};
   bool database_down = false;  // to log an outage once
 
@@ -94,6 +95,8 @@ Engine::Engine(net::io_context& ioc, Database& db, const Clock& clock, Logger& l
 Engine::~Engine() = default;
 
 std::size_t Engine::active() const { return impl_->active.load(); }
+
+bool Engine::stopped() const { return impl_->loop_done.load() && impl_->active.load() == 0; }
 
 Diagnostics Engine::install(WorkflowSet set) {
   Diagnostics problems;
@@ -120,7 +123,10 @@ Diagnostics Engine::install(WorkflowSet set) {
   return problems;
 }
 
-void Engine::start() { net::co_spawn(impl_->strand, impl_->loop(), net::detached); }
+void Engine::start() {
+  impl_->loop_done = false;
+  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
+}
 
 void Engine::wake() {
   auto self = impl_;
@@ -194,6 +200,7 @@ net::awaitable<void> Engine::Impl::loop() {
     std::lock_guard lock(mutex);
     woken = false;
   }
+  loop_done = true;
 }
 
 net::awaitable<std::shared_ptr<const Workflow>> Engine::Impl::workflow_for(const runs::RunRow& row) {

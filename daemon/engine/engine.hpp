@@ -55,6 +55,9 @@ class Engine {
   void drain();
   // Requests being driven by this instance now.
   std::size_t active() const;
+  // After drain(): true once the loop has ended and no request is being
+  // driven, so no engine coroutine is left on the io_context.
+  bool stopped() const;
 
  private:
   struct Impl;

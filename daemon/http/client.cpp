@@ -40,9 +40,21 @@ net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
   auto ex = co_await net::this_coro::executor;
   tcp::resolver resolver(ex);
   beast::tcp_stream stream(ex);
+  const auto timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(request.timeout).count();
+  // One message per way of failing, naming no data: callers log it.
+  auto check = [&](const boost::system::error_code& ec, const char* doing) {
+    if (!ec) return;
+    if (ec == beast::error::timeout) {
+      throw std::runtime_error(std::string(doing) + " timed out after " + std::to_string(timeout_ms) + "ms");
+    }
+    throw std::runtime_error(std::string(doing) + " failed: " + ec.message());
+  };
   stream.expires_after(request.timeout);  // one deadline for connect, write and read
-  auto endpoints = co_await resolver.async_resolve(host, port, net::use_awaitable);
-  co_await stream.async_connect(endpoints, net::use_awaitable);
+  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  check(resolve_ec, "resolve");
+  auto [connect_ec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+  (void)ep;
+  check(connect_ec, "connect");
 
   bhttp::request<bhttp::string_body> out{bhttp::string_to_verb(request.method), target, 11};
   out.set(bhttp::field::host, url->has_port() ? host + ":" + port : host);
@@ -51,12 +63,16 @@ net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
   out.body() = request.body;
   out.keep_alive(false);
   out.prepare_payload();
-  co_await bhttp::async_write(stream, out, net::use_awaitable);
+  auto [write_ec, written] = co_await bhttp::async_write(stream, out, net::as_tuple(net::use_awaitable));
+  (void)written;
+  check(write_ec, "request");
 
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(request.max_response_body);
-  co_await bhttp::async_read(stream, buffer, parser, net::use_awaitable);
+  auto [read_ec, read] = co_await bhttp::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+  (void)read;
+  check(read_ec, "response");
 
   ClientResponse response;
   auto& in = parser.get();

@@ -28,8 +28,8 @@ struct ClientResponse {
   std::string_view header(std::string_view name) const;
 };
 
-// Throws std::runtime_error for a bad URL, and boost::system::system_error
-// for connection failures and the deadline passing.
+// Throws std::runtime_error for a bad URL, a connection failure or the
+// deadline passing, with a message that says which.
 // `request` must outlive the co_await (it is a reference because GCC 12 may
 // destroy a coroutine's by-value parameters twice).
 boost::asio::awaitable<ClientResponse> fetch(const ClientRequest& request);

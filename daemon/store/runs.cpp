@@ -140,14 +140,19 @@ void release(soci::session& sql, const std::string& id, const std::string& owner
       soci::use(id, "id"), soci::use(owner, "owner");
 }
 
-std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
-                                          const std::string& sha256, const std::string& source, UnixMillis now) {
+std::optional<std::string> stored_workflow_sha(soci::session& sql, const std::string& name, int version) {
   std::string existing;
   soci::indicator ind = soci::i_null;
   sql << "SELECT sha256 FROM workflow_versions WHERE name = :name AND version = :version", soci::use(name, "name"),
       soci::use(version, "version"), soci::into(existing, ind);
-  if (sql.got_data() && ind == soci::i_ok) {
-    if (existing != sha256) return existing;
+  if (!sql.got_data() || ind != soci::i_ok) return std::nullopt;
+  return existing;
+}
+
+std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
+                                          const std::string& sha256, const std::string& source, UnixMillis now) {
+  if (auto existing = stored_workflow_sha(sql, name, version)) {
+    if (*existing != sha256) return existing;
     return std::nullopt;
   }
   long long at = now;

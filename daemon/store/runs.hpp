@@ -91,6 +91,8 @@ void release(soci::session& sql, const std::string& id, const std::string& owner
 // (name, version) when it differs (the file changed under one version).
 std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
                                           const std::string& sha256, const std::string& source, UnixMillis now);
+// The sha256 stored for (name, version), if any.
+std::optional<std::string> stored_workflow_sha(soci::session& sql, const std::string& name, int version);
 std::optional<std::string> workflow_source(soci::session& sql, const std::string& name, int version);
 
 // Operator decisions on a request awaiting approval. False when the request

@@ -110,6 +110,17 @@ class EngineTests:
         self.assertEqual(self.query(f"SELECT error FROM request_steps WHERE request_id = '{rid}'"),
                          "webhook.call answered 503")
 
+    def test_a_step_past_its_timeout_is_a_failed_attempt(self):
+        self.receiver.hang_steps.add("stuck")
+        self.workflow(self.call("stuck", "    timeout: 500ms\n    retry: { attempts: 2, backoff: 100ms }\n"))
+        d = self.start()
+        rid = self.submit(d)
+        self.wait_status(rid, "failed")
+        self.assertEqual(self.receiver.steps_for(rid), ["stuck", "stuck"])
+        error = self.query(f"SELECT error FROM request_steps WHERE request_id = '{rid}'")
+        self.assertIn("webhook.call", error)
+        self.assertIn("timed out", error.lower())
+
     def test_halt_parks_the_request_for_an_operator(self):
         self.receiver.halt_steps.add("gate")
         self.workflow(self.call("gate") + self.call("after"))
@@ -159,7 +170,7 @@ class EngineTests:
                  what="the first request to wait")
         self.workflow(self.call("new"), version=2)
         d.signal(signal.SIGHUP)
-        d.wait_log(r'reloaded what=workflows')
+        d.wait_log(r'reloaded what="workflows and policies"')
         second = self.submit(d, 2)
         self.wait_status(second, "completed")
         self.wait_status(first, "completed")
@@ -175,6 +186,10 @@ class EngineTests:
         d.signal(signal.SIGHUP)
         line = d.wait_log(r"reload refused")
         self.assertIn("changed since it was first loaded", line)
+        # check says the same before anyone reloads.
+        r = run(["check", "--config", self.config])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("access.yaml:1:1: workflow \"access\" version 1 changed since it was first loaded", r.stdout)
         rid = self.submit(d)
         self.wait_status(rid, "completed")
         self.assertEqual(self.receiver.steps_for(rid), ["old"])

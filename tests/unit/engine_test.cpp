@@ -56,7 +56,13 @@ struct EngineFixture {
     add_builtin_actions(registry, "/tmp");
   }
   ~EngineFixture() {
-    if (engine) engine->drain();
+    // Let every engine coroutine finish before the io_context goes: a
+    // frame destroyed with the io_context would outlive its scheduler.
+    if (engine) {
+      engine->drain();
+      auto deadline = std::chrono::steady_clock::now() + 10s;
+      while (!engine->stopped() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+    }
     ioc.stop();
     if (runner.joinable()) runner.join();
   }
