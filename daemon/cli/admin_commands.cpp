@@ -8,20 +8,60 @@
 #include "daemon/config/config.hpp"
 #include "daemon/engine/action.hpp"
 #include "daemon/engine/workflow.hpp"
+#include "daemon/policy/policies.hpp"
 #include "daemon/store/database.hpp"
 #include "daemon/store/migrations.hpp"
+#include "daemon/store/runs.hpp"
 
 namespace privacyd::cli {
+
+namespace {
+
+// A workflow file edited without a new version would be refused at the
+// next reload; say so now, when the database holds versions already. A
+// database that is absent or unreachable is not check's business.
+void compare_with_database(const Config& config, const engine::WorkflowSet& set, Diagnostics& problems) {
+  if (config.database.backend == DatabaseConfig::Backend::sqlite3) {
+    auto db_path = config.database.parameters.substr(3, config.database.parameters.find(' ') - 3);
+    if (!std::filesystem::exists(db_path)) return;
+  }
+  std::FILE* devnull = std::fopen("/dev/null", "w");
+  Logger quiet(devnull, LogLevel::error, false);
+  try {
+    Database db(config.database, quiet);
+    if (schema_version(db) >= 2) {
+      db.with_session([&](soci::session& sql) {
+        for (const auto& w : set.workflows) {
+          auto stored = runs::stored_workflow_sha(sql, w.name, w.version);
+          if (stored && *stored != w.sha256) {
+            problems.push_back({w.path, 1, 1,
+                                "workflow \"" + w.name + "\" version " + std::to_string(w.version) +
+                                    " changed since it was first loaded; give the new text a new version",
+                                "workflow"});
+          }
+        }
+      });
+    }
+  } catch (const std::exception&) {
+  }
+  std::fclose(devnull);
+}
+
+}  // namespace
 
 int check(const std::filesystem::path& config_file, const std::string& format) {
   auto result = load_config(config_file);
   Diagnostics problems = result.problems;
   std::size_t workflow_count = 0;
+  std::size_t partner_count = 0;
   if (result.config) {
+    auto policies = policy::load_policies(result.config->policies, result.config->file.parent_path(), problems);
+    partner_count = policies.partners.size();
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, result.config->workflows);
     auto set = engine::load_workflows(result.config->workflows, actions.catalog(), problems);
     workflow_count = set.workflows.size();
+    if (problems.empty()) compare_with_database(*result.config, set, problems);
   }
   if (format == "json") {
     std::cout << format_json(problems) << '\n';
@@ -33,7 +73,8 @@ int check(const std::filesystem::path& config_file, const std::string& format) {
     return 1;
   }
   if (format != "json") {
-    std::cout << config_file.string() << ": config OK, " << workflow_count << " workflow(s) OK\n";
+    std::cout << config_file.string() << ": config OK, " << workflow_count << " workflow(s), " << partner_count
+              << " partner(s) OK\n";
   }
   return 0;
 }

@@ -23,18 +23,4 @@ class Directory {
   virtual Duration deadline(std::string_view jurisdiction) const = 0;
 };
 
-// Used until policies are loaded (SPEC §6 arrives with the policies
-// component): every partner and category is accepted, partners have no
-// default categories, and every jurisdiction gets the SPEC default of 30
-// days. It never rejects anything, so it is never used in place of real
-// policies once they exist.
-class DefaultDirectory final : public Directory {
- public:
-  std::optional<std::vector<std::string>> partner_shared_categories(std::string_view) const override {
-    return std::vector<std::string>{};
-  }
-  bool category_known(std::string_view) const override { return true; }
-  Duration deadline(std::string_view) const override { return std::chrono::hours(24 * 30); }
-};
-
 }  // namespace privacyd::intake

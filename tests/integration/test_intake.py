@@ -173,6 +173,31 @@ class IntakeContract:
                     self.assertNotIn(value, json.dumps(resp))
         self.assertEqual(self.count("SELECT COUNT(*) FROM requests"), 0)
 
+    def test_unknown_partners_and_categories_are_refused(self):
+        status, resp = self.send(body("request.disassociation", partner={"id": "P-9999"}))
+        self.assertEqual(status, 404)
+        self.assertEqual(resp["error"], {"code": "unknown_partner", "message": "no partner with this id",
+                                         "field": "partner.id"})
+        status, resp = self.send(body("request.deletion", categories=["email_address", "shoe_size"]))
+        self.assertEqual(status, 400)
+        self.assertEqual(resp["error"]["field"], "categories[1]")
+        self.assertEqual(self.count("SELECT COUNT(*) FROM requests"), 0)
+
+    def test_the_deadline_follows_the_jurisdiction(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for jurisdiction, days in (("US-CA", 45), ("EU", 30), ("Atlantis", 30)):
+            with self.subTest(jurisdiction):
+                status, resp = self.send(body(jurisdiction=jurisdiction))
+                self.assertEqual(status, 202)
+                deadline = datetime.datetime.fromisoformat(resp["deadline"].replace("Z", "+00:00"))
+                self.assertLess(abs((deadline - now - datetime.timedelta(days=days)).total_seconds()), 120)
+
+    def test_an_association_without_categories_discloses_the_partners_defaults(self):
+        status, _ = self.send(body("association.created", partner={"id": "P-1002"}, statement_version="2.0"))
+        self.assertEqual(status, 202)
+        shared = ["account_name", "account_id", "exam_records", "certificates"]  # policies/partners.yaml
+        self.assertEqual(self.count("SELECT COUNT(*) FROM disclosures WHERE partner_id = 'P-1002'"), len(shared))
+
     def test_wrong_media_type_is_415(self):
         status, resp = self.send(body(), headers={"Content-Type": "text/plain"})
         self.assertEqual(status, 415)

@@ -1,0 +1,86 @@
+#pragma once
+// Policies (SPEC §6): every policies/*.yaml merged into one set — the
+// categories of personal information the statement names, the data systems
+// that hold them (with the SQL to read and erase each), the partners, the
+// retention holds and the jurisdictions' deadlines. Read strictly: every
+// problem with its position, and every reference checked.
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/base/diagnostic.hpp"
+#include "daemon/base/units.hpp"
+#include "daemon/config/config.hpp"
+
+namespace privacyd::policy {
+
+struct Category {
+  std::string name;
+  std::string description;
+};
+
+// SQL run against a data system. Only the named binds :subject and
+// :partner may appear; `binds` lists those the text uses.
+struct Query {
+  std::string sql;
+  std::vector<std::string> binds;
+};
+
+struct SystemCategory {
+  std::optional<Query> access;
+  std::optional<Query> erase;
+};
+
+struct DataSystem {
+  std::string name;
+  DatabaseConfig database;
+  std::map<std::string, SystemCategory> categories;  // by category name
+  std::optional<Query> unlink;
+};
+
+struct Partner {
+  std::string id;
+  std::string name;
+  std::string contact_email;
+  std::string contact_url;
+  std::string notice_url;                  // where partner notices are POSTed
+  std::filesystem::path notice_secret_file;
+  std::vector<std::string> shared_categories;
+};
+
+struct RetentionRule {
+  std::string category;
+  Duration hold{};
+  std::string reason;
+};
+
+struct Jurisdiction {
+  Duration deadline = std::chrono::hours(24 * 30);
+  Duration extension = std::chrono::hours(24 * 60);
+};
+
+struct Policies {
+  std::map<std::string, Category> categories;
+  std::vector<DataSystem> systems;
+  std::map<std::string, Partner> partners;
+  std::vector<RetentionRule> retention;
+  std::map<std::string, Jurisdiction> jurisdictions;  // always has "default"
+
+  const Partner* partner(std::string_view id) const;
+  const RetentionRule* hold_for(std::string_view category) const;
+  const Jurisdiction& jurisdiction(std::string_view name) const;  // falls back to "default"
+};
+
+// Scans SQL for named binds (`:name`), skipping quoted text and `::` casts.
+std::vector<std::string> named_binds(std::string_view sql);
+
+// Every *.yaml in `dir`, merged. Relative paths (database files, secret
+// files) resolve against `base`, the config file's folder. The result is
+// complete only when `out` gained nothing.
+Policies load_policies(const std::filesystem::path& dir, const std::filesystem::path& base, Diagnostics& out,
+                       EnvLookup env = process_env());
+
+}  // namespace privacyd::policy
