@@ -16,7 +16,7 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
   libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
-  catch2 postgresql systemd clang libclang-rt-14-dev
+  catch2 postgresql systemd clang libclang-rt-14-dev sqlite3
 
 .PHONY: help deps configure build run test test-asan test-fuzz bench var clean
 
@@ -55,10 +55,13 @@ var:
 	  echo "$$token" > var/keys/operator-token; \
 	  echo "operator dev sha256:$$(printf %s "$$token" | sha256sum | cut -d' ' -f1)" > var/keys/admin-tokens; \
 	  echo "created var/keys/admin-tokens (the operator token is in var/keys/operator-token)"; }
+	@for p in P-1001 P-1002; do [ -s var/keys/partner-$$p.secret ] || \
+	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/partner-$$p.secret; done
 	@chmod 600 var/keys/*
 
 run: build var
 	$(BIN) migrate --config $(CONFIG)
+	$(BIN) demo --config $(CONFIG)
 	exec $(BIN) serve --config $(CONFIG)
 
 test: build

@@ -4,6 +4,7 @@
 #include "daemon/cli/commands.hpp"
 #include <soci/soci.h>
 
+#include "daemon/actions/domain_actions.hpp"
 #include "daemon/audit/audit.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/engine/action.hpp"
@@ -59,7 +60,9 @@ int check(const std::filesystem::path& config_file, const std::string& format) {
     partner_count = policies.partners.size();
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, result.config->workflows);
-    auto set = engine::load_workflows(result.config->workflows, actions.catalog(), problems);
+    auto catalog = actions.catalog();
+    for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
+    auto set = engine::load_workflows(result.config->workflows, catalog, problems);
     workflow_count = set.workflows.size();
     if (problems.empty()) compare_with_database(*result.config, set, problems);
   }

@@ -11,6 +11,9 @@ namespace privacyd::cli {
 int serve(const std::filesystem::path& config_file);
 int check(const std::filesystem::path& config_file, const std::string& format);
 int migrate(const std::filesystem::path& config_file);
+int demo(const std::filesystem::path& config_file);
+// Prints the decrypted access package of a request; 1 when there is none.
+int export_package(const std::filesystem::path& config_file, const std::string& request_id);
 // Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.
 int audit_verify(const std::filesystem::path& config_file);
 

@@ -29,6 +29,14 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "Create or upgrade the database schema and exit");
   add_config(migrate);
 
+  auto* demo = app.add_subcommand("demo", "Create the demo data systems and demo subjects (idempotent)");
+  add_config(demo);
+
+  std::string request_id;
+  auto* exporter = app.add_subcommand("export", "Print a request's access package, decrypted");
+  add_config(exporter);
+  exporter->add_option("request", request_id, "Request id (req_…)")->required();
+
   auto* audit = app.add_subcommand("audit", "Work with the hash-chained audit trail");
   audit->require_subcommand(1);
   auto* verify = audit->add_subcommand("verify", "Walk the audit chain; exit 1 at the first broken entry");
@@ -66,6 +74,8 @@ int main(int argc, char** argv) {
   if (check->parsed()) return privacyd::cli::check(config_file, format);
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
+  if (demo->parsed()) return privacyd::cli::demo(config_file);
+  if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
   return 2;
 }

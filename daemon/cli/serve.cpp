@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/actions/domain_actions.hpp"
+#include "daemon/actions/retention_sweeper.hpp"
 #include "daemon/base/clock.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/crypto/keyring.hpp"
@@ -30,12 +32,12 @@ namespace {
 // Waits, on the io_context, until both servers have no connections or the
 // grace period is over, then stops the loop.
 void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, engine::Engine& engine,
-                       Duration grace, Logger& log) {
+                       actions::RetentionSweeper& retention, Duration grace, Logger& log) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [&ioc, servers, &engine, deadline, timer, &log, weak = std::weak_ptr(poll)] {
-    std::size_t open = engine.stopped() ? 0 : engine.active() + 1;
+  *poll = [&ioc, servers, &engine, &retention, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+    std::size_t open = (engine.stopped() ? 0 : engine.active() + 1) + (retention.stopped() ? 0 : 1);
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
@@ -68,10 +70,12 @@ int serve(const std::filesystem::path& config_file) {
     auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, config.workflows);
+    auto catalog = actions.catalog();
+    for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
     Diagnostics problems;
     const auto config_dir = config.file.parent_path();
     policy::PolicyStore policies(policy::load_policies(config.policies, config_dir, problems));
-    auto workflows = engine::load_workflows(config.workflows, actions.catalog(), problems);
+    auto workflows = engine::load_workflows(config.workflows, catalog, problems);
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
     systemd.status("connecting to the database");
@@ -81,6 +85,10 @@ int serve(const std::filesystem::path& config_file) {
 
     net::io_context ioc(static_cast<int>(config.io_threads));
     SystemClock clock;
+    actions::SystemConnections systems(log);
+    const actions::Dependencies deps{db, policies, systems, keys, log};
+    actions::add_domain_actions(actions, deps);
+    actions::RetentionSweeper retention(ioc, db, policies, systems, keys, clock, log, config.engine.poll);
     Health health(db, log);
     // Keep one database thread free of intake batches for /readyz and the
     // rest, where there is more than one.
@@ -137,7 +145,7 @@ int serve(const std::filesystem::path& config_file) {
             net::post(db.threads(), [&] {
               Diagnostics found;
               auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
-              auto next = engine::load_workflows(config.workflows, actions.catalog(), found);
+              auto next = engine::load_workflows(config.workflows, actions.catalog(), found);  // every action is registered by now
               if (found.empty()) {
                 try {
                   found = engine.install(std::move(next));
@@ -159,9 +167,10 @@ int serve(const std::filesystem::path& config_file) {
           systemd.stopping("draining");
           health.set_draining();
           engine.drain();
+          retention.stop();
           public_server.drain();
           admin_server.drain();
-          stop_when_drained(ioc, {&public_server, &admin_server}, engine, config.limits.shutdown_grace, log);
+          stop_when_drained(ioc, {&public_server, &admin_server}, engine, retention, config.limits.shutdown_grace, log);
         };
     signals.async_wait(on_signal);
     systemd.start_watchdog(ioc);
@@ -169,6 +178,7 @@ int serve(const std::filesystem::path& config_file) {
                   std::to_string(schema.to));
     log.info("ready", {{"schema", schema.to}});
     engine.start();
+    retention.start();
 
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });

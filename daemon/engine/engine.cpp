@@ -224,7 +224,12 @@ net::awaitable<std::shared_ptr<const Workflow>> Engine::Impl::workflow_for(const
 }
 
 json::value Engine::Impl::context_of(const runs::RunRow& row) const {
-  json::object request{{"id", row.id}, {"type", row.type}, {"status", row.status}, {"jurisdiction", row.jurisdiction}};
+  json::object request{{"id", row.id},
+                       {"type", row.type},
+                       {"status", row.status},
+                       {"jurisdiction", row.jurisdiction},
+                       {"subject_id", row.subject_id},
+                       {"received_at", row.received_at}};
   boost::system::error_code ec;
   request["categories"] = json::parse(row.categories, ec);
   if (row.partner_id) request["partner_id"] = *row.partner_id;

@@ -20,14 +20,13 @@ bool is_conflict_sqlstate(const std::string& state) { return state == "40001" ||
 
 }  // namespace
 
-Database::Database(DatabaseConfig config, Logger& log)
+Database::Database(DatabaseConfig config, Logger& log, bool connect_now)
     : config_(std::move(config)),
       log_(log),
       pool_(std::make_unique<soci::connection_pool>(config_.pool_size)),
       broken_(config_.pool_size, 1),
       threads_(config_.pool_size) {
-  // Connect one session now so that a wrong connection string or an
-  // unreachable server is reported at start-up, not at the first request.
+  if (!connect_now) return;
   std::size_t slot = pool_->lease();
   try {
     connect(slot);

@@ -36,7 +36,10 @@ class DatabaseConflict : public std::runtime_error {
 
 class Database {
  public:
-  Database(DatabaseConfig config, Logger& log);
+  // Connects one session at once (so a bad connection string or an
+  // unreachable server shows at start-up) unless `connect_now` is false; a
+  // data system that is down must not stop privacyd from starting.
+  Database(DatabaseConfig config, Logger& log, bool connect_now = true);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;

@@ -145,6 +145,38 @@ const std::vector<Migration>& migrations() {
           " FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()");
       list.push_back({2, "engine", sqlite, postgresql});
     }
+    {
+      // The three request types: which request ended an association (so an
+      // unlink that runs twice recognises its own work), collected data and
+      // access packages (sealed), and retention holds awaiting their day.
+      std::vector<std::string> common = {
+          "ALTER TABLE associations ADD COLUMN ended_by TEXT",
+          "CREATE TABLE request_data ("
+          " request_id TEXT NOT NULL REFERENCES requests(id),"
+          " step_id TEXT NOT NULL,"
+          " data_enc TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " PRIMARY KEY (request_id, step_id))",
+          "CREATE TABLE exports ("
+          " request_id TEXT PRIMARY KEY REFERENCES requests(id),"
+          " package_enc TEXT NOT NULL,"
+          " bytes BIGINT NOT NULL,"
+          " created_at BIGINT NOT NULL)",
+          "CREATE TABLE retention_holds ("
+          " request_id TEXT NOT NULL REFERENCES requests(id),"
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " system TEXT NOT NULL,"
+          " category TEXT NOT NULL,"
+          " reason TEXT NOT NULL,"
+          " until_at BIGINT NOT NULL,"
+          " status TEXT NOT NULL,"
+          " lease_until BIGINT,"
+          " erased_at BIGINT,"
+          " PRIMARY KEY (request_id, system, category))",
+          "CREATE INDEX retention_holds_due ON retention_holds(status, until_at)",
+      };
+      list.push_back({3, "requests", common, common});
+    }
     return list;
   }();
   return all;

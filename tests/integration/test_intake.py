@@ -38,7 +38,10 @@ class IntakeContract:
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
         self.secret = new_secret()
-        self.config = write_config(self.dir.name, database=self.database())
+        # No workflows: intake is tested alone, so requests stay `received`.
+        idle = os.path.join(self.dir.name, "no-workflows")
+        os.makedirs(idle)
+        self.config = write_config(self.dir.name, database=self.database(), workflows=idle)
         write_secrets(self.dir.name, [self.secret])
         self.d = Daemon(self.config)
         self.addCleanup(self.d.kill)

@@ -1,0 +1,372 @@
+#include "daemon/actions/domain_actions.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/base/time.hpp"
+#include "daemon/store/async.hpp"
+#include "daemon/store/rows.hpp"
+
+namespace privacyd::actions {
+
+namespace json = boost::json;
+namespace net = boost::asio;
+using engine::ActionContext;
+using engine::ActionResult;
+using engine::ActionSpec;
+
+namespace {
+
+std::string text_at(const json::value& context, std::initializer_list<const char*> path) {
+  const json::value* v = &context;
+  for (const char* key : path) {
+    if (!v->is_object()) return {};
+    v = v->get_object().if_contains(key);
+    if (v == nullptr) return {};
+  }
+  return v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// The request's categories, or every category the policies know when the
+// request names none ("default all").
+std::vector<std::string> scope(const ActionContext& ctx, const policy::Policies& p) {
+  std::vector<std::string> out;
+  if (const auto* cats = ctx.context.at("request").as_object().if_contains("categories");
+      cats != nullptr && cats->is_array()) {
+    for (const auto& c : cats->get_array()) {
+      if (c.is_string()) out.emplace_back(c.get_string());
+    }
+  }
+  if (out.empty()) {
+    for (const auto& [name, c] : p.categories) out.push_back(name);
+  }
+  return out;
+}
+
+bool in(const std::vector<std::string>& list, const std::string& x) {
+  return std::find(list.begin(), list.end(), x) != list.end();
+}
+
+// The privacyd database's own subject id and the HUAWEI ID to bind.
+struct Subject {
+  std::string id;
+  std::string huawei_id;
+};
+Subject subject_of(const ActionContext& ctx) {
+  return {text_at(ctx.context, {"request", "subject_id"}), text_at(ctx.context, {"subject", "huawei_id"})};
+}
+
+class DomainAction : public engine::Action {
+ public:
+  DomainAction(const Dependencies& d, ActionSpec spec) : deps_(d), spec_(std::move(spec)) {}
+  const ActionSpec& spec() const override { return spec_; }
+
+ protected:
+  const Dependencies& deps_;
+  ActionSpec spec_;
+};
+
+// Ends the association in every system with an `unlink` and in the ledger.
+// Nothing to end anywhere: the request is rejected as not_associated. A
+// second run recognises the ledger rows its first run ended.
+class Unlink final : public DomainAction {
+ public:
+  explicit Unlink(const Dependencies& d) : DomainAction(d, {"systems.unlink", {}}) {}
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    auto policies = deps_.policies.current();
+    const Subject subject = subject_of(ctx);
+    const std::string partner = text_at(ctx.context, {"request", "partner_id"});
+    if (partner.empty()) co_return ActionResult::failure("systems.unlink needs a request with a partner", false);
+    const std::string request_id = ctx.request_id;
+
+    auto done_before = [&](soci::session& sql) {
+      long long at = 0;
+      soci::indicator ind = soci::i_null;
+      sql << "SELECT MAX(ended_at) FROM associations WHERE ended_by = :request", soci::use(request_id, "request"),
+          soci::into(at, ind);
+      return ind == soci::i_ok ? at : 0LL;
+    };
+    if (long long at = co_await run_in_db(deps_.db, done_before); at != 0) {
+      co_return ActionResult::success(json::object{{"disassociated_at", format_rfc3339(at)}, {"repeated", true}});
+    }
+
+    json::object unlinked;
+    long long total = 0;
+    for (const auto& system : policies->systems) {
+      if (!system.unlink) continue;
+      Binds binds{subject.huawei_id, partner};
+      const policy::Query query = *system.unlink;
+      auto work = [query, binds](soci::session& sql) { return change_rows(sql, query, binds); };
+      long long rows = 0;
+      try {
+        rows = co_await run_in_db(deps_.systems.of(system), work);
+      } catch (const std::exception& e) {
+        co_return ActionResult::failure("systems.unlink on " + system.name + ": " + e.what(), true);
+      }
+      unlinked[system.name] = rows;
+      total += rows;
+    }
+    const long long now = ctx.now;
+    auto end_in_ledger = [&](soci::session& sql) {
+      soci::transaction tr(sql);
+      soci::statement st = (sql.prepare << "UPDATE associations SET ended_at = :now, ended_by = :request"
+                                           " WHERE subject_id = :subject AND partner_id = :partner AND ended_at IS NULL",
+                            soci::use(now, "now"), soci::use(request_id, "request"), soci::use(subject.id, "subject"),
+                            soci::use(partner, "partner"));
+      st.execute(true);
+      auto n = st.get_affected_rows();
+      tr.commit();
+      return n;
+    };
+    long long ledger = co_await run_in_db(deps_.db, end_in_ledger);
+    if (total + ledger == 0) {
+      ActionResult r;
+      r.kind = ActionResult::Kind::reject;
+      r.reason = "not_associated";
+      co_return r;
+    }
+    co_return ActionResult::success(json::object{
+        {"unlinked", std::move(unlinked)}, {"ledger", ledger}, {"disassociated_at", format_rfc3339(now)}});
+  }
+};
+
+// What the request's partner still holds: every category disclosed to it,
+// with the first and last disclosure, and the association's period.
+class Holdings final : public DomainAction {
+ public:
+  explicit Holdings(const Dependencies& d) : DomainAction(d, {"ledger.holdings", {}}) {}
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    const Subject subject = subject_of(ctx);
+    const std::string partner = text_at(ctx.context, {"request", "partner_id"});
+    if (partner.empty()) co_return ActionResult::failure("ledger.holdings needs a request with a partner", false);
+    auto query = [&](soci::session& sql) {
+      json::array disclosed;
+      json::array categories;
+      soci::rowset<soci::row> rows =
+          (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                          " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
+           soci::use(subject.id, "subject"), soci::use(partner, "partner"));
+      for (const auto& r : rows) {
+        categories.emplace_back(r.get<std::string>(0));
+        disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
+                                         {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
+                                         {"last_disclosed_at", format_rfc3339(row_integer(r, 2))}});
+      }
+      long long from = 0;
+      long long until = 0;
+      soci::indicator from_ind = soci::i_null;
+      soci::indicator until_ind = soci::i_null;
+      sql << "SELECT MIN(started_at), MAX(ended_at) FROM associations WHERE subject_id = :subject AND partner_id = :partner",
+          soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
+          soci::into(until, until_ind);
+      json::object out{{"partner_id", partner}, {"categories", std::move(categories)}, {"disclosed", std::move(disclosed)}};
+      out["associated_from"] = from_ind == soci::i_ok ? json::value(format_rfc3339(from)) : json::value(nullptr);
+      out["disassociated_at"] = until_ind == soci::i_ok ? json::value(format_rfc3339(until)) : json::value(nullptr);
+      return json::value(std::move(out));
+    };
+    json::value holdings = co_await run_in_db(deps_.db, query);
+    if (const auto* p = deps_.policies.current()->partner(partner)) holdings.as_object()["partner_name"] = p->name;
+    co_return ActionResult::success(std::move(holdings));
+  }
+};
+
+// Reads every category in scope from every system that has it. The rows
+// are personal data: they are sealed into request_data, and the step's
+// output holds only counts.
+class Collect final : public DomainAction {
+ public:
+  explicit Collect(const Dependencies& d) : DomainAction(d, {"systems.collect", {}}) {}
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    auto policies = deps_.policies.current();
+    const Subject subject = subject_of(ctx);
+    const auto wanted = scope(ctx, *policies);
+    json::object data;    // category → system → rows
+    json::object counts;  // category → rows
+    std::size_t bytes = 0;
+    for (const auto& system : policies->systems) {
+      for (const auto& [category, queries] : system.categories) {
+        if (!queries.access || !in(wanted, category)) continue;
+        const policy::Query query = *queries.access;
+        Binds binds{subject.huawei_id, ""};
+        auto work = [query, binds](soci::session& sql) { return read_rows(sql, query, binds); };
+        json::array rows;
+        try {
+          rows = co_await run_in_db(deps_.systems.of(system), work);
+        } catch (const std::exception& e) {
+          co_return ActionResult::failure("systems.collect on " + system.name + ": " + e.what(), true);
+        }
+        bytes += json::serialize(rows).size();
+        if (bytes > kMaxBytes) co_return ActionResult::failure("collected data exceeds 16MiB", false);
+        auto& per_category = data[category];
+        if (!per_category.is_object()) per_category = json::object{};
+        counts[category] = (counts.contains(category) ? counts[category].as_int64() : 0) +
+                           static_cast<std::int64_t>(rows.size());
+        per_category.as_object()[system.name] = std::move(rows);
+      }
+    }
+    std::string sealed = deps_.keys.seal(json::serialize(data), "request_data.data");
+    const std::string request_id = ctx.request_id;
+    const std::string step_id = ctx.step.id;
+    const long long now = ctx.now;
+    auto store = [&](soci::session& sql) {
+      sql << "INSERT INTO request_data(request_id, step_id, data_enc, created_at) VALUES (:r, :s, :d, :t)"
+             " ON CONFLICT (request_id, step_id) DO UPDATE SET data_enc = excluded.data_enc, created_at = excluded.created_at",
+          soci::use(request_id, "r"), soci::use(step_id, "s"), soci::use(sealed, "d"), soci::use(now, "t");
+    };
+    co_await run_in_db(deps_.db, store);
+    co_return ActionResult::success(json::object{{"rows", std::move(counts)}});
+  }
+};
+
+// The access package: what was collected, grouped by category and system,
+// with each category's description and the partners it was disclosed to
+// and when. Sealed into exports; the admin API hands it out.
+class Export final : public DomainAction {
+ public:
+  explicit Export(const Dependencies& d) : DomainAction(d, {"export.package", {}}) {}
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    auto policies = deps_.policies.current();
+    const Subject subject = subject_of(ctx);
+    const std::string request_id = ctx.request_id;
+    struct Loaded {
+      std::vector<std::string> sealed;
+      json::array recipients;
+    };
+    auto load = [&](soci::session& sql) {
+      Loaded l;
+      soci::rowset<soci::row> rows =
+          (sql.prepare << "SELECT data_enc FROM request_data WHERE request_id = :r ORDER BY step_id",
+           soci::use(request_id, "r"));
+      for (const auto& r : rows) l.sealed.push_back(r.get<std::string>(0));
+      soci::rowset<soci::row> disclosures =
+          (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                          " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
+           soci::use(subject.id, "s"));
+      for (const auto& r : disclosures) {
+        l.recipients.push_back(json::object{{"partner_id", r.get<std::string>(0)},
+                                            {"category", r.get<std::string>(1)},
+                                            {"first_disclosed_at", format_rfc3339(row_integer(r, 2))},
+                                            {"last_disclosed_at", format_rfc3339(row_integer(r, 3))}});
+      }
+      return l;
+    };
+    Loaded loaded = co_await run_in_db(deps_.db, load);
+    json::object categories;
+    for (const auto& sealed : loaded.sealed) {
+      auto plain = deps_.keys.open(sealed, "request_data.data");
+      if (!plain) co_return ActionResult::failure("collected data cannot be decrypted with the configured keys", false);
+      json::value collected = json::parse(*plain);  // a named value: range-for must not iterate a temporary
+      for (auto& [category, systems] : collected.as_object()) {
+        auto& entry = categories[category];
+        if (!entry.is_object()) {
+          auto it = policies->categories.find(std::string(category));
+          entry = json::object{{"description", it != policies->categories.end() ? it->second.description : ""},
+                               {"systems", json::object{}}};
+        }
+        for (auto& [system, rows] : systems.as_object()) entry.as_object()["systems"].as_object()[system] = rows;
+      }
+    }
+    json::array recipients;
+    for (auto& r : loaded.recipients) {
+      auto& o = r.as_object();
+      if (const auto* p = policies->partner(std::string(o["partner_id"].as_string()))) o["partner_name"] = p->name;
+      recipients.push_back(std::move(r));
+    }
+    json::object package{{"format", "privacyd.access-package/1"},
+                         {"request_id", request_id},
+                         {"generated_at", format_rfc3339(ctx.now)},
+                         {"subject", json::object{{"huawei_id", subject.huawei_id}}},
+                         {"categories", std::move(categories)},
+                         {"disclosed_to", std::move(recipients)}};
+    std::string text = json::serialize(package);
+    std::string sealed = deps_.keys.seal(text, "exports.package");
+    const long long now = ctx.now;
+    const long long bytes = static_cast<long long>(text.size());
+    auto store = [&](soci::session& sql) {
+      sql << "INSERT INTO exports(request_id, package_enc, bytes, created_at) VALUES (:r, :p, :b, :t)"
+             " ON CONFLICT (request_id) DO UPDATE SET package_enc = excluded.package_enc, bytes = excluded.bytes,"
+             " created_at = excluded.created_at",
+          soci::use(request_id, "r"), soci::use(sealed, "p"), soci::use(bytes, "b"), soci::use(now, "t");
+    };
+    co_await run_in_db(deps_.db, store);
+    co_return ActionResult::success(
+        json::object{{"bytes", bytes}, {"categories", package["categories"].as_object().size()}});
+  }
+};
+
+// Erases every category in scope from every system that has an erase
+// query, except categories under a retention hold: those are recorded
+// with the reason and the day the hold ends, and erased on that day.
+class Erase final : public DomainAction {
+ public:
+  explicit Erase(const Dependencies& d) : DomainAction(d, {"systems.erase", {}}) {}
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    auto policies = deps_.policies.current();
+    const Subject subject = subject_of(ctx);
+    const auto wanted = scope(ctx, *policies);
+    json::array erased;
+    json::array retained;
+    for (const auto& system : policies->systems) {
+      for (const auto& [category, queries] : system.categories) {
+        if (!queries.erase || !in(wanted, category)) continue;
+        if (const auto* hold = policies->hold_for(category)) {
+          const long long until = ctx.now + std::chrono::duration_cast<std::chrono::milliseconds>(hold->hold).count();
+          const std::string request_id = ctx.request_id;
+          const std::string system_name = system.name;
+          const std::string cat = category;
+          const std::string reason = hold->reason;
+          auto record = [&](soci::session& sql) {
+            long long stored_until = until;
+            sql << "INSERT INTO retention_holds(request_id, subject_id, system, category, reason, until_at, status)"
+                   " VALUES (:r, :s, :sys, :c, :reason, :until, 'held') ON CONFLICT DO NOTHING",
+                soci::use(request_id, "r"), soci::use(subject.id, "s"), soci::use(system_name, "sys"),
+                soci::use(cat, "c"), soci::use(reason, "reason"), soci::use(until, "until");
+            sql << "SELECT until_at FROM retention_holds WHERE request_id = :r AND system = :sys AND category = :c",
+                soci::use(request_id, "r"), soci::use(system_name, "sys"), soci::use(cat, "c"),
+                soci::into(stored_until);
+            return stored_until;
+          };
+          long long held_until = co_await run_in_db(deps_.db, record);
+          retained.push_back(json::object{{"system", system.name},
+                                          {"category", category},
+                                          {"reason", hold->reason},
+                                          {"until", format_rfc3339(held_until)}});
+          continue;
+        }
+        const policy::Query query = *queries.erase;
+        Binds binds{subject.huawei_id, ""};
+        auto work = [query, binds](soci::session& sql) { return change_rows(sql, query, binds); };
+        long long rows = 0;
+        try {
+          rows = co_await run_in_db(deps_.systems.of(system), work);
+        } catch (const std::exception& e) {
+          co_return ActionResult::failure("systems.erase on " + system.name + ": " + e.what(), true);
+        }
+        erased.push_back(json::object{{"system", system.name}, {"category", category}, {"rows", rows}});
+      }
+    }
+    co_return ActionResult::success(json::object{{"erased", std::move(erased)}, {"retained", std::move(retained)}});
+  }
+};
+
+}  // namespace
+
+engine::ActionCatalog domain_action_specs() {
+  return {{"systems.unlink", {}}, {"ledger.holdings", {}}, {"systems.collect", {}}, {"export.package", {}},
+          {"systems.erase", {}}};
+}
+
+void add_domain_actions(engine::ActionRegistry& registry, const Dependencies& deps) {
+  registry.add(std::make_unique<Unlink>(deps));
+  registry.add(std::make_unique<Holdings>(deps));
+  registry.add(std::make_unique<Collect>(deps));
+  registry.add(std::make_unique<Export>(deps));
+  registry.add(std::make_unique<Erase>(deps));
+}
+
+}  // namespace privacyd::actions
