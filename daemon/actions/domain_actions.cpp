@@ -102,7 +102,7 @@ class Unlink final : public DomainAction {
       try {
         rows = co_await run_in_db(deps_.systems.of(system), work);
       } catch (const std::exception& e) {
-        co_return ActionResult::failure("systems.unlink on " + system.name + ": " + e.what(), true);
+        co_return ActionResult::failure("systems.unlink on " + system.name + ": " + describe_failure(e), true);
       }
       unlinked[system.name] = rows;
       total += rows;
@@ -196,7 +196,7 @@ class Collect final : public DomainAction {
         try {
           rows = co_await run_in_db(deps_.systems.of(system), work);
         } catch (const std::exception& e) {
-          co_return ActionResult::failure("systems.collect on " + system.name + ": " + e.what(), true);
+          co_return ActionResult::failure("systems.collect on " + system.name + ": " + describe_failure(e), true);
         }
         bytes += json::serialize(rows).size();
         if (bytes > kMaxBytes) co_return ActionResult::failure("collected data exceeds 16MiB", false);
@@ -345,7 +345,7 @@ class Erase final : public DomainAction {
         try {
           rows = co_await run_in_db(deps_.systems.of(system), work);
         } catch (const std::exception& e) {
-          co_return ActionResult::failure("systems.erase on " + system.name + ": " + e.what(), true);
+          co_return ActionResult::failure("systems.erase on " + system.name + ": " + describe_failure(e), true);
         }
         erased.push_back(json::object{{"system", system.name}, {"category", category}, {"rows", rows}});
       }

@@ -2,7 +2,9 @@
 
 #include <boost/json.hpp>
 #include <ctime>
+#include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
 #include <stdexcept>
 
 namespace privacyd::actions {
@@ -57,7 +59,7 @@ json::array read_rows(soci::session& sql, const policy::Query& query, const Bind
   soci::rowset<soci::row> rows(prepared);
   json::array out;
   for (const auto& row : rows) {
-    if (out.size() >= kMaxRows) throw std::runtime_error("a query returned more than 10000 rows");
+    if (out.size() >= kMaxRows) throw ResultTooLarge("a query returned more than 10000 rows");
     json::object object;
     for (std::size_t i = 0; i < row.size(); ++i) object[row.get_properties(i).get_name()] = cell(row, i);
     out.push_back(std::move(object));
@@ -72,6 +74,24 @@ long long change_rows(soci::session& sql, const policy::Query& query, const Bind
   soci::statement statement(prepared);
   statement.execute(true);
   return statement.get_affected_rows();
+}
+
+}  // namespace privacyd::actions
+
+namespace privacyd::actions {
+
+std::string describe_failure(const std::exception& e) {
+  if (dynamic_cast<const ResultTooLarge*>(&e) != nullptr) return e.what();
+  if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
+    return "the query failed (SQLSTATE " + pg->sqlstate() + ")";
+  }
+  if (const auto* lite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
+    return "the query failed (SQLite error " + std::to_string(lite->result()) + ")";
+  }
+  if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return "the query failed";
+  if (dynamic_cast<const DatabaseUnavailable*>(&e) != nullptr) return "the system's database is unreachable";
+  if (dynamic_cast<const DatabaseConflict*>(&e) != nullptr) return "the system's database is busy";
+  return "the query failed";
 }
 
 }  // namespace privacyd::actions

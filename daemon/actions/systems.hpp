@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include "daemon/policy/policies.hpp"
@@ -36,6 +37,12 @@ struct Binds {
   std::string partner;
 };
 
+// A data system answered more than privacyd will hold for one request.
+class ResultTooLarge : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 inline constexpr std::size_t kMaxRows = 10000;
 inline constexpr std::size_t kMaxBytes = 16 * 1024 * 1024;
 
@@ -44,5 +51,11 @@ inline constexpr std::size_t kMaxBytes = 16 * 1024 * 1024;
 boost::json::array read_rows(soci::session& sql, const policy::Query& query, const Binds& binds);
 // Runs an erase or unlink statement; returns the rows it touched.
 long long change_rows(soci::session& sql, const policy::Query& query, const Binds& binds);
+
+// What went wrong in a data system, safe to store, audit and log: SOCI adds
+// the bound values (a HUAWEI ID) to its messages and servers quote rows in
+// theirs, so only the kind of failure and its SQLSTATE or SQLite code are
+// kept.
+std::string describe_failure(const std::exception& e);
 
 }  // namespace privacyd::actions
