@@ -125,10 +125,12 @@ class RequestTypes:
         self.assertEqual(self.system_query("developer-institute",
                                            "SELECT COUNT(*) FROM exam_results WHERE huawei_id = 'demo-002'"), [(1,)])
         # The certificate is kept until the hold (3s here) ends, then erased.
-        wait_for(lambda: self.system_query("developer-institute",
-                                           "SELECT COUNT(*) FROM certificates WHERE huawei_id = 'demo-001'") == [(0,)],
-                 timeout=30, what="the held certificate to be erased when its hold ends")
-        self.assertEqual(self.ledger(f"SELECT status FROM retention_holds WHERE request_id = '{rid}'"), [("erased",)])
+        # The hold is marked erased after the system's row is gone, so wait
+        # for the mark and then look at the system.
+        wait_for(lambda: self.ledger(f"SELECT status FROM retention_holds WHERE request_id = '{rid}'") == [("erased",)],
+                 timeout=30, what="the hold to end and its category to be erased")
+        self.assertEqual(self.system_query("developer-institute",
+                                           "SELECT COUNT(*) FROM certificates WHERE huawei_id = 'demo-001'"), [(0,)])
         self.assertEqual(self.system_query("developer-institute",
                                            "SELECT COUNT(*) FROM certificates WHERE huawei_id = 'demo-003'"), [(1,)])
         self.assertEqual(self.ledger("SELECT COUNT(*) FROM audit_log WHERE event = 'retention.erased'"), [(1,)])
