@@ -265,6 +265,33 @@ class Daemon:
         self._finish()
 
 
+class OnPostgres:
+    """A test-case mixin: one throwaway cluster per class, a fresh database
+    per test (`self.dbname`), and `query`/`count` against it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.databases = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.destroy()
+
+    def database(self):
+        type(self).databases += 1
+        self.dbname = f"{type(self).__name__.lower()}_{type(self).databases}"
+        self.pg.psql(f"CREATE DATABASE {self.dbname}")
+        return self.pg.dsn(self.dbname)
+
+    def query(self, sql):
+        out = self.pg.psql(sql, dbname=self.dbname).strip()
+        return out if out else None
+
+    def count(self, sql):
+        return int(self.query(sql))
+
+
 class Receiver:
     """A webhook receiver on loopback that plays an internal service or a
     partner: it verifies every Standard Webhooks signature, records every

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import (Daemon, PgCluster, Receiver, new_secret, run, wait_for, write_config, write_secrets)
+from harness import (Daemon, OnPostgres, PgCluster, Receiver, new_secret, run, wait_for, write_config, write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 
@@ -232,26 +232,7 @@ class EngineOnSqlite(EngineTests, unittest.TestCase):
         self.assertIn("audit chain broken at entry 2: entry 2 was altered", r.stdout)
 
 
-class EngineOnPostgres(EngineTests, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PgCluster()
-        cls.dbs = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
-
-    def database(self):
-        EngineOnPostgres.dbs += 1
-        self.dbname = f"engine_{EngineOnPostgres.dbs}"
-        self.pg.psql(f"CREATE DATABASE {self.dbname}")
-        return self.pg.dsn(self.dbname)
-
-    def query(self, sql):
-        out = self.pg.psql(sql, dbname=self.dbname).strip()
-        return out if out else None
-
+class EngineOnPostgres(OnPostgres, EngineTests, unittest.TestCase):
     def test_two_instances_share_500_requests_and_never_run_a_step_twice_at_once(self):
         self.workflow(self.call("one") + self.call("two"))
         a = self.start()

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, Daemon, PgCluster, new_secret, run, sign, wait_for, write_config, write_secrets
+from harness import BIN, Daemon, OnPostgres, PgCluster, new_secret, run, sign, wait_for, write_config, write_secrets
 
 # Distinctive personal data, to search for afterwards.
 PERSON = {"huawei_id": "hw-zq81-subject", "account_name": "zq81acct", "name": "Lin Zq81Wei",
@@ -261,25 +261,7 @@ class IntakeOnSqlite(IntakeContract, unittest.TestCase):
                     self.assertNotIn(value.encode(), data, f"{key} in plaintext in {os.path.basename(path)}")
 
 
-class IntakeOnPostgres(IntakeContract, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PgCluster()
-        cls.dbs = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
-
-    def database(self):
-        IntakeOnPostgres.dbs += 1
-        self.dbname = f"intake_{IntakeOnPostgres.dbs}"
-        self.pg.psql(f"CREATE DATABASE {self.dbname}")
-        return self.pg.dsn(self.dbname)
-
-    def count(self, sql):
-        return int(self.pg.psql(sql, dbname=self.dbname).strip())
-
+class IntakeOnPostgres(OnPostgres, IntakeContract, unittest.TestCase):
     def test_the_database_holds_no_plaintext_personal_data(self):
         self.send(body("association.created", partner={"id": "P-1001"}, statement_version="1.0"))
         self.send(body("request.disassociation", partner={"id": "P-1001"}))

@@ -1,28 +1,12 @@
 #include <catch2/catch.hpp>
-#include <filesystem>
-#include <soci/soci.h>
 
-#include "daemon/store/database.hpp"
 #include "daemon/store/intake_writes.hpp"
-#include "daemon/store/migrations.hpp"
+#include "store_fixture.hpp"
 
 using namespace privacyd;
-namespace fs = std::filesystem;
 
 namespace {
-struct SqliteStore {
-  SqliteStore() {
-    dir = fs::temp_directory_path() / ("privacyd-intake-" + std::to_string(::getpid()) + "-" + std::to_string(instances++));
-    fs::create_directories(dir);
-    std::string error;
-    db.emplace(*parse_database_url("sqlite3://db=" + (dir / "p.db").string(), "/", error), log);
-    migrate(*db, log);
-  }
-  ~SqliteStore() {
-    db.reset();
-    fs::remove_all(dir);
-    std::fclose(devnull);
-  }
+struct SqliteStore : testing::SqliteFixture {
   IntakeOutcome write(const IntakeWrite& w) {
     IntakeOutcome out;
     db->with_session([&](soci::session& sql) {
@@ -32,16 +16,7 @@ struct SqliteStore {
     });
     return out;
   }
-  int count(const std::string& query) {
-    int n = 0;
-    db->with_session([&](soci::session& sql) { sql << query, soci::into(n); });
-    return n;
-  }
-  std::FILE* devnull = std::fopen("/dev/null", "w");
-  Logger log{devnull, LogLevel::error, false};
-  fs::path dir;
-  std::optional<Database> db;
-  static inline int instances = 0;
+  int count(const std::string& query) { return scalar(query); }
 };
 
 IntakeWrite association(std::string webhook_id, std::string event_id, std::string subject_index) {
