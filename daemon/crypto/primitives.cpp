@@ -90,7 +90,7 @@ std::string new_id(std::string_view prefix, std::int64_t unix_ms) {
   for (int i = 0; i < 6; ++i) bits[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
   auto random = random_bytes(10);
   for (std::size_t i = 0; i < 10; ++i) bits[6 + i] = static_cast<unsigned char>(random[i]);
-  auto bit = [&](std::size_t n) { return (bits[n / 8] >> (7 - n % 8)) & 1U; };
+  auto bit = [&](std::size_t n) { return (static_cast<unsigned>(bits[n / 8]) >> (7 - n % 8)) & 1U; };
   std::string out(prefix);
   out += '_';
   // 130 bit positions, the first two always zero.

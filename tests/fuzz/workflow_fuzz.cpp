@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include <boost/json.hpp>
+
 #include "daemon/engine/expression.hpp"
 #include "daemon/engine/workflow.hpp"
 
