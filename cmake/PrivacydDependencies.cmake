@@ -10,6 +10,7 @@ find_package(SQLite3 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_package(Threads REQUIRED)
+find_package(CURL REQUIRED)
 
 # Debian's libsoci-dev ships no CMake package, so describe it here.
 find_path(SOCI_INCLUDE_DIR soci/soci.h REQUIRED)

@@ -9,6 +9,7 @@
 #include "daemon/config/config.hpp"
 #include "daemon/engine/action.hpp"
 #include "daemon/engine/workflow.hpp"
+#include "daemon/notify/notice_actions.hpp"
 #include "daemon/policy/policies.hpp"
 #include "daemon/store/database.hpp"
 #include "daemon/store/migrations.hpp"
@@ -62,7 +63,10 @@ int check(const std::filesystem::path& config_file, const std::string& format) {
     engine::add_builtin_actions(actions, result.config->workflows);
     auto catalog = actions.catalog();
     for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
+    for (auto& spec : notify::notice_action_specs()) catalog.push_back(std::move(spec));
+    auto templates = notify::Templates::load(notify::templates_dir(result.config->policies), problems);
     auto set = engine::load_workflows(result.config->workflows, catalog, problems);
+    notify::check_workflow_templates(set, templates, problems);
     workflow_count = set.workflows.size();
     if (problems.empty()) compare_with_database(*result.config, set, problems);
   }

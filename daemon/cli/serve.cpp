@@ -15,6 +15,8 @@
 #include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/http/server.hpp"
+#include "daemon/notify/notice_actions.hpp"
+#include "daemon/notify/notifier.hpp"
 #include "daemon/intake/intake.hpp"
 #include "daemon/policy/policy_store.hpp"
 #include "daemon/service/health.hpp"
@@ -32,12 +34,14 @@ namespace {
 // Waits, on the io_context, until both servers have no connections or the
 // grace period is over, then stops the loop.
 void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, engine::Engine& engine,
-                       actions::RetentionSweeper& retention, Duration grace, Logger& log) {
+                       actions::RetentionSweeper& retention, notify::Notifier& notifier, Duration grace,
+                       Logger& log) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [&ioc, servers, &engine, &retention, deadline, timer, &log, weak = std::weak_ptr(poll)] {
-    std::size_t open = (engine.stopped() ? 0 : engine.active() + 1) + (retention.stopped() ? 0 : 1);
+  *poll = [&ioc, servers, &engine, &retention, &notifier, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+    std::size_t open = (engine.stopped() ? 0 : engine.active() + 1) + (retention.stopped() ? 0 : 1) +
+                       (notifier.stopped() ? 0 : 1);
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
@@ -72,10 +76,13 @@ int serve(const std::filesystem::path& config_file) {
     engine::add_builtin_actions(actions, config.workflows);
     auto catalog = actions.catalog();
     for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
+    for (auto& spec : notify::notice_action_specs()) catalog.push_back(std::move(spec));
     Diagnostics problems;
     const auto config_dir = config.file.parent_path();
     policy::PolicyStore policies(policy::load_policies(config.policies, config_dir, problems));
+    notify::TemplateStore templates(notify::Templates::load(notify::templates_dir(config.policies), problems));
     auto workflows = engine::load_workflows(config.workflows, catalog, problems);
+    notify::check_workflow_templates(workflows, *templates.current(), problems);
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
     systemd.status("connecting to the database");
@@ -88,6 +95,9 @@ int serve(const std::filesystem::path& config_file) {
     actions::SystemConnections systems(log);
     const actions::Dependencies deps{db, policies, systems, keys, log};
     actions::add_domain_actions(actions, deps);
+    const notify::NoticeDependencies notice_deps{db, policies, templates, keys, config.notices.from};
+    notify::add_notice_actions(actions, notice_deps);
+    notify::Notifier notifier(ioc, db, policies, keys, clock, log, config, config.engine.poll);
     actions::RetentionSweeper retention(ioc, db, policies, systems, keys, clock, log, config.engine.poll);
     Health health(db, log);
     // Keep one database thread free of intake batches for /readyz and the
@@ -111,6 +121,7 @@ int serve(const std::filesystem::path& config_file) {
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
     intake.on_request_stored([&engine] { engine.wake(); });
+    notifier.on_settled([&engine] { engine.wake(); });
     http::Router admin_routes;
     health.mount(admin_routes);
 
@@ -145,7 +156,9 @@ int serve(const std::filesystem::path& config_file) {
             net::post(db.threads(), [&] {
               Diagnostics found;
               auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
+              auto next_templates = notify::Templates::load(notify::templates_dir(config.policies), found);
               auto next = engine::load_workflows(config.workflows, actions.catalog(), found);  // every action is registered by now
+              notify::check_workflow_templates(next, next_templates, found);
               if (found.empty()) {
                 try {
                   found = engine.install(std::move(next));
@@ -153,7 +166,10 @@ int serve(const std::filesystem::path& config_file) {
                   found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
                 }
               }
-              if (found.empty()) policies.replace(std::move(next_policies));
+              if (found.empty()) {
+                policies.replace(std::move(next_policies));
+                templates.replace(std::move(next_templates));
+              }
               for (const auto& p : found) log.error("reload refused", {{"at", format_text(p)}});
               if (found.empty()) log.info("reloaded", {{"what", "workflows and policies"}});
               systemd.ready("serving");
@@ -168,9 +184,11 @@ int serve(const std::filesystem::path& config_file) {
           health.set_draining();
           engine.drain();
           retention.stop();
+          notifier.stop();
           public_server.drain();
           admin_server.drain();
-          stop_when_drained(ioc, {&public_server, &admin_server}, engine, retention, config.limits.shutdown_grace, log);
+          stop_when_drained(ioc, {&public_server, &admin_server}, engine, retention, notifier,
+                            config.limits.shutdown_grace, log);
         };
     signals.async_wait(on_signal);
     systemd.start_watchdog(ioc);
@@ -179,6 +197,7 @@ int serve(const std::filesystem::path& config_file) {
     log.info("ready", {{"schema", schema.to}});
     engine.start();
     retention.start();
+    notifier.start();
 
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });

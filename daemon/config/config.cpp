@@ -177,7 +177,30 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   }
 
   if (auto notices = root["notices"]; notices.IsDefined()) {
-    if (yaml.expect_map(notices, "notices", {"file_dir", "smtp"})) {
+    if (yaml.expect_map(notices, "notices", {"file_dir", "smtp", "from", "timeout", "retry_schedule"})) {
+      if (auto f = yaml.string(notices, "from")) {
+        if (f->find('@') == std::string::npos || f->find_first_of("\r\n<>") != std::string::npos) {
+          yaml.error(notices["from"].Mark(), "\"from\" must be a plain email address", "value");
+        } else {
+          c.notices.from = *f;
+        }
+      }
+      if (auto d = yaml.duration(notices, "timeout")) c.notices.timeout = *d;
+      if (auto list = notices["retry_schedule"]; list.IsDefined()) {
+        if (!list.IsSequence() || list.size() == 0 || list.size() > 50) {
+          yaml.error(list.Mark(), "\"retry_schedule\" must be a list of 1 to 50 durations", "type");
+        } else {
+          c.notices.retry_schedule.clear();
+          for (const auto& item : list) {
+            auto d = item.IsScalar() ? parse_duration(item.Scalar()) : std::nullopt;
+            if (!d) {
+              yaml.error(item.Mark(), "bad duration in \"retry_schedule\" (write e.g. 0s, 5s, 5m, 2h)", "duration");
+            } else {
+              c.notices.retry_schedule.push_back(*d);
+            }
+          }
+        }
+      }
       if (auto p = r.path(notices, "file_dir", false)) c.notices.file_dir = *p;
       if (auto s = yaml.string(notices, "smtp")) {
         if (!s->starts_with("smtp://") && !s->starts_with("smtps://")) {

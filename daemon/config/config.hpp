@@ -70,6 +70,14 @@ struct Config {
   struct {
     std::filesystem::path file_dir;
     std::string smtp;
+    std::string from = "privacy@privacyd.invalid";  // the From: of subject notices
+    Duration timeout = std::chrono::seconds(30);    // one delivery attempt
+    // Delays before attempt 1, 2, …; a notice still undelivered after the
+    // last is dead (SPEC §7).
+    std::vector<Duration> retry_schedule = {
+        std::chrono::seconds(0),  std::chrono::seconds(5), std::chrono::minutes(5), std::chrono::minutes(30),
+        std::chrono::hours(2),    std::chrono::hours(5),   std::chrono::hours(10),  std::chrono::hours(14),
+        std::chrono::hours(20),   std::chrono::hours(24)};
   } notices;
   struct {
     Duration lease = std::chrono::seconds(30);  // how long a crashed instance's work stays claimed

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/base/time.hpp"
 #include "daemon/engine/workflow.hpp"
@@ -25,6 +26,17 @@ struct ActionContext {
   UnixMillis now = 0;
   std::optional<UnixMillis> woken_from;  // set when a `wait` this step asked for is over
   const boost::json::value& context;   // what `if:` sees: request, subject, partner, steps
+  const Workflow* workflow = nullptr;  // the pinned workflow the step belongs to
+};
+
+// A notice an action decided to send: committed to the outbox in the same
+// transaction as the step's outcome, then delivered by the notifier.
+struct NoticeDraft {
+  std::string id;         // also the partner webhook's webhook-id, on every attempt
+  std::string channel;    // "partner" | "subject"
+  std::string recipient;  // partner id, or "subject"
+  std::string template_name;
+  std::string payload_enc;  // sealed: the webhook body, or the email message
 };
 
 struct ActionResult {
@@ -34,6 +46,7 @@ struct ActionResult {
     wait,       // run the step again at `wake_at`
     park,       // stop until an operator approves or rejects (`reason`)
     reject,     // the request is rejected with `reason` (told to the subject)
+    await_notices,  // commit `notices`; run the step again once they are delivered or dead
   };
   Kind kind = Kind::succeeded;
   boost::json::value output;
@@ -41,10 +54,19 @@ struct ActionResult {
   bool retryable = true;
   UnixMillis wake_at = 0;
   std::string reason;
+  std::vector<NoticeDraft> notices;
 
-  static ActionResult success(boost::json::value out = {}) { return {Kind::succeeded, std::move(out), {}, true, 0, {}}; }
+  static ActionResult success(boost::json::value out = {}) {
+    ActionResult r;
+    r.output = std::move(out);
+    return r;
+  }
   static ActionResult failure(std::string error, bool retryable) {
-    return {Kind::failed, {}, std::move(error), retryable, 0, {}};
+    ActionResult r;
+    r.kind = Kind::failed;
+    r.error = std::move(error);
+    r.retryable = retryable;
+    return r;
   }
 };
 

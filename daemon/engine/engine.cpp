@@ -383,7 +383,8 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       if (action == nullptr) {
         result = ActionResult::failure("action " + step.action + " is not available", false);
       } else {
-        ActionContext ctx{row->id, row->type, step, attempt, row->id + ":" + step.id, at, woken_from, context};
+        ActionContext ctx{row->id, row->type, step, attempt, row->id + ":" + step.id, at, woken_from, context,
+                          workflow.get()};
         try {
           result = co_await action->run(ctx);
         } catch (const std::exception& e) {
@@ -441,6 +442,19 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           t.audit_event = "request.awaiting_approval";
           t.audit_detail = json::serialize(json::object{{"step", step.id}, {"reason", result.reason}});
           break;
+        case ActionResult::Kind::await_notices: {
+          // Woken by the notifier when every notice is delivered or dead.
+          t.step_status = "waiting";
+          t.attempts = attempt;
+          json::array ids;
+          for (auto& n : result.notices) {
+            ids.emplace_back(n.id);
+            t.notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+          }
+          t.audit_event = t.notices.empty() ? "step.waiting" : "notices.queued";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"notices", std::move(ids)}});
+          break;
+        }
         case ActionResult::Kind::reject:
           t.step_status = "succeeded";
           t.next_step = row->next_step + 1;

@@ -177,6 +177,30 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({3, "requests", common, common});
     }
+    {
+      // The notice outbox: written in the same transaction as the step that
+      // decides the notice, delivered (and retried) by the notifier.
+      std::vector<std::string> common = {
+          "CREATE TABLE notices ("
+          " id TEXT PRIMARY KEY,"
+          " request_id TEXT NOT NULL REFERENCES requests(id),"
+          " step_idx INTEGER NOT NULL,"
+          " channel TEXT NOT NULL,"
+          " recipient TEXT NOT NULL,"
+          " template TEXT NOT NULL,"
+          " status TEXT NOT NULL,"
+          " payload_enc TEXT NOT NULL,"
+          " attempts INTEGER NOT NULL DEFAULT 0,"
+          " next_attempt_at BIGINT NOT NULL,"
+          " lease_until BIGINT,"
+          " last_error TEXT,"
+          " created_at BIGINT NOT NULL,"
+          " delivered_at BIGINT)",
+          "CREATE INDEX notices_due ON notices(status, next_attempt_at)",
+          "CREATE INDEX notices_request ON notices(request_id, step_idx)",
+      };
+      list.push_back({4, "notices", common, common});
+    }
     return list;
   }();
   return all;

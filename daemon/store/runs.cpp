@@ -131,6 +131,16 @@ bool apply(soci::session& sql, const Transition& t) {
         soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
         soci::use(wake.value, wake.ind, "wake");
   }
+  for (const auto& n : t.notices) {
+    std::string pending = "pending";
+    sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
+           " next_attempt_at, created_at) VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
+           " :payload, :next, :created) ON CONFLICT (id) DO NOTHING",
+        soci::use(n.id, "id"), soci::use(t.request_id, "request"), soci::use(t.step_idx, "idx"),
+        soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
+        soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
+        soci::use(now, "created");
+  }
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
   return true;
 }

@@ -81,6 +81,15 @@ struct Transition {
   // The audit entry.
   std::string audit_event;
   std::string audit_detail = "{}";
+  // Notices for the outbox, written in this same transaction.
+  struct Notice {
+    std::string id;
+    std::string channel;
+    std::string recipient;
+    std::string template_name;
+    std::string payload_enc;
+  };
+  std::vector<Notice> notices;
 };
 bool apply(soci::session& sql, const Transition& t);
 

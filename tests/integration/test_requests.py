@@ -8,7 +8,7 @@ import sqlite3
 import tempfile
 import unittest
 
-from harness import REPO, Daemon, PgCluster, new_secret, run, wait_for, write_config, write_secrets
+from harness import REPO, Daemon, PgCluster, Receiver, new_secret, run, wait_for, write_config, write_secrets
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 HOSTILE = ["demo-001' OR '1'='1", "x'; DROP TABLE accounts; --", "demo-001\" OR 1=1 --", "%"]
@@ -26,6 +26,11 @@ class RequestTypes:
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
+        # The partners' notice webhooks: one loopback receiver that checks
+        # every signature (both partners share its secret here).
+        self.partner_secret = new_secret()
+        self.partners = Receiver(self.partner_secret)
+        self.addCleanup(self.partners.close)
         policies = os.path.join(self.dir.name, "policies")
         shutil.copytree(os.path.join(REPO, "policies"), policies)
         for name in os.listdir(policies):
@@ -37,6 +42,9 @@ class RequestTypes:
             text = text.replace("sqlite3://db=../var/demo/partner-center.db", self.system_url("partner-center"))
             text = text.replace("sqlite3://db=../var/demo/institute.db", self.system_url("developer-institute"))
             text = text.replace("hold: 3y", "hold: 3s")  # so the test sees the hold end
+            text = text.replace("http://127.0.0.1:9100/notices", self.partners.url)
+            text = text.replace("http://127.0.0.1:9101/notices", self.partners.url)
+            text = text.replace("../var/keys/", "var/keys/")
             with open(path, "w") as f:
                 f.write(text)
         self.secret = new_secret()
@@ -46,6 +54,9 @@ class RequestTypes:
         with open(self.config, "w") as f:
             f.write(text)
         write_secrets(self.dir.name, [self.secret])
+        for partner in ("P-1001", "P-1002"):
+            with open(os.path.join(self.dir.name, "var", "keys", f"partner-{partner}.secret"), "w") as f:
+                f.write(self.partner_secret + "\n")
         r = run(["demo", "--config", self.config])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("demo ledger: 5 association(s) recorded", r.stdout)
@@ -75,6 +86,14 @@ class RequestTypes:
         self.assertEqual(got[0], status, got)
         return {step: json.loads(out) if out else None for step, out in
                 self.ledger(f"SELECT step_id, output FROM request_steps WHERE request_id = '{rid}'")}
+
+    def partner_notices(self, rid):
+        with self.partners._lock:
+            return [(i, b) for (i, b, t) in self.partners.deliveries if b.get("request_id") == rid]
+
+    def subject_notice(self, notice_id):
+        with open(os.path.join(self.dir.name, "var", "notices", f"{notice_id}.eml"), encoding="utf-8") as f:
+            return f.read()
 
     def package(self, rid):
         r = run(["export", "--config", self.config, rid])
@@ -134,6 +153,14 @@ class RequestTypes:
         self.assertEqual(self.system_query("developer-institute",
                                            "SELECT COUNT(*) FROM certificates WHERE huawei_id = 'demo-003'"), [(1,)])
         self.assertEqual(self.ledger("SELECT COUNT(*) FROM audit_log WHERE event = 'retention.erased'"), [(1,)])
+        # Both partners that received demo-001's data... only P-1001 did:
+        # it is asked to erase what it got.
+        notices = self.partner_notices(rid)
+        self.assertEqual([(b["type"], b["partner_id"]) for _, b in notices], [("notice.erasure", "P-1001")])
+        self.assertEqual(sorted(notices[0][1]["categories"]),
+                         sorted(["account_name", "account_id", "personal_name", "phone_number", "email_address"]))
+        mail = self.subject_notice(steps["tell-subject"]["notices"][0])
+        self.assertIn("certificate verification for partner programme audits", mail)
 
     def test_disassociation_unlinks_and_computes_what_the_partner_holds(self):
         # More disclosed to P-1001 after the demo association, on two days.
@@ -159,6 +186,28 @@ class RequestTypes:
         self.assertEqual(by["email_address"]["last_disclosed_at"], "2026-05-01T10:00:00Z")
         self.assertEqual(h["associated_from"], "2026-01-15T09:00:00Z")
         self.assertEqual(h["disassociated_at"], steps["unlink"]["disassociated_at"])
+        # The partner was told exactly what it still holds, signed, once.
+        notices = self.partner_notices(rid)
+        self.assertEqual(len(notices), 1, notices)
+        notice_id, body = notices[0]
+        self.assertEqual(body["type"], "notice.disassociation")
+        self.assertEqual(body["notice_id"], notice_id)
+        self.assertEqual(body["partner_id"], "P-1001")
+        self.assertEqual(body["subject"], {"huawei_id": "demo-001"})
+        self.assertEqual(body["categories"], h["categories"])
+        self.assertEqual(body["disclosed"], h["disclosed"])
+        self.assertEqual(body["disassociated_at"], h["disassociated_at"])
+        self.assertIn("Example Partner Ltd.", body["text"])
+        self.assertIn("remain responsible for the security", body["text"])
+        self.assertEqual(steps["notify-partner"]["notices"], [notice_id])
+        # The person was told who may hold what, and how to reach them, in
+        # their language (demo-001's locale is zh-CN).
+        mail = self.subject_notice(steps["notify-subject"]["notices"][0])
+        self.assertIn("To: <lin.wei@demo.example>", mail)
+        self.assertIn("Example Partner Ltd.", mail)
+        self.assertIn("privacy@partner.example", mail)
+        self.assertIn("解除关联", mail)
+        self.assertEqual(self.partners.bad_signatures, 0)
         self.assertEqual(self.system_query("partner-center",
                                            "SELECT partner_id FROM partner_members WHERE huawei_id = 'demo-001'"), [])
         # demo-002 stays with P-1001 (and P-1002).

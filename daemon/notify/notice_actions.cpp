@@ -1,0 +1,288 @@
+#include "daemon/notify/notice_actions.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/base/time.hpp"
+#include "daemon/store/async.hpp"
+#include "daemon/store/rows.hpp"
+
+namespace privacyd::notify {
+
+namespace json = boost::json;
+namespace net = boost::asio;
+using engine::ActionContext;
+using engine::ActionResult;
+
+std::filesystem::path templates_dir(const std::filesystem::path& policies_dir) { return policies_dir / "notices"; }
+
+engine::ActionCatalog notice_action_specs() {
+  using engine::ActionParam;
+  return {{"notify.partner", {{"template", ActionParam::Kind::text, true}}},
+          {"notify.partners", {{"template", ActionParam::Kind::text, true}}},
+          {"notify.subject", {{"template", ActionParam::Kind::text, true}}}};
+}
+
+void check_workflow_templates(const engine::WorkflowSet& workflows, const Templates& templates, Diagnostics& out) {
+  for (const auto& w : workflows.workflows) {
+    for (const auto& step : w.steps) {
+      if (!step.action.starts_with("notify.")) continue;
+      std::string name(step.with.at("template").as_string());
+      if (!templates.has(name)) {
+        out.push_back({w.path, 1, 1, "step " + step.id + " names template \"" + name +
+                                         "\", which has no " + name + ".en.mustache", "template"});
+      }
+    }
+  }
+}
+
+namespace {
+
+const json::value* at(const json::value& v, std::initializer_list<const char*> path) {
+  const json::value* p = &v;
+  for (const char* k : path) {
+    if (!p->is_object()) return nullptr;
+    p = p->get_object().if_contains(k);
+    if (p == nullptr) return nullptr;
+  }
+  return p;
+}
+std::string text(const json::value& v, std::initializer_list<const char*> path) {
+  const auto* p = at(v, path);
+  return p != nullptr && p->is_string() ? std::string(p->get_string()) : std::string();
+}
+
+int step_index(const ActionContext& ctx) {
+  for (std::size_t i = 0; i < ctx.workflow->steps.size(); ++i) {
+    if (ctx.workflow->steps[i].id == ctx.step.id) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// The output of the earlier step that ran `action`, or null.
+const json::value* output_of(const ActionContext& ctx, std::string_view action) {
+  for (const auto& s : ctx.workflow->steps) {
+    if (s.id == ctx.step.id) break;
+    if (s.action == action) return at(ctx.context, {"steps", s.id.c_str()});
+  }
+  return nullptr;
+}
+
+json::array described(const policy::Policies& p, const json::array& names) {
+  json::array out;
+  for (const auto& n : names) {
+    std::string name(n.as_string());
+    auto it = p.categories.find(name);
+    out.push_back(json::object{{"category", name}, {"description", it != p.categories.end() ? it->second.description : ""}});
+  }
+  return out;
+}
+
+class NoticeAction : public engine::Action {
+ public:
+  NoticeAction(const NoticeDependencies& d, engine::ActionSpec spec) : deps_(d), spec_(std::move(spec)) {}
+  const engine::ActionSpec& spec() const override { return spec_; }
+
+  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+    // Already queued on an earlier run: report how delivery went.
+    const std::string request_id = ctx.request_id;
+    const int idx = step_index(ctx);
+    auto statuses = [request_id, idx](soci::session& sql) {
+      std::vector<std::pair<std::string, std::string>> out;
+      soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
+                                                     " step_idx = :i ORDER BY id",
+                                      soci::use(request_id, "r"), soci::use(idx, "i"));
+      for (const auto& r : rows) out.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+      return out;
+    };
+    auto queued = co_await run_in_db(deps_.db, statuses);
+    if (!queued.empty()) {
+      json::array ids;
+      for (const auto& [id, status] : queued) {
+        if (status == "dead") co_return ActionResult::failure("notice " + id + " could not be delivered", false);
+        ids.emplace_back(id);
+      }
+      for (const auto& [id, status] : queued) {
+        if (status != "delivered") {
+          ActionResult r;
+          r.kind = ActionResult::Kind::await_notices;  // not all delivered yet: keep waiting
+          co_return r;
+        }
+      }
+      co_return ActionResult::success(json::object{{"notices", std::move(ids)}});
+    }
+    ActionResult r;
+    r.kind = ActionResult::Kind::await_notices;
+    try {
+      r.notices = co_await draft(ctx);
+    } catch (const std::exception& e) {
+      co_return ActionResult::failure(std::string(spec_.name) + ": " + e.what(), false);
+    }
+    if (r.notices.empty()) co_return ActionResult::success(json::object{{"notices", json::array{}}});
+    co_return r;
+  }
+
+ protected:
+  virtual net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) = 0;
+
+  engine::NoticeDraft partner_notice(const ActionContext& ctx, const policy::Partner& partner, json::object body) {
+    engine::NoticeDraft n;
+    n.id = crypto::new_id("ntc", ctx.now);
+    n.channel = "partner";
+    n.recipient = partner.id;
+    n.template_name = std::string(ctx.step.with.at("template").as_string());
+    body["notice_id"] = n.id;
+    body["request_id"] = ctx.request_id;
+    body["partner_id"] = partner.id;
+    body["subject"] = json::object{{"huawei_id", text(ctx.context, {"subject", "huawei_id"})}};
+    json::object values = body;
+    values["partner_name"] = partner.name;
+    values["categories"] = described(*deps_.policies.current(), body["categories"].as_array());
+    body["text"] = deps_.templates.current()->render(n.template_name, "en", values);
+    n.payload_enc = deps_.keys.seal(json::serialize(body), "notices.payload");
+    return n;
+  }
+
+  const NoticeDependencies& deps_;
+  engine::ActionSpec spec_;
+};
+
+// To the request's partner, after a disassociation: what it still holds.
+class NotifyPartner final : public NoticeAction {
+ public:
+  explicit NotifyPartner(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[0]) {}
+
+ protected:
+  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+    auto policies = deps_.policies.current();
+    const auto* partner = policies->partner(text(ctx.context, {"request", "partner_id"}));
+    if (partner == nullptr) throw std::runtime_error("the request's partner is not in the policies");
+    const json::value* holdings = output_of(ctx, "ledger.holdings");
+    if (holdings == nullptr) throw std::runtime_error("needs an earlier ledger.holdings step");
+    json::object body{{"type", "notice.disassociation"},
+                      {"categories", holdings->at("categories")},
+                      {"disclosed", holdings->at("disclosed")},
+                      {"disassociated_at", holdings->at("disassociated_at")},
+                      {"associated_from", holdings->at("associated_from")}};
+    co_return std::vector<engine::NoticeDraft>{partner_notice(ctx, *partner, std::move(body))};
+  }
+};
+
+// To every partner the subject's data was disclosed to, after a deletion:
+// which of the categories in scope to erase.
+class NotifyPartners final : public NoticeAction {
+ public:
+  explicit NotifyPartners(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[1]) {}
+
+ protected:
+  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+    const std::string subject_id = text(ctx.context, {"request", "subject_id"});
+    auto load = [subject_id](soci::session& sql) {
+      std::vector<std::array<std::string, 4>> rows;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                          " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
+           soci::use(subject_id, "s"));
+      for (const auto& r : rs) {
+        rows.push_back({r.get<std::string>(0), r.get<std::string>(1), format_rfc3339(row_integer(r, 2)),
+                        format_rfc3339(row_integer(r, 3))});
+      }
+      return rows;
+    };
+    auto rows = co_await run_in_db(deps_.db, load);
+    std::vector<std::string> scope;
+    if (const auto* cats = at(ctx.context, {"request", "categories"}); cats && cats->is_array()) {
+      for (const auto& c : cats->get_array()) scope.emplace_back(c.get_string());
+    }
+    auto policies = deps_.policies.current();
+    std::vector<engine::NoticeDraft> notices;
+    std::map<std::string, std::pair<json::array, json::array>> per_partner;  // categories, disclosed
+    for (const auto& [partner, category, first, last] : rows) {
+      if (!scope.empty() && std::find(scope.begin(), scope.end(), category) == scope.end()) continue;
+      auto& [cats, disclosed] = per_partner[partner];
+      cats.emplace_back(category);
+      disclosed.push_back(json::object{{"category", category}, {"first_disclosed_at", first}, {"last_disclosed_at", last}});
+    }
+    for (auto& [partner_id, lists] : per_partner) {
+      const auto* partner = policies->partner(partner_id);
+      if (partner == nullptr || partner->notice_url.empty()) continue;  // no longer a partner, or no channel
+      json::object body{{"type", "notice.erasure"}, {"categories", lists.first}, {"disclosed", lists.second}};
+      notices.push_back(partner_notice(ctx, *partner, std::move(body)));
+    }
+    co_return notices;
+  }
+};
+
+// To the person, by email (SMTP) or as a file: in their locale.
+class NotifySubject final : public NoticeAction {
+ public:
+  explicit NotifySubject(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[2]) {}
+
+ protected:
+  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+    const std::string email = text(ctx.context, {"subject", "email"});
+    if (email.empty()) throw std::runtime_error("the subject has no email address (guard the step with if: subject.email)");
+    if (email.find_first_of("\r\n<>") != std::string::npos) throw std::runtime_error("the subject's email is malformed");
+    auto policies = deps_.policies.current();
+    json::object values{{"name", text(ctx.context, {"subject", "name"})},
+                        {"request_id", ctx.request_id},
+                        {"reason", text(ctx.context, {"request", "reason"})}};
+    if (const auto* p = policies->partner(text(ctx.context, {"request", "partner_id"}))) {
+      values["partner_name"] = p->name;
+      values["partner_id"] = p->id;
+      values["contact_email"] = p->contact_email;
+      values["contact_url"] = p->contact_url;
+    }
+    if (const json::value* h = output_of(ctx, "ledger.holdings")) {
+      values["categories"] = described(*policies, h->at("categories").as_array());
+      values["disassociated_at"] = h->at("disassociated_at");
+    }
+    if (const json::value* erase = output_of(ctx, "systems.erase")) {
+      json::array erased;
+      for (const auto& e : erase->at("erased").as_array()) {
+        json::array one{e.at("category")};
+        if (e.at("rows").to_number<long long>() > 0) erased.push_back(described(*policies, one)[0]);
+      }
+      values["erased"] = std::move(erased);
+      json::array retained;
+      for (const auto& k : erase->at("retained").as_array()) {
+        json::array one{k.at("category")};
+        json::object item = described(*policies, one)[0].as_object();
+        item["reason"] = k.at("reason");
+        item["until"] = k.at("until");
+        retained.push_back(std::move(item));
+      }
+      values["has_retained"] = !retained.empty();
+      values["retained"] = std::move(retained);
+    }
+    engine::NoticeDraft n;
+    n.id = crypto::new_id("ntc", ctx.now);
+    n.channel = "subject";
+    n.recipient = "subject";
+    n.template_name = std::string(ctx.step.with.at("template").as_string());
+    std::string locale = text(ctx.context, {"subject", "locale"});
+    std::string rendered = deps_.templates.current()->render(n.template_name, locale.empty() ? "en" : locale, values);
+    // A template's first line is "Subject: …"; the rest is the body.
+    std::string subject_line = "Your privacy request";
+    if (rendered.starts_with("Subject: ")) {
+      auto eol = rendered.find('\n');
+      subject_line = rendered.substr(9, eol == std::string::npos ? std::string::npos : eol - 9);
+      rendered = eol == std::string::npos ? std::string() : rendered.substr(eol + 1);
+      while (rendered.starts_with("\n")) rendered.erase(0, 1);
+    }
+    json::object message{{"to", email}, {"from", deps_.from}, {"subject", subject_line}, {"body", rendered},
+                         {"locale", locale.empty() ? "en" : locale}};
+    n.payload_enc = deps_.keys.seal(json::serialize(message), "notices.payload");
+    co_return std::vector<engine::NoticeDraft>{std::move(n)};
+  }
+};
+
+}  // namespace
+
+void add_notice_actions(engine::ActionRegistry& registry, const NoticeDependencies& deps) {
+  registry.add(std::make_unique<NotifyPartner>(deps));
+  registry.add(std::make_unique<NotifyPartners>(deps));
+  registry.add(std::make_unique<NotifySubject>(deps));
+}
+
+}  // namespace privacyd::notify

@@ -1,0 +1,336 @@
+#include "daemon/notify/notifier.hpp"
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+#include <ctime>
+#include <curl/curl.h>
+#include <fstream>
+#include <random>
+#include <soci/soci.h>
+
+#include "daemon/audit/audit.hpp"
+#include "daemon/crypto/webhook_signature.hpp"
+#include "daemon/http/client.hpp"
+#include "daemon/store/async.hpp"
+
+namespace privacyd::notify {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+std::optional<Duration> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now) {
+  long long seconds = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (ec == std::errc{} && end == value.data() + value.size() && seconds >= 0 && seconds < 7 * 86400) {
+    return std::chrono::seconds(seconds);
+  }
+  std::tm tm{};
+  std::string text(value);
+  if (strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr) {
+    auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    if (at <= now) return Duration(0);
+    auto delay = std::chrono::duration_cast<Duration>(at - now);
+    if (delay < std::chrono::hours(24 * 7)) return delay;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+struct Claimed {
+  std::string id;
+  std::string request_id;
+  std::string channel;
+  std::string recipient;
+  std::string payload_enc;
+  int attempts = 0;
+};
+
+struct Outcome {
+  bool delivered = false;
+  bool retryable = true;
+  std::string error;  // no personal data: status codes and transport errors only
+  std::optional<Duration> retry_after;
+};
+
+// libcurl SMTP, blocking: run on the notifier's own thread.
+Outcome send_mail(const std::string& url, const json::object& m, Duration timeout) {
+  struct Reader {
+    std::string data;
+    std::size_t offset = 0;
+  } reader;
+  auto header_safe = [](std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; };
+  std::string to(m.at("to").as_string()), from(m.at("from").as_string()), subject(m.at("subject").as_string());
+  if (!header_safe(to) || !header_safe(from) || !header_safe(subject)) return {false, false, "unsafe header", {}};
+  reader.data = "To: <" + to + ">\r\nFrom: <" + from + ">\r\nSubject: " + subject +
+                "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
+                std::string(m.at("locale").as_string()) + "\r\n\r\n";
+  for (char c : std::string(m.at("body").as_string())) {
+    if (c == '\n') reader.data += "\r\n";
+    else reader.data += c;
+  }
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return {false, true, "curl_easy_init failed", {}};
+  curl_slist* rcpt = curl_slist_append(nullptr, ("<" + to + ">").c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + from + ">").c_str());
+  curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
+  curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));  // STARTTLS when offered
+  curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_READDATA, &reader);
+  curl_easy_setopt(curl, CURLOPT_READFUNCTION, +[](char* buffer, size_t size, size_t n, void* user) -> size_t {
+    auto* r = static_cast<Reader*>(user);
+    size_t room = size * n;
+    size_t left = r->data.size() - r->offset;
+    size_t take = std::min(room, left);
+    std::memcpy(buffer, r->data.data() + r->offset, take);
+    r->offset += take;
+    return take;
+  });
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(rcpt);
+  curl_easy_cleanup(curl);
+  if (rc == CURLE_OK) return {true, false, {}, {}};
+  // 5xx from the mail server is permanent; the rest (4xx, network) retries.
+  bool permanent = code >= 500 && code < 600;
+  return {false, !permanent, std::string("smtp: ") + curl_easy_strerror(rc) + (code ? " (" + std::to_string(code) + ")" : ""), {}};
+}
+
+Outcome write_file(const fs::path& dir, const std::string& id, const json::object& m) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  auto tmp = dir / (id + ".eml.tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << "To: <" << m.at("to").as_string().c_str() << ">\r\nFrom: <" << m.at("from").as_string().c_str()
+        << ">\r\nSubject: " << m.at("subject").as_string().c_str()
+        << "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: "
+        << m.at("locale").as_string().c_str() << "\r\nMessage-ID: <" << id << "@privacyd>\r\n\r\n"
+        << m.at("body").as_string().c_str();
+    if (!out) return {false, true, "cannot write the notice file", {}};
+  }
+  fs::rename(tmp, dir / (id + ".eml"), ec);
+  if (ec) return {false, true, "cannot write the notice file", {}};
+  return {true, false, {}, {}};
+}
+
+}  // namespace
+
+struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
+  Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, const crypto::KeyRing& k, const Clock& c,
+       Logger& l, const Config& cfg, Duration poll_every)
+      : strand(net::make_strand(ioc)),
+        timer(strand),
+        db(d),
+        policies(p),
+        keys(k),
+        clock(c),
+        log(l),
+        config(cfg),
+        poll(poll_every),
+        mail_thread(1),
+        rng(std::random_device{}()) {}
+
+  net::strand<net::io_context::executor_type> strand;
+  net::steady_timer timer;
+  Database& db;
+  const policy::PolicyStore& policies;
+  const crypto::KeyRing& keys;
+  const Clock& clock;
+  Logger& log;
+  const Config& config;
+  Duration poll;
+  net::thread_pool mail_thread;
+  std::mt19937_64 rng;
+  std::function<void()> settled;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> done{true};
+
+  net::awaitable<void> loop() {
+    auto self = shared_from_this();
+    while (!stopping) {
+      std::size_t handled = 0;
+      try {
+        handled = co_await round();
+      } catch (const std::exception& e) {
+        log.warn("notifier round failed", {{"error", e.what()}});
+      }
+      if (handled > 0 && !stopping) continue;
+      timer.expires_after(poll);
+      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    done = true;
+  }
+
+  net::awaitable<Outcome> deliver(const Claimed& n) {
+    auto plain = keys.open(n.payload_enc, "notices.payload");
+    if (!plain) co_return Outcome{false, false, "the notice cannot be decrypted with the configured keys", {}};
+    json::value payload = json::parse(*plain);
+    if (n.channel == "partner") {
+      const auto* partner = policies.current()->partner(n.recipient);
+      if (partner == nullptr || partner->notice_url.empty()) {
+        co_return Outcome{false, false, "the partner has no notice webhook in the policies", {}};
+      }
+      std::vector<crypto::Bytes> secrets;
+      try {
+        secrets = crypto::load_webhook_secrets(partner->notice_secret_file);
+      } catch (const std::exception& e) {
+        co_return Outcome{false, true, e.what(), {}};
+      }
+      const auto ts = to_unix_ms(clock.now()) / 1000;
+      http::ClientRequest request;
+      request.url = partner->notice_url;
+      request.headers = {{"Content-Type", "application/json"},
+                         {"webhook-id", n.id},
+                         {"webhook-timestamp", std::to_string(ts)},
+                         {"webhook-signature", crypto::webhook_signature(secrets.front(), n.id, ts, *plain)}};
+      request.body = *plain;
+      request.timeout = config.notices.timeout;
+      request.max_response_body = 64 * 1024;
+      http::ClientResponse response;
+      try {
+        response = co_await http::fetch(request);
+      } catch (const std::exception& e) {
+        co_return Outcome{false, true, e.what(), {}};
+      }
+      if (response.status >= 200 && response.status < 300) co_return Outcome{true, false, {}, {}};
+      bool retryable = response.status == 408 || response.status == 429 || response.status >= 500;
+      Outcome o{false, retryable, "the partner answered " + std::to_string(response.status), {}};
+      if (auto ra = response.header("Retry-After"); !ra.empty()) o.retry_after = parse_retry_after(ra, clock.now());
+      co_return o;
+    }
+    // The subject: a file in development, else SMTP.
+    const auto& message = payload.as_object();
+    if (!config.notices.file_dir.empty()) co_return write_file(config.notices.file_dir, n.id, message);
+    if (config.notices.smtp.empty()) co_return Outcome{false, false, "no notices.smtp or notices.file_dir configured", {}};
+    const std::string url = config.notices.smtp;
+    const Duration timeout = config.notices.timeout;
+    auto ex = co_await net::this_coro::executor;
+    // Only named locals and a pointer-capturing initiation go into the
+    // co_await (GCC 12 destroys temporaries of a co_await expression twice).
+    auto initiate = [this](auto handler, const std::string& to_url, const json::object& mail, Duration limit,
+                           net::any_io_executor back) {
+      net::post(mail_thread, [to_url, mail, limit, back, handler = std::move(handler)]() mutable {
+        Outcome o = send_mail(to_url, mail, limit);
+        net::post(back, [handler = std::move(handler), o = std::move(o)]() mutable { std::move(handler)(std::move(o)); });
+      });
+    };
+    Outcome sent = co_await net::async_initiate<decltype(net::use_awaitable), void(Outcome)>(
+        initiate, net::use_awaitable, url, message, timeout, ex);
+    co_return sent;
+  }
+
+  net::awaitable<std::size_t> round() {
+    const long long now = to_unix_ms(clock.now());
+    // Long enough for one attempt to finish; a crash mid-attempt frees the
+    // notice soon after, and it is sent again with the same id.
+    const long long lease = now + 2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.notices.timeout).count() + 1000;
+    auto claim = [now, lease](soci::session& sql) {
+      const bool pg = sql.get_backend_name() == "postgresql";
+      std::vector<Claimed> due;
+      soci::transaction tr(sql);
+      soci::rowset<soci::row> rows =
+          (sql.prepare << std::string("SELECT id, request_id, channel, recipient, payload_enc, attempts FROM notices"
+                                      " WHERE status = 'pending' AND next_attempt_at <= :now"
+                                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY next_attempt_at LIMIT 16") +
+                              (pg ? " FOR UPDATE SKIP LOCKED" : ""),
+           soci::use(now, "now"), soci::use(now, "now2"));
+      for (const auto& r : rows) {
+        due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2), r.get<std::string>(3),
+                       r.get<std::string>(4), r.get<int>(5)});
+      }
+      for (const auto& d : due) {
+        sql << "UPDATE notices SET lease_until = :lease WHERE id = :id", soci::use(lease, "lease"), soci::use(d.id, "id");
+      }
+      tr.commit();
+      return due;
+    };
+    std::vector<Claimed> due = co_await run_in_db(db, claim);
+    for (const auto& n : due) {
+      Outcome o = co_await deliver(n);
+      const long long at = to_unix_ms(clock.now());
+      const int attempts = n.attempts + 1;
+      std::string status = "pending";
+      long long next = at;
+      const auto& schedule = config.notices.retry_schedule;
+      if (o.delivered) {
+        status = "delivered";
+      } else if (!o.retryable || static_cast<std::size_t>(attempts) >= schedule.size()) {
+        status = "dead";
+      } else {
+        // Jitter of ±10% keeps many notices from retrying in step.
+        double factor = 0.9 + 0.2 * std::uniform_real_distribution<double>(0, 1)(rng);
+        auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(schedule[static_cast<std::size_t>(attempts)]);
+        long long wait = static_cast<long long>(static_cast<double>(delay.count()) * factor);
+        if (o.retry_after) wait = std::max<long long>(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*o.retry_after).count());
+        next = at + wait;
+      }
+      auto finish = [&](soci::session& sql) {
+        soci::transaction tr(sql);
+        soci::indicator error_ind = o.error.empty() ? soci::i_null : soci::i_ok;
+        soci::indicator delivered_ind = o.delivered ? soci::i_ok : soci::i_null;
+        sql << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+               " lease_until = NULL, last_error = :error, delivered_at = :delivered WHERE id = :id",
+            soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+            soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id");
+        if (status != "pending") {
+          // The step that queued it looks again.
+          sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
+              soci::use(at, "at"), soci::use(n.request_id, "r");
+        }
+        audit::append(sql, at, n.request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
+                      json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
+                                                   {"attempt", attempts}, {"error", o.error}}));
+        tr.commit();
+      };
+      co_await run_in_db(db, finish);
+      log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
+                                  {"status", status}, {"error", o.error}});
+      if (status != "pending" && settled) settled();
+    }
+    co_return due.size();
+  }
+};
+
+Notifier::Notifier(net::io_context& ioc, Database& db, const policy::PolicyStore& policies, const crypto::KeyRing& keys,
+                   const Clock& clock, Logger& log, const Config& config, Duration poll)
+    : impl_(std::make_shared<Impl>(ioc, db, policies, keys, clock, log, config, poll)) {}
+
+Notifier::~Notifier() { impl_->mail_thread.join(); }
+
+void Notifier::on_settled(std::function<void()> callback) { impl_->settled = std::move(callback); }
+
+void Notifier::start() {
+  impl_->done = false;
+  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
+}
+
+void Notifier::wake() {
+  auto self = impl_;
+  net::post(self->strand, [self] { self->timer.cancel(); });
+}
+
+void Notifier::stop() {
+  auto self = impl_;
+  self->stopping = true;
+  net::post(self->strand, [self] { self->timer.cancel(); });
+}
+
+bool Notifier::stopped() const { return impl_->done.load(); }
+
+}  // namespace privacyd::notify

@@ -1,0 +1,46 @@
+#pragma once
+// Delivers the notice outbox (SPEC §7). Partner notices are POSTed to the
+// partner's webhook, signed with its own secret, webhook-id = the notice id
+// on every attempt; subject notices go to SMTP or, in development, to
+// files. 2xx is delivered; 408, 429, 5xx, timeouts and connection errors
+// retry on the schedule (with jitter, honouring Retry-After); other 4xx
+// and an exhausted schedule make the notice dead. Either way the request's
+// step is woken to see it. A crash between sending and committing sends
+// the notice again, with the same id.
+
+#include <functional>
+#include <memory>
+
+#include "daemon/base/clock.hpp"
+#include "daemon/config/config.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/policy/policy_store.hpp"
+#include "daemon/store/database.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace privacyd::notify {
+
+class Notifier {
+ public:
+  Notifier(boost::asio::io_context& ioc, Database& db, const policy::PolicyStore& policies, const crypto::KeyRing& keys,
+           const Clock& clock, Logger& log, const Config& config, Duration poll);
+  ~Notifier();
+  // Called after a notice is delivered or dead (main wires the engine's wake-up).
+  void on_settled(std::function<void()> callback);
+  void start();
+  void wake();
+  void stop();
+  bool stopped() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Parses Retry-After (delta-seconds or an HTTP date) into a delay.
+std::optional<Duration> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
+
+}  // namespace privacyd::notify
