@@ -125,19 +125,23 @@ int demo(const std::filesystem::path& config_file) {
         for (const char* p : s.partners) {
           const auto* partner = policies.partner(p);
           if (partner == nullptr) continue;
+          // Ids must not carry the HUAWEI ID (they are stored in clear):
+          // derive them from the blind index instead.
+          const std::string index = keys.blind_index(s.id, "subjects.huawei_id");
+          const std::string tag = index.substr(0, 16) + "_" + p;
           IntakeWrite w;
-          w.webhook_id = std::string("demo:association:") + s.id + ":" + p;
+          w.webhook_id = "demo:association:" + tag;
           w.body_sha256 = w.webhook_id;
           w.response = "{}";
           w.received_at = associated;
-          w.new_subject_id = std::string("sub_demo_") + s.id;
-          w.huawei_index = keys.blind_index(s.id, "subjects.huawei_id");
+          w.new_subject_id = "sub_demo_" + index.substr(0, 16);
+          w.huawei_index = index;
           w.huawei_id_enc = keys.seal(s.id, "subjects.huawei_id");
           boost::json::object contact{{"account_name", s.account}, {"name", s.name}, {"email", s.email},
                                       {"phone", s.phone}};
           w.contact_enc = keys.seal(boost::json::serialize(contact), "subjects.contact");
           w.locale = s.locale;
-          w.id = std::string("evt_demo_") + s.id + "_" + p;
+          w.id = "evt_demo_" + tag;
           w.type = "association.created";
           w.partner_id = p;
           w.occurred_at = associated;

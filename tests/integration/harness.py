@@ -303,7 +303,8 @@ class Receiver:
         import socketserver
         self.secret = secret
         self.deliveries = []          # (webhook-id, body dict, time)
-        self.fail_first = {}          # step -> how many deliveries to answer 503
+        self.fail_first = {}          # step (or notice type) -> how many deliveries to answer 503
+        self.script = {}              # step (or notice type) -> [(status, headers)] answered in turn
         self.halt_steps = set()
         self.hang_steps = set()
         self.hanging = threading.Event()   # set when a hung delivery arrived
@@ -336,10 +337,12 @@ class Receiver:
                         receiver.overlaps += 1
                     receiver._in_flight.add(msg_id)
                     receiver.deliveries.append((msg_id, body, time.time()))
-                    step = body.get("step")
+                    step = body.get("step") or body.get("type")
                     failing = receiver.fail_first.get(step, 0)
                     if failing:
                         receiver.fail_first[step] = failing - 1
+                    scripted = receiver.script.get(step)
+                    answer_now = scripted.pop(0) if scripted else None
                 try:
                     if step in receiver.hang_steps and not receiver.release.is_set():
                         receiver.hanging.set()
@@ -347,6 +350,14 @@ class Receiver:
                         return  # the caller is gone by now
                     if failing:
                         self.send_response(503)
+                        self.end_headers()
+                        return
+                    if answer_now:
+                        status, extra = answer_now
+                        self.send_response(status)
+                        for k, v in extra.items():
+                            self.send_header(k, v)
+                        self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
                     answer = json.dumps({"halt": True} if step in receiver.halt_steps else {"ok": True}).encode()
