@@ -122,6 +122,7 @@ int serve(const std::filesystem::path& config_file) {
     if (!problems.empty()) return 1;
     intake.on_request_stored([&engine] { engine.wake(); });
     notifier.on_settled([&engine] { engine.wake(); });
+    engine.on_notices_queued([&notifier] { notifier.wake(); });
     http::Router admin_routes;
     health.mount(admin_routes);
 

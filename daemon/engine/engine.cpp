@@ -69,6 +69,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::mt19937_64 rng;
   bool woken = false;
 
+  std::function<void()> notices_queued;
   std::atomic<bool> draining{false};
   std::atomic<bool> loop_done{true};  // until start()
   std::atomic<std::size_t> active{0};
@@ -122,6 +123,8 @@ Diagnostics Engine::install(WorkflowSet set) {
   impl_->current = shared;
   return problems;
 }
+
+void Engine::on_notices_queued(std::function<void()> callback) { impl_->notices_queued = std::move(callback); }
 
 void Engine::start() {
   impl_->loop_done = false;
@@ -465,6 +468,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           break;
       }
       if (!co_await commit(t)) break;
+      if (!t.notices.empty() && notices_queued) notices_queued();
       if (!t.lease_until) break;  // parked, waiting or finished: the lease is released
     }
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 // (at least once; actions carry idempotency keys).
 
 #include <atomic>
+#include <functional>
 #include <boost/asio/awaitable.hpp>
 #include <map>
 #include <memory>
@@ -51,6 +52,9 @@ class Engine {
   void start();
   // New work may be due (called by intake after a commit).
   void wake();
+  // Called after a step has committed notices to the outbox (main wires
+  // the notifier's wake-up here).
+  void on_notices_queued(std::function<void()> callback);
   // Stop claiming; requests being driven finish their current step.
   void drain();
   // Requests being driven by this instance now.
