@@ -82,7 +82,7 @@ int serve(const std::filesystem::path& config_file) {
     policy::PolicyStore policies(policy::load_policies(config.policies, config_dir, problems));
     notify::TemplateStore templates(notify::Templates::load(notify::templates_dir(config.policies), problems));
     auto workflows = engine::load_workflows(config.workflows, catalog, problems);
-    notify::check_workflow_templates(workflows, *templates.current(), problems);
+    notify::check_workflow_templates(workflows, *templates.get(), problems);
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
     systemd.status("connecting to the database");

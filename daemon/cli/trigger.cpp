@@ -63,10 +63,7 @@ int trigger(const TriggerOptions& o) {
                                              .count();
     http::ClientRequest request;
     request.url = o.url;
-    request.headers = {{"Content-Type", "application/json"},
-                       {"webhook-id", id},
-                       {"webhook-timestamp", std::to_string(ts)},
-                       {"webhook-signature", crypto::webhook_signature(secrets.front(), id, ts, body)}};
+    request.headers = crypto::signed_webhook_headers(secrets.front(), id, ts, body);
     request.body = body;
     request.timeout = std::chrono::seconds(30);
     auto response = http::fetch_blocking(request);

@@ -53,6 +53,14 @@ std::string webhook_signature(std::string_view key, std::string_view id, std::in
   return "v1," + base64_encode(hmac_sha256(key, content));
 }
 
+std::vector<std::pair<std::string, std::string>> signed_webhook_headers(std::string_view key, std::string_view id,
+                                                                        std::int64_t timestamp, std::string_view body) {
+  return {{"Content-Type", "application/json"},
+          {"webhook-id", std::string(id)},
+          {"webhook-timestamp", std::to_string(timestamp)},
+          {"webhook-signature", webhook_signature(key, id, timestamp, body)}};
+}
+
 std::string_view describe(SignatureProblem p) {
   switch (p) {
     case SignatureProblem::missing_headers: return "missing webhook-id, webhook-timestamp or webhook-signature";

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "daemon/crypto/primitives.hpp"
@@ -26,6 +27,11 @@ std::vector<Bytes> load_webhook_secrets(const std::filesystem::path& file);
 // "v1,<base64>"
 std::string webhook_signature(std::string_view key, std::string_view id, std::int64_t timestamp,
                               std::string_view body);
+
+// The headers of a signed JSON webhook: Content-Type, webhook-id,
+// webhook-timestamp and webhook-signature (signed with `key`).
+std::vector<std::pair<std::string, std::string>> signed_webhook_headers(std::string_view key, std::string_view id,
+                                                                        std::int64_t timestamp, std::string_view body);
 
 enum class SignatureProblem {
   missing_headers,     // one of the three headers is absent or empty

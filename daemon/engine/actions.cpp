@@ -94,10 +94,7 @@ class WebhookCall final : public Action {
     auto ts = ctx.now / 1000;
     http::ClientRequest request;
     request.url = std::string(ctx.step.with.at("url").as_string());
-    request.headers = {{"Content-Type", "application/json"},
-                       {"webhook-id", ctx.idempotency_key},
-                       {"webhook-timestamp", std::to_string(ts)},
-                       {"webhook-signature", crypto::webhook_signature(secrets.front(), ctx.idempotency_key, ts, body)}};
+    request.headers = crypto::signed_webhook_headers(secrets.front(), ctx.idempotency_key, ts, body);
     request.body = std::move(body);
     request.timeout = ctx.step.timeout;
     request.max_response_body = 64 * 1024;

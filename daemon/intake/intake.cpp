@@ -18,18 +18,9 @@ Intake::Intake(GroupCommit& commits, const crypto::KeyRing& keys, const Director
       clock_(clock),
       log_(log),
       options_(options),
-      secrets_(std::make_shared<const std::vector<crypto::Bytes>>(std::move(secrets))) {}
+      secrets_(std::move(secrets)) {}
 
-void Intake::set_secrets(std::vector<crypto::Bytes> secrets) {
-  auto next = std::make_shared<const std::vector<crypto::Bytes>>(std::move(secrets));
-  std::lock_guard lock(secrets_mutex_);
-  secrets_ = std::move(next);
-}
-
-std::shared_ptr<const std::vector<crypto::Bytes>> Intake::secrets() const {
-  std::lock_guard lock(secrets_mutex_);
-  return secrets_;
-}
+void Intake::set_secrets(std::vector<crypto::Bytes> secrets) { secrets_.replace(std::move(secrets)); }
 
 void Intake::mount(http::Router& router) {
   router.add(
@@ -60,7 +51,7 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   const auto now = clock_.now();
   const std::string_view webhook_id = request.header("webhook-id");
   auto problem = crypto::verify_webhook(
-      *secrets(), {webhook_id, request.header("webhook-timestamp"), request.header("webhook-signature")},
+      *secrets_.get(), {webhook_id, request.header("webhook-timestamp"), request.header("webhook-signature")},
       request.body, now, options_.tolerance);
   if (problem) {
     log_.warn("webhook rejected", {{"reason", crypto::describe(*problem)}, {"remote", request.remote}});

@@ -6,10 +6,10 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "daemon/base/clock.hpp"
+#include "daemon/base/current.hpp"
 #include "daemon/base/log.hpp"
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/http/router.hpp"
@@ -38,7 +38,6 @@ class Intake {
   void on_request_stored(std::function<void()> callback) { on_request_stored_ = std::move(callback); }
 
  private:
-  std::shared_ptr<const std::vector<crypto::Bytes>> secrets() const;
 
   GroupCommit& commits_;
   const crypto::KeyRing& keys_;
@@ -46,8 +45,7 @@ class Intake {
   const Clock& clock_;
   Logger& log_;
   IntakeOptions options_;
-  mutable std::mutex secrets_mutex_;
-  std::shared_ptr<const std::vector<crypto::Bytes>> secrets_;
+  Current<std::vector<crypto::Bytes>> secrets_;
   std::function<void()> on_request_stored_;
 };
 

@@ -138,7 +138,7 @@ class NoticeAction : public engine::Action {
     json::object values = body;
     values["partner_name"] = partner.name;
     values["categories"] = described(*deps_.policies.current(), body["categories"].as_array());
-    body["text"] = deps_.templates.current()->render(n.template_name, "en", values);
+    body["text"] = deps_.templates.get()->render(n.template_name, "en", values);
     n.payload_enc = deps_.keys.seal(json::serialize(body), "notices.payload");
     return n;
   }
@@ -261,7 +261,7 @@ class NotifySubject final : public NoticeAction {
     n.recipient = "subject";
     n.template_name = std::string(ctx.step.with.at("template").as_string());
     std::string locale = text(ctx.context, {"subject", "locale"});
-    std::string rendered = deps_.templates.current()->render(n.template_name, locale.empty() ? "en" : locale, values);
+    std::string rendered = deps_.templates.get()->render(n.template_name, locale.empty() ? "en" : locale, values);
     // A template's first line is "Subject: …"; the rest is the body.
     std::string subject_line = "Your privacy request";
     if (rendered.starts_with("Subject: ")) {

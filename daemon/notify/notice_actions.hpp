@@ -4,9 +4,7 @@
 // commits them to the outbox with the step; once the notifier has
 // delivered them all the step succeeds, and a dead notice fails it.
 
-#include <memory>
-#include <mutex>
-
+#include "daemon/base/current.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/engine/action.hpp"
@@ -17,23 +15,7 @@
 namespace privacyd::notify {
 
 // The loaded templates, swapped whole on reload like the policies.
-class TemplateStore {
- public:
-  explicit TemplateStore(Templates t) : current_(std::make_shared<const Templates>(std::move(t))) {}
-  std::shared_ptr<const Templates> current() const {
-    std::lock_guard lock(mutex_);
-    return current_;
-  }
-  void replace(Templates t) {
-    auto next = std::make_shared<const Templates>(std::move(t));
-    std::lock_guard lock(mutex_);
-    current_ = std::move(next);
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::shared_ptr<const Templates> current_;
-};
+using TemplateStore = Current<Templates>;
 
 struct NoticeDependencies {
   Database& db;

@@ -195,10 +195,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       const auto ts = to_unix_ms(clock.now()) / 1000;
       http::ClientRequest request;
       request.url = partner->notice_url;
-      request.headers = {{"Content-Type", "application/json"},
-                         {"webhook-id", n.id},
-                         {"webhook-timestamp", std::to_string(ts)},
-                         {"webhook-signature", crypto::webhook_signature(secrets.front(), n.id, ts, *plain)}};
+      request.headers = crypto::signed_webhook_headers(secrets.front(), n.id, ts, *plain);
       request.body = *plain;
       request.timeout = config.notices.timeout;
       request.max_response_body = 64 * 1024;

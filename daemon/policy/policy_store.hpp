@@ -3,9 +3,7 @@
 // them (which partners exist, which categories, how long each jurisdiction
 // allows).
 
-#include <memory>
-#include <mutex>
-
+#include "daemon/base/current.hpp"
 #include "daemon/intake/directory.hpp"
 #include "daemon/policy/policies.hpp"
 
@@ -13,17 +11,10 @@ namespace privacyd::policy {
 
 class PolicyStore final : public intake::Directory {
  public:
-  explicit PolicyStore(Policies policies) : current_(std::make_shared<const Policies>(std::move(policies))) {}
+  explicit PolicyStore(Policies policies) : current_(std::move(policies)) {}
 
-  std::shared_ptr<const Policies> current() const {
-    std::lock_guard lock(mutex_);
-    return current_;
-  }
-  void replace(Policies policies) {
-    auto next = std::make_shared<const Policies>(std::move(policies));
-    std::lock_guard lock(mutex_);
-    current_ = std::move(next);
-  }
+  std::shared_ptr<const Policies> current() const { return current_.get(); }
+  void replace(Policies policies) { current_.replace(std::move(policies)); }
 
   std::optional<std::vector<std::string>> partner_shared_categories(std::string_view partner_id) const override {
     auto p = current()->partner(partner_id);
@@ -38,8 +29,7 @@ class PolicyStore final : public intake::Directory {
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::shared_ptr<const Policies> current_;
+  Current<Policies> current_;
 };
 
 }  // namespace privacyd::policy

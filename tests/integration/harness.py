@@ -159,6 +159,45 @@ log: {{ level: {log_level} }}
     return path
 
 
+def demo_setup(folder, partner_url, partner_secret, systems=None, replace=None):
+    """The shipped policies copied to folder/policies, for a config in
+    `folder`: paths under folder/var, both partners' notice webhooks at
+    `partner_url` signed with `partner_secret`, data systems at `systems`
+    (name → SOCI URL) when given, and any other `replace` (old → new).
+    Returns the policies folder; call use_policies() on the config."""
+    policies = os.path.join(folder, "policies")
+    shutil.copytree(os.path.join(REPO, "policies"), policies)
+    swaps = {"../var/": "var/", "http://127.0.0.1:9100/notices": partner_url,
+             "http://127.0.0.1:9101/notices": partner_url}
+    for name, url in (systems or {}).items():
+        swaps[f"sqlite3://db=var/demo/{'partner-center' if name == 'partner-center' else 'institute'}.db"] = url
+    swaps.update(replace or {})
+    for name in os.listdir(policies):
+        if name.endswith(".yaml"):
+            path = os.path.join(policies, name)
+            with open(path) as f:
+                text = f.read()
+            for old, new in swaps.items():
+                text = text.replace(old, new)
+            with open(path, "w") as f:
+                f.write(text)
+    os.makedirs(os.path.join(folder, "var", "keys"), exist_ok=True)
+    for partner in ("P-1001", "P-1002"):
+        with open(os.path.join(folder, "var", "keys", f"partner-{partner}.secret"), "w") as f:
+            f.write(partner_secret + "\n")
+    return policies
+
+
+def use_policies(config, policies, notices=None):
+    """Points `config` at `policies` (and replaces its notices section)."""
+    with open(config) as f:
+        text = f.read().replace(f"policies: {REPO}/policies", f"policies: {policies}")
+    if notices is not None:
+        text = text.replace("notices:\n  file_dir: var/notices\n", "notices:\n" + notices)
+    with open(config, "w") as f:
+        f.write(text)
+
+
 class Daemon:
     """`privacyd serve` as a child process; stderr is collected so tests can
     wait for events and check that no personal data was logged."""

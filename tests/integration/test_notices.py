@@ -5,7 +5,6 @@ daemon killed between sending a notice and committing it."""
 import email
 import email.policy
 import os
-import shutil
 import socketserver
 import sqlite3
 import tempfile
@@ -13,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import REPO, Daemon, Receiver, new_secret, run, wait_for, write_config, write_secrets
+from harness import Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config, write_secrets
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 
@@ -83,18 +82,7 @@ class Notices(unittest.TestCase):
         self.partner_secret = new_secret()
         self.partners = Receiver(self.partner_secret)
         self.addCleanup(self.partners.close)
-        policies = os.path.join(self.dir.name, "policies")
-        shutil.copytree(os.path.join(REPO, "policies"), policies)
-        for name in os.listdir(policies):
-            if name.endswith(".yaml"):
-                path = os.path.join(policies, name)
-                with open(path) as f:
-                    text = f.read()
-                text = text.replace("../var/", "var/")
-                text = text.replace("http://127.0.0.1:9100/notices", self.partners.url)
-                text = text.replace("http://127.0.0.1:9101/notices", self.partners.url)
-                with open(path, "w") as f:
-                    f.write(text)
+        policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
         self.smtp = None
         notices = "  file_dir: var/notices\n"
         if smtp:
@@ -103,17 +91,9 @@ class Notices(unittest.TestCase):
             notices = f"  smtp: smtp://127.0.0.1:{self.smtp.port}\n"
         self.secret = new_secret()
         self.config = write_config(self.dir.name, extra=ENGINE)
-        with open(self.config) as f:
-            text = f.read()
-        text = text.replace(f"policies: {REPO}/policies", f"policies: {policies}")
-        text = text.replace("notices:\n  file_dir: var/notices\n",
-                            "notices:\n" + notices + "  timeout: 1s\n  retry_schedule: [0s, 300ms, 300ms, 300ms, 300ms]\n")
-        with open(self.config, "w") as f:
-            f.write(text)
+        use_policies(self.config, policies,
+                     notices + "  timeout: 1s\n  retry_schedule: [0s, 300ms, 300ms, 300ms, 300ms]\n")
         write_secrets(self.dir.name, [self.secret])
-        for partner in ("P-1001", "P-1002"):
-            with open(os.path.join(self.dir.name, "var", "keys", f"partner-{partner}.secret"), "w") as f:
-                f.write(self.partner_secret + "\n")
         r = run(["demo", "--config", self.config])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.daemons = []

@@ -3,12 +3,12 @@ against the demo data systems created by `privacyd demo` — on SQLite, and
 again with the systems on PostgreSQL."""
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 import unittest
 
-from harness import REPO, Daemon, PgCluster, Receiver, new_secret, run, wait_for, write_config, write_secrets
+from harness import (Daemon, PgCluster, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config,
+                     write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 HOSTILE = ["demo-001' OR '1'='1", "x'; DROP TABLE accounts; --", "demo-001\" OR 1=1 --", "%"]
@@ -31,32 +31,14 @@ class RequestTypes:
         self.partner_secret = new_secret()
         self.partners = Receiver(self.partner_secret)
         self.addCleanup(self.partners.close)
-        policies = os.path.join(self.dir.name, "policies")
-        shutil.copytree(os.path.join(REPO, "policies"), policies)
-        for name in os.listdir(policies):
-            path = os.path.join(policies, name)
-            if not name.endswith(".yaml"):
-                continue
-            with open(path) as f:
-                text = f.read()
-            text = text.replace("sqlite3://db=../var/demo/partner-center.db", self.system_url("partner-center"))
-            text = text.replace("sqlite3://db=../var/demo/institute.db", self.system_url("developer-institute"))
-            text = text.replace("hold: 3y", "hold: 3s")  # so the test sees the hold end
-            text = text.replace("http://127.0.0.1:9100/notices", self.partners.url)
-            text = text.replace("http://127.0.0.1:9101/notices", self.partners.url)
-            text = text.replace("../var/keys/", "var/keys/")
-            with open(path, "w") as f:
-                f.write(text)
+        policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret,
+                              systems={"partner-center": self.system_url("partner-center"),
+                                       "developer-institute": self.system_url("developer-institute")},
+                              replace={"hold: 3y": "hold: 3s"})  # so the test sees the hold end
         self.secret = new_secret()
         self.config = write_config(self.dir.name, extra=ENGINE)
-        with open(self.config) as f:
-            text = f.read().replace(f"policies: {REPO}/policies", f"policies: {policies}")
-        with open(self.config, "w") as f:
-            f.write(text)
+        use_policies(self.config, policies)
         write_secrets(self.dir.name, [self.secret])
-        for partner in ("P-1001", "P-1002"):
-            with open(os.path.join(self.dir.name, "var", "keys", f"partner-{partner}.secret"), "w") as f:
-                f.write(self.partner_secret + "\n")
         r = run(["demo", "--config", self.config])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("demo ledger: 5 association(s) recorded", r.stdout)
