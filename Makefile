@@ -59,10 +59,17 @@ var:
 	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/partner-$$p.secret; done
 	@chmod 600 var/keys/*
 
+# The demo partners' notice webhooks (policies/partners.yaml) are played
+# by `privacyd receive`, which keeps what it gets under var/partner-notices/.
 run: build var
 	$(BIN) migrate --config $(CONFIG)
 	$(BIN) demo --config $(CONFIG)
-	exec $(BIN) serve --config $(CONFIG)
+	@$(BIN) receive --listen 127.0.0.1:9100 --secret-file var/keys/partner-P-1001.secret \
+	    --dir var/partner-notices/P-1001 & \
+	  $(BIN) receive --listen 127.0.0.1:9101 --secret-file var/keys/partner-P-1002.secret \
+	    --dir var/partner-notices/P-1002 & \
+	  trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	  $(BIN) serve --config $(CONFIG)
 
 test: build
 	ctest --preset $(PRESET) -j $(JOBS)

@@ -12,6 +12,8 @@ int serve(const std::filesystem::path& config_file);
 int check(const std::filesystem::path& config_file, const std::string& format);
 int migrate(const std::filesystem::path& config_file);
 int demo(const std::filesystem::path& config_file);
+// Plays a partner: verifies and keeps notices POSTed to /notices.
+int receive(const std::string& listen, const std::filesystem::path& secret_file, const std::filesystem::path& dir);
 // Prints the decrypted access package of a request; 1 when there is none.
 int export_package(const std::filesystem::path& config_file, const std::string& request_id);
 // Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.

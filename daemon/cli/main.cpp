@@ -32,6 +32,14 @@ int main(int argc, char** argv) {
   auto* demo = app.add_subcommand("demo", "Create the demo data systems and demo subjects (idempotent)");
   add_config(demo);
 
+  std::string receive_listen = "127.0.0.1:9100";
+  std::string receive_secret;
+  std::string receive_dir = "var/partner-notices";
+  auto* receiver = app.add_subcommand("receive", "Play a partner: verify and keep the notices POSTed to /notices");
+  receiver->add_option("--listen", receive_listen, "HOST:PORT to listen on")->capture_default_str();
+  receiver->add_option("--secret-file", receive_secret, "The partner's whsec_ secrets")->required();
+  receiver->add_option("--dir", receive_dir, "Where to keep the notices")->capture_default_str();
+
   std::string request_id;
   auto* exporter = app.add_subcommand("export", "Print a request's access package, decrypted");
   add_config(exporter);
@@ -75,6 +83,7 @@ int main(int argc, char** argv) {
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
   if (demo->parsed()) return privacyd::cli::demo(config_file);
+  if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir);
   if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
   return 2;

@@ -96,6 +96,51 @@ class CommandLine(unittest.TestCase):
             self.assertEqual([p["rule"] for p in json.loads(j.stdout)["problems"]],
                              ["workflow", "workflow", "expression"])
 
+    def test_receive_plays_a_partner_and_keeps_only_signed_notices(self):
+        import http.client
+        import re
+        import signal
+        import subprocess
+        import time
+        from harness import BIN, new_secret, sign
+        with tempfile.TemporaryDirectory() as d:
+            secret = new_secret()
+            with open(os.path.join(d, "partner.secret"), "w") as f:
+                f.write(secret + "\n")
+            proc = subprocess.Popen([BIN, "receive", "--listen", "127.0.0.1:0", "--secret-file",
+                                     os.path.join(d, "partner.secret"), "--dir", os.path.join(d, "kept")],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                line = proc.stderr.readline()
+                port = int(re.search(r"addr=127\.0\.0\.1:(\d+)", line).group(1))
+
+                def post(headers, body):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    conn.request("POST", "/notices", body=body, headers=headers)
+                    status = conn.getresponse().status
+                    conn.close()
+                    return status
+
+                body = b'{"type":"notice.disassociation","notice_id":"ntc_1"}'
+                ts = int(time.time())
+                good = {"webhook-id": "ntc_1", "webhook-timestamp": str(ts),
+                        "webhook-signature": sign(secret, "ntc_1", ts, body)}
+                self.assertEqual(post(good, body), 200)
+                self.assertEqual(proc.stdout.readline().strip(), "received ntc_1 notice.disassociation")
+                with open(os.path.join(d, "kept", "ntc_1.json"), "rb") as f:
+                    self.assertEqual(f.read(), body)
+                forged = dict(good, **{"webhook-signature": sign(new_secret(), "ntc_1", ts, body)})
+                self.assertEqual(post(forged, body), 401)
+                sneaky = {"webhook-id": "../x", "webhook-timestamp": str(ts),
+                          "webhook-signature": sign(secret, "../x", ts, body)}
+                self.assertEqual(post(sneaky, body), 400)
+                self.assertEqual(sorted(os.listdir(os.path.join(d, "kept"))), ["ntc_1.json"])
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+                proc.stdout.close()
+                proc.stderr.close()
+
     def test_migrate_creates_the_schema_and_is_idempotent(self):
         with tempfile.TemporaryDirectory() as d:
             path = write_config(d)
