@@ -229,4 +229,28 @@ bool reject(soci::session& sql, const std::string& id, const std::string& who, c
   return true;
 }
 
+bool retry_notice(soci::session& sql, const std::string& notice_id, const std::string& who, UnixMillis now) {
+  std::string request_id;
+  int idx = 0;
+  std::string status;
+  sql << "SELECT request_id, step_idx, status FROM notices WHERE id = :id", soci::use(notice_id, "id"),
+      soci::into(request_id), soci::into(idx), soci::into(status);
+  if (!sql.got_data() || status != "dead") return false;
+  long long at = now;
+  sql << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"
+         " WHERE id = :id",
+      soci::use(at, "at"), soci::use(notice_id, "id");
+  // The step the dead notice failed waits for delivery again; the notifier
+  // wakes it, and it succeeds or fails on what happens now.
+  sql << "UPDATE request_steps SET status = 'waiting', error = NULL, finished_at = NULL"
+         " WHERE request_id = :r AND idx = :idx AND status = 'failed'",
+      soci::use(request_id, "r"), soci::use(idx, "idx");
+  sql << "UPDATE requests SET status = 'running', reason = NULL, next_step = :idx, run_at = NULL, updated_at = :at"
+         " WHERE id = :r AND status = 'failed'",
+      soci::use(idx, "idx"), soci::use(at, "at"), soci::use(request_id, "r");
+  audit::append(sql, now, request_id, "notice.retried",
+                boost::json::serialize(boost::json::object{{"notice_id", notice_id}, {"by", who}}));
+  return true;
+}
+
 }  // namespace privacyd::runs

@@ -110,4 +110,9 @@ bool approve(soci::session& sql, const std::string& id, const std::string& who, 
 bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
             UnixMillis now);
 
+// An operator's retry of a dead notice: it is delivered afresh (attempts
+// start again), and the request whose step it failed waits on that step
+// again instead of staying failed. False when the notice is not dead.
+bool retry_notice(soci::session& sql, const std::string& notice_id, const std::string& who, UnixMillis now);
+
 }  // namespace privacyd::runs

@@ -1,0 +1,60 @@
+#include <catch2/catch.hpp>
+
+#include "daemon/audit/audit.hpp"
+#include "daemon/store/intake_writes.hpp"
+#include "daemon/store/runs.hpp"
+#include "store_fixture.hpp"
+
+using namespace privacyd;
+
+TEST_CASE("an operator's retry revives a dead notice and the step it failed", "[notices]") {
+  testing::SqliteFixture f;
+  IntakeWrite w;
+  w.webhook_id = "msg_1";
+  w.body_sha256 = "h";
+  w.response = "{}";
+  w.received_at = 1000;
+  w.new_subject_id = "sub_1";
+  w.huawei_index = "idx";
+  w.huawei_id_enc = "v1.k.x";
+  w.id = "req_1";
+  w.type = "request.disassociation";
+  w.is_request = true;
+  w.partner_id = "P-1001";
+  w.jurisdiction = "default";
+  w.deadline_at = 5000;
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    write_intake(sql, w);
+    tr.commit();
+  });
+  f.exec("UPDATE requests SET status = 'failed', reason = 'step notify-partner failed', next_step = 2,"
+         " run_at = NULL WHERE id = 'req_1'");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
+         " VALUES ('req_1', 2, 'notify-partner', 'notify.partner', 'failed', 1, 'notice ntc_1 could not be delivered')");
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc, attempts,"
+         " next_attempt_at, created_at, last_error) VALUES ('ntc_1', 'req_1', 2, 'partner', 'P-1001',"
+         " 'partner-holdings', 'dead', 'v1.k.y', 10, 2000, 1500, 'the partner answered 400')");
+
+  bool retried = false;
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    retried = runs::retry_notice(sql, "ntc_1", "operator:test", 9000);
+    tr.commit();
+  });
+  CHECK(retried);
+  CHECK(f.scalar<std::string>("SELECT status FROM notices WHERE id = 'ntc_1'") == "pending");
+  CHECK(f.scalar("SELECT attempts FROM notices WHERE id = 'ntc_1'") == 0);
+  CHECK(f.scalar<long long>("SELECT next_attempt_at FROM notices WHERE id = 'ntc_1'") == 9000);
+  CHECK(f.scalar<std::string>("SELECT status FROM request_steps WHERE idx = 2") == "waiting");
+  CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_1'") == "running");
+  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE reason IS NULL AND run_at IS NULL AND next_step = 2") == 1);
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'notice.retried'") == 1);
+
+  // Only a dead notice can be retried.
+  f.db->with_session([&](soci::session& sql) { CHECK_FALSE(runs::retry_notice(sql, "ntc_1", "operator:test", 9500)); });
+  f.db->with_session([&](soci::session& sql) { CHECK_FALSE(runs::retry_notice(sql, "ntc_none", "operator:test", 9500)); });
+  audit::Verification v;
+  f.db->with_session([&](soci::session& sql) { v = audit::verify(sql); });
+  CHECK(v.intact);
+}
