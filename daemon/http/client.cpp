@@ -8,6 +8,8 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <stdexcept>
 #include <strings.h>
@@ -18,6 +20,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 
 std::string_view ClientResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
@@ -26,53 +29,38 @@ std::string_view ClientResponse::header(std::string_view name) const {
   return {};
 }
 
-net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
-  auto url = boost::urls::parse_absolute_uri(request.url);
-  if (!url || url->scheme() != "http" || url->host().empty()) {
-    throw std::runtime_error("not an http:// URL");
+namespace {
+
+// Fails with a message naming the phase (never data): callers log it.
+void check(const boost::system::error_code& ec, const char* doing, long long timeout_ms) {
+  if (!ec) return;
+  if (ec == beast::error::timeout) {
+    throw std::runtime_error(std::string(doing) + " timed out after " + std::to_string(timeout_ms) + "ms");
   }
-  std::string host(url->encoded_host_name());
-  if (url->host_type() == boost::urls::host_type::ipv6) host = std::string(url->host_address());
-  std::string port = url->has_port() ? std::string(url->port()) : "80";
-  std::string target(url->encoded_target());
-  if (target.empty()) target = "/";
+  throw std::runtime_error(std::string(doing) + " failed: " + ec.message());
+}
 
-  auto ex = co_await net::this_coro::executor;
-  tcp::resolver resolver(ex);
-  beast::tcp_stream stream(ex);
-  const auto timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(request.timeout).count();
-  // One message per way of failing, naming no data: callers log it.
-  auto check = [&](const boost::system::error_code& ec, const char* doing) {
-    if (!ec) return;
-    if (ec == beast::error::timeout) {
-      throw std::runtime_error(std::string(doing) + " timed out after " + std::to_string(timeout_ms) + "ms");
-    }
-    throw std::runtime_error(std::string(doing) + " failed: " + ec.message());
-  };
-  stream.expires_after(request.timeout);  // one deadline for connect, write and read
-  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
-  check(resolve_ec, "resolve");
-  auto [connect_ec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
-  (void)ep;
-  check(connect_ec, "connect");
-
+// One request and its response over an open (plain or TLS) stream.
+template <class Stream>
+net::awaitable<ClientResponse> exchange(Stream& stream, const ClientRequest& request, const std::string& host_header,
+                                        const std::string& target, long long timeout_ms) {
   bhttp::request<bhttp::string_body> out{bhttp::string_to_verb(request.method), target, 11};
-  out.set(bhttp::field::host, url->has_port() ? host + ":" + port : host);
+  out.set(bhttp::field::host, host_header);
   out.set(bhttp::field::user_agent, "privacyd");
-  for (auto& [name, value] : request.headers) out.set(name, value);
+  for (const auto& [name, value] : request.headers) out.set(name, value);
   out.body() = request.body;
   out.keep_alive(false);
   out.prepare_payload();
   auto [write_ec, written] = co_await bhttp::async_write(stream, out, net::as_tuple(net::use_awaitable));
   (void)written;
-  check(write_ec, "request");
+  check(write_ec, "request", timeout_ms);
 
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(request.max_response_body);
   auto [read_ec, read] = co_await bhttp::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
   (void)read;
-  check(read_ec, "response");
+  check(read_ec, "response", timeout_ms);
 
   ClientResponse response;
   auto& in = parser.get();
@@ -81,8 +69,68 @@ net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
     response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
   response.body = std::move(in.body());
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  co_return response;
+}
+
+}  // namespace
+
+net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
+  auto url = boost::urls::parse_absolute_uri(request.url);
+  const bool tls = url && url->scheme() == "https";
+  if (!url || (url->scheme() != "http" && !tls) || url->host().empty()) {
+    throw std::runtime_error("not an http:// or https:// URL");
+  }
+  // encoded_host_name() is empty for an IP address (it would resolve to
+  // this machine): take the host as written, without brackets for IPv6.
+  std::string host = url->host_type() == boost::urls::host_type::ipv6 ? std::string(url->host_address())
+                                                                      : std::string(url->encoded_host());
+  std::string port = url->has_port() ? std::string(url->port()) : (tls ? "443" : "80");
+  std::string target(url->encoded_target());
+  if (target.empty()) target = "/";
+  const std::string host_header = url->has_port() ? host + ":" + port : host;
+  const auto timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(request.timeout).count();
+
+  auto ex = co_await net::this_coro::executor;
+  tcp::resolver resolver(ex);
+  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  check(resolve_ec, "resolve", timeout_ms);
+
+  if (!tls) {
+    beast::tcp_stream stream(ex);
+    stream.expires_after(request.timeout);  // one deadline for connect, write and read
+    auto [connect_ec, ep] = co_await stream.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+    (void)ep;
+    check(connect_ec, "connect", timeout_ms);
+    auto response = co_await exchange(stream, request, host_header, target, timeout_ms);
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    co_return response;
+  }
+
+  // TLS: the system's trust store (SSL_CERT_FILE overrides it), the peer's
+  // certificate must verify and name the host, SNI for host names.
+  ssl::context context(ssl::context::tls_client);
+  context.set_default_verify_paths();
+  context.set_verify_mode(ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(ex, context);
+  boost::system::error_code ip_ec;
+  net::ip::make_address(host, ip_ec);
+  // SSL_set_tlsext_host_name, spelt out: the macro casts C-style.
+  if (ip_ec && SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                        const_cast<char*>(host.c_str())) != 1) {
+    throw std::runtime_error("TLS: cannot set the server name");
+  }
+  stream.set_verify_callback(ssl::host_name_verification(host));
+  beast::get_lowest_layer(stream).expires_after(request.timeout);  // connect, handshake, write and read
+  auto [connect_ec, ep] =
+      co_await beast::get_lowest_layer(stream).async_connect(endpoints, net::as_tuple(net::use_awaitable));
+  (void)ep;
+  check(connect_ec, "connect", timeout_ms);
+  auto [handshake_ec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+  check(handshake_ec, "TLS handshake", timeout_ms);
+  auto response = co_await exchange(stream, request, host_header, target, timeout_ms);
+  auto [shutdown_ec] = co_await stream.async_shutdown(net::as_tuple(net::use_awaitable));
+  (void)shutdown_ec;  // many servers close without a close_notify
   co_return response;
 }
 

@@ -14,7 +14,7 @@ namespace privacyd::http {
 
 struct ClientRequest {
   std::string method = "POST";
-  std::string url;  // http://host:port/path
+  std::string url;  // http:// or https://host:port/path (TLS verifies the certificate and the host name)
   Headers headers;
   std::string body;
   Duration timeout = std::chrono::seconds(30);

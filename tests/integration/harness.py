@@ -337,9 +337,11 @@ class Receiver:
     delivery by webhook-id, and can fail, halt or hang on request. It also
     notices two deliveries of one id in flight at once."""
 
-    def __init__(self, secret):
+    def __init__(self, secret, tls=None):
+        """`tls` = (certificate file, key file) serves HTTPS."""
         import http.server
         import socketserver
+        import ssl
         self.secret = secret
         self.deliveries = []          # (webhook-id, body dict, time)
         self.fail_first = {}          # step (or notice type) -> how many deliveries to answer 503
@@ -413,7 +415,13 @@ class Receiver:
             daemon_threads = True
 
         self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

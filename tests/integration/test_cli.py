@@ -141,6 +141,39 @@ class CommandLine(unittest.TestCase):
                 proc.stdout.close()
                 proc.stderr.close()
 
+    def test_trigger_reaches_the_address_in_the_url(self):
+        # A server on 127.0.0.2 only: a client that lost the host and
+        # connected to 127.0.0.1 (or anything else) would not reach it.
+        import http.server
+        import threading
+        from harness import new_secret
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(202)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        server = http.server.HTTPServer(("127.0.0.2", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                secrets = os.path.join(d, "secrets")
+                with open(secrets, "w") as f:
+                    f.write(new_secret() + "\n")
+                r = run(["trigger", "request.access", "--secret-file", secrets,
+                         "--url", f"http://127.0.0.2:{server.server_address[1]}/v1/webhooks/partner-center"])
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertEqual(r.stdout.strip(), "202 {}")
+        finally:
+            server.shutdown()
+            server.server_close()
+
     def test_migrate_creates_the_schema_and_is_idempotent(self):
         with tempfile.TemporaryDirectory() as d:
             path = write_config(d)

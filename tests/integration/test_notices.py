@@ -5,6 +5,7 @@ daemon killed between sending a notice and committing it."""
 import email
 import email.policy
 import os
+import subprocess
 import socketserver
 import sqlite3
 import tempfile
@@ -76,11 +77,11 @@ class SmtpServer:
 
 
 class Notices(unittest.TestCase):
-    def setUp(self, smtp=False):
+    def setUp(self, smtp=False, tls=None):
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
         self.partner_secret = new_secret()
-        self.partners = Receiver(self.partner_secret)
+        self.partners = Receiver(self.partner_secret, tls=tls)
         self.addCleanup(self.partners.close)
         policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
         self.smtp = None
@@ -99,8 +100,10 @@ class Notices(unittest.TestCase):
         self.daemons = []
         self.start()
 
+    daemon_env = None
+
     def start(self):
-        d = Daemon(self.config)
+        d = Daemon(self.config, env=self.daemon_env)
         self.daemons.append(d)
         self.addCleanup(d.kill)
         d.wait_ready()
@@ -198,6 +201,52 @@ class Notices(unittest.TestCase):
                     data = f.read()
                 self.assertFalse(b"lin.wei@demo.example" in data, f"an email address in plaintext in {name}")
                 self.assertFalse(b"demo-001" in data, f"a HUAWEI ID in plaintext in {name}")
+
+
+def make_certificates(folder):
+    """A test CA and a certificate for 127.0.0.1 that it signed."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=privacyd test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+            "/CN=127.0.0.1")
+    with open(os.path.join(folder, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return os.path.join(folder, "ca.pem"), (os.path.join(folder, "server.pem"), os.path.join(folder, "server.key"))
+
+
+class NoticesOverHttps(unittest.TestCase):
+    """Partner webhooks over TLS: delivered when the partner's certificate
+    verifies, never when it does not."""
+
+    def run_case(self, trusted):
+        certs = tempfile.TemporaryDirectory()
+        self.addCleanup(certs.cleanup)
+        ca, server = make_certificates(certs.name)
+        case = Notices("test_failures_retry_with_the_same_id_until_delivered")
+        case.daemon_env = {"SSL_CERT_FILE": ca} if trusted else {"SSL_CERT_FILE": os.path.join(certs.name, "none.pem")}
+        case.setUp(tls=server)
+        self.addCleanup(case.doCleanups)
+        self.assertTrue(case.partners.url.startswith("https://"))
+        rid = case.disassociate()
+        return case, rid
+
+    def test_a_partner_with_a_verified_certificate_gets_its_notice(self):
+        case, rid = self.run_case(trusted=True)
+        self.assertEqual(case.finish(rid)[0], "completed")
+        self.assertEqual(len(case.deliveries(rid)), 1)
+        self.assertEqual(case.partners.bad_signatures, 0)
+
+    def test_a_certificate_that_does_not_verify_is_never_sent_to(self):
+        case, rid = self.run_case(trusted=False)
+        self.assertEqual(case.finish(rid)[0], "failed")
+        self.assertEqual(case.deliveries(rid), [])
+        errors = case.db("SELECT detail FROM audit_log WHERE event IN ('notice.retrying', 'notice.dead')")
+        self.assertTrue(errors)
+        self.assertTrue(all("TLS handshake failed" in d for (d,) in errors), errors)
 
 
 class NoticesBySmtp(Notices):
