@@ -105,8 +105,8 @@ class WebhookCall final : public Action {
       co_return ActionResult::failure(std::string("webhook.call: ") + e.what(), true);
     }
     if (response.status < 200 || response.status > 299) {
-      bool retryable = response.status == 408 || response.status == 429 || response.status >= 500;
-      co_return ActionResult::failure("webhook.call answered " + std::to_string(response.status), retryable);
+      co_return ActionResult::failure("webhook.call answered " + std::to_string(response.status),
+                                      http::retryable_status(response.status));
     }
     boost::system::error_code ec;
     json::value answer = response.body.empty() ? json::value(json::object{}) : json::parse(response.body, ec);

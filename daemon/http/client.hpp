@@ -34,6 +34,9 @@ struct ClientResponse {
 // destroy a coroutine's by-value parameters twice).
 boost::asio::awaitable<ClientResponse> fetch(const ClientRequest& request);
 
+// Whether an answer is worth retrying later: 408, 429 and 5xx (SPEC §7).
+inline bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500; }
+
 // For command-line tools: runs its own event loop.
 ClientResponse fetch_blocking(const ClientRequest& request);
 

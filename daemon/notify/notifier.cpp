@@ -206,8 +206,8 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
         co_return Outcome{false, true, e.what(), {}};
       }
       if (response.status >= 200 && response.status < 300) co_return Outcome{true, false, {}, {}};
-      bool retryable = response.status == 408 || response.status == 429 || response.status >= 500;
-      Outcome o{false, retryable, "the partner answered " + std::to_string(response.status), {}};
+      Outcome o{false, http::retryable_status(response.status), "the partner answered " + std::to_string(response.status),
+                {}};
       if (auto ra = response.header("Retry-After"); !ra.empty()) o.retry_after = parse_retry_after(ra, clock.now());
       co_return o;
     }
