@@ -22,15 +22,6 @@ bool is_request(EventType t) {
   return t == EventType::request_access || t == EventType::request_deletion || t == EventType::request_disassociation;
 }
 
-std::string_view request_kind(EventType t) {
-  switch (t) {
-    case EventType::request_access: return "access";
-    case EventType::request_deletion: return "deletion";
-    case EventType::request_disassociation: return "disassociation";
-    default: return "";
-  }
-}
-
 namespace {
 
 struct Problem {

@@ -24,8 +24,6 @@ enum class EventType {
 
 std::string_view type_name(EventType t);
 bool is_request(EventType t);
-// "access", "deletion", "disassociation" for request types.
-std::string_view request_kind(EventType t);
 
 struct SubjectFields {
   std::string huawei_id;

@@ -129,12 +129,6 @@ bool Templates::has(std::string_view name) const {
   return it != sources_.end() && it->second.contains("en");
 }
 
-std::set<std::string> Templates::names() const {
-  std::set<std::string> out;
-  for (const auto& [name, locales] : sources_) out.insert(name);
-  return out;
-}
-
 namespace {
 data to_mustache(const json::value& v) {
   switch (v.kind()) {

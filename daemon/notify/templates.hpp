@@ -27,7 +27,6 @@ class Templates {
   bool has(std::string_view name) const;
   // The text for `name` in `locale` (with fallbacks); throws if none.
   std::string render(std::string_view name, std::string_view locale, const boost::json::value& data) const;
-  std::set<std::string> names() const;
 
  private:
   std::map<std::string, std::map<std::string, std::string>, std::less<>> sources_;  // name → locale → text

@@ -8,11 +8,6 @@ namespace privacyd {
 
 GroupCommit::GroupCommit(Database& db, Logger& log, Options options) : db_(db), log_(log), options_(options) {}
 
-GroupCommit::Stats GroupCommit::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
-}
-
 void GroupCommit::submit(Work work, Done done) {
   {
     std::lock_guard lock(mutex_);
@@ -78,12 +73,6 @@ void GroupCommit::flush() {
         unavailable = true;
       } catch (...) {
       }
-    }
-    {
-      std::lock_guard lock(mutex_);
-      ++stats_.transactions;
-      stats_.items += batch.size();
-      if (error && !unavailable && batch.size() > 1) ++stats_.fallbacks;
     }
     if (!error) {
       for (auto& item : batch) item.done(nullptr);

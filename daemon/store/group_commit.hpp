@@ -56,13 +56,6 @@ class GroupCommit {
         net::use_awaitable, std::move(work));
   }
 
-  struct Stats {
-    std::uint64_t transactions = 0;
-    std::uint64_t items = 0;
-    std::uint64_t fallbacks = 0;  // batches retried item by item
-  };
-  Stats stats() const;
-
  private:
   struct Item {
     Work work;
@@ -77,7 +70,6 @@ class GroupCommit {
   mutable std::mutex mutex_;
   std::deque<Item> queue_;
   std::size_t inflight_ = 0;
-  Stats stats_;
 };
 
 }  // namespace privacyd
