@@ -85,8 +85,9 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   net::awaitable<void> loop();
   net::awaitable<void> drive(Run* run);
   net::awaitable<std::shared_ptr<const Workflow>> workflow_for(const runs::RunRow& row);
-  json::value context_of(const runs::RunRow& row) const;
   net::awaitable<bool> commit(const runs::Transition& t);
+  // Counts a request that reached a final status in this instance.
+  void finished(const runs::RunRow& row, std::string_view status, UnixMillis at) const;
 };
 
 Engine::Engine(net::io_context& ioc, Database& db, const Clock& clock, Logger& log, const crypto::KeyRing& keys,
@@ -226,7 +227,13 @@ net::awaitable<std::shared_ptr<const Workflow>> Engine::Impl::workflow_for(const
   co_return shared;
 }
 
-json::value Engine::Impl::context_of(const runs::RunRow& row) const {
+void Engine::Impl::finished(const runs::RunRow& row, std::string_view status, UnixMillis at) const {
+  if (options.metrics == nullptr) return;
+  options.metrics->requests_finished.with({row.type, status}).inc();
+  options.metrics->request_duration.with({row.type}).observe(static_cast<double>(at - row.received_at) / 1000.0);
+}
+
+json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys) {
   json::object request{{"id", row.id},
                        {"type", row.type},
                        {"status", row.status},
@@ -326,14 +333,14 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         t.reason = "workflow_unavailable";
         t.audit_event = "request.failed";
         t.audit_detail = json::serialize(json::object{{"reason", "the pinned workflow version cannot be loaded"}});
-        co_await commit(t);
+        if (co_await commit(t)) finished(*row, t.request_status, at);
         break;
       }
       if (idx >= workflow->steps.size()) {
         t.request_status = "completed";
         t.next_step = row->next_step;
         t.audit_event = "request.completed";
-        co_await commit(t);
+        if (co_await commit(t)) finished(*row, t.request_status, at);
         log.info("request completed", {{"request_id", row->id}});
         break;
       }
@@ -347,7 +354,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       t.step_id = step.id;
       t.action = step.action;
       t.next_step = row->next_step;
-      auto context = context_of(*row);
+      auto context = request_context(*row, keys);
 
       if (step.condition && !step.condition->evaluate(context)) {
         t.step_status = "skipped";
@@ -465,9 +472,21 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           t.reason = result.reason;
           t.audit_event = "request.rejected";
           t.audit_detail = json::serialize(json::object{{"step", step.id}, {"reason", result.reason}});
+          if (options.rejection_notices) {
+            try {
+              for (auto& n : options.rejection_notices(context, result.reason, at)) {
+                t.notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+              }
+            } catch (const std::exception& e) {
+              // Templates are checked at load, so this is not expected; the
+              // rejection itself must still be recorded.
+              log.error("rejection notice not written", {{"request_id", row->id}, {"error", e.what()}});
+            }
+          }
           break;
       }
       if (!co_await commit(t)) break;
+      if (t.request_status == "failed" || t.request_status == "rejected") finished(*row, t.request_status, at);
       if (!t.notices.empty() && notices_queued) notices_queued();
       if (!t.lease_until) break;  // parked, waiting or finished: the lease is released
     }

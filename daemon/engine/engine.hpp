@@ -20,7 +20,9 @@
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/engine/action.hpp"
 #include "daemon/engine/workflow.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/runs.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -33,7 +35,16 @@ struct EngineOptions {
   Duration lease = std::chrono::seconds(30);
   Duration poll = std::chrono::seconds(1);
   std::size_t concurrency = 16;  // requests driven at once by this instance
+  metrics::Metrics* metrics = nullptr;  // finished requests and their durations
+  // The notices that tell the person their request was rejected, and why;
+  // committed with the rejection (main wires notify's here).
+  std::function<std::vector<NoticeDraft>(const boost::json::value& context, const std::string& reason, UnixMillis now)>
+      rejection_notices;
 };
+
+// What a step's `if:` and its action see of a request: request, subject
+// (opened with `keys`), partner and the earlier steps' outputs.
+boost::json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys);
 
 class Engine {
  public:

@@ -24,6 +24,10 @@ engine::ActionCatalog notice_action_specs() {
 }
 
 void check_workflow_templates(const engine::WorkflowSet& workflows, const Templates& templates, Diagnostics& out) {
+  if (!templates.has(kRejectionTemplate)) {
+    out.push_back({templates.path_of(kRejectionTemplate).string(), 0, 0,
+                   "a rejected request tells the person why: this template is required", "template"});
+  }
   for (const auto& w : workflows.workflows) {
     for (const auto& step : w.steps) {
       if (!step.action.starts_with("notify.")) continue;
@@ -76,6 +80,33 @@ json::array described(const policy::Policies& p, const json::array& names) {
     out.push_back(json::object{{"category", name}, {"description", it != p.categories.end() ? it->second.description : ""}});
   }
   return out;
+}
+
+bool usable_email(std::string_view email) { return email.find_first_of("\r\n<>") == std::string_view::npos; }
+
+// A mail to the person, rendered in their locale and sealed for the outbox.
+engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::string& template_name,
+                                 std::string locale, const std::string& email, const json::object& values,
+                                 UnixMillis now) {
+  if (locale.empty()) locale = "en";
+  engine::NoticeDraft n;
+  n.id = crypto::new_id("ntc", now);
+  n.channel = "subject";
+  n.recipient = "subject";
+  n.template_name = template_name;
+  std::string rendered = deps.templates.get()->render(n.template_name, locale, values);
+  // A template's first line is "Subject: …"; the rest is the body.
+  std::string subject_line = "Your privacy request";
+  if (rendered.starts_with("Subject: ")) {
+    auto eol = rendered.find('\n');
+    subject_line = rendered.substr(9, eol == std::string::npos ? std::string::npos : eol - 9);
+    rendered = eol == std::string::npos ? std::string() : rendered.substr(eol + 1);
+    while (rendered.starts_with("\n")) rendered.erase(0, 1);
+  }
+  json::object message{{"to", email}, {"from", deps.from}, {"subject", subject_line}, {"body", rendered},
+                       {"locale", locale}};
+  n.payload_enc = deps.keys.seal(json::serialize(message), "notices.payload");
+  return n;
 }
 
 class NoticeAction : public engine::Action {
@@ -222,7 +253,7 @@ class NotifySubject final : public NoticeAction {
   net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
     const std::string email = text(ctx.context, {"subject", "email"});
     if (email.empty()) throw std::runtime_error("the subject has no email address (guard the step with if: subject.email)");
-    if (email.find_first_of("\r\n<>") != std::string::npos) throw std::runtime_error("the subject's email is malformed");
+    if (!usable_email(email)) throw std::runtime_error("the subject's email is malformed");
     auto policies = deps_.policies.current();
     json::object values{{"name", text(ctx.context, {"subject", "name"})},
                         {"request_id", ctx.request_id},
@@ -255,29 +286,26 @@ class NotifySubject final : public NoticeAction {
       values["has_retained"] = !retained.empty();
       values["retained"] = std::move(retained);
     }
-    engine::NoticeDraft n;
-    n.id = crypto::new_id("ntc", ctx.now);
-    n.channel = "subject";
-    n.recipient = "subject";
-    n.template_name = std::string(ctx.step.with.at("template").as_string());
-    std::string locale = text(ctx.context, {"subject", "locale"});
-    std::string rendered = deps_.templates.get()->render(n.template_name, locale.empty() ? "en" : locale, values);
-    // A template's first line is "Subject: …"; the rest is the body.
-    std::string subject_line = "Your privacy request";
-    if (rendered.starts_with("Subject: ")) {
-      auto eol = rendered.find('\n');
-      subject_line = rendered.substr(9, eol == std::string::npos ? std::string::npos : eol - 9);
-      rendered = eol == std::string::npos ? std::string() : rendered.substr(eol + 1);
-      while (rendered.starts_with("\n")) rendered.erase(0, 1);
-    }
-    json::object message{{"to", email}, {"from", deps_.from}, {"subject", subject_line}, {"body", rendered},
-                         {"locale", locale.empty() ? "en" : locale}};
-    n.payload_enc = deps_.keys.seal(json::serialize(message), "notices.payload");
+    auto n = subject_mail(deps_, std::string(ctx.step.with.at("template").as_string()),
+                          text(ctx.context, {"subject", "locale"}), email, values, ctx.now);
     co_return std::vector<engine::NoticeDraft>{std::move(n)};
   }
 };
 
 }  // namespace
+
+std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& deps, const json::value& context,
+                                                   std::string_view reason, bool by_operator, UnixMillis now) {
+  const std::string email = text(context, {"subject", "email"});
+  if (email.empty() || !usable_email(email)) return {};  // nowhere to write to
+  json::object values{{"name", text(context, {"subject", "name"})},
+                      {"request_id", text(context, {"request", "id"})},
+                      {"reason", reason},
+                      {"not_associated", reason == "not_associated"},
+                      {"by_operator", by_operator}};
+  return {subject_mail(deps, std::string(kRejectionTemplate), text(context, {"subject", "locale"}), email, values,
+                       now)};
+}
 
 void add_notice_actions(engine::ActionRegistry& registry, const NoticeDependencies& deps) {
   registry.add(std::make_unique<NotifyPartner>(deps));

@@ -31,7 +31,14 @@ engine::ActionCatalog notice_action_specs();
 // `policies/notices` beside the policies.
 std::filesystem::path templates_dir(const std::filesystem::path& policies_dir);
 
-// Every template a workflow step names must exist (checked at load time).
+// The mail that tells the person why their request was rejected (SPEC §4):
+// by a step (`reason` is a code such as not_associated) or by an operator
+// (their words). Empty when the subject gave no usable email address.
+inline constexpr std::string_view kRejectionTemplate = "subject-rejected";
+std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& deps, const boost::json::value& context,
+                                                   std::string_view reason, bool by_operator, UnixMillis now);
+// Every template a workflow step names must exist, and so must the
+// rejection template whatever the workflows say (checked at load time).
 void check_workflow_templates(const engine::WorkflowSet& workflows, const Templates& templates, Diagnostics& out);
 
 }  // namespace privacyd::notify

@@ -158,6 +158,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
   net::thread_pool mail_thread;
   std::mt19937_64 rng;
   std::function<void()> settled;
+  metrics::Metrics* metrics = nullptr;
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
 
@@ -298,6 +299,9 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       co_await run_in_db(db, finish);
       log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
                                   {"status", status}, {"error", o.error}});
+      if (metrics != nullptr) {
+        metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
+      }
       if (status != "pending" && settled) settled();
     }
     co_return due.size();
@@ -305,8 +309,10 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
 };
 
 Notifier::Notifier(net::io_context& ioc, Database& db, const policy::PolicyStore& policies, const crypto::KeyRing& keys,
-                   const Clock& clock, Logger& log, const Config& config, Duration poll)
-    : impl_(std::make_shared<Impl>(ioc, db, policies, keys, clock, log, config, poll)) {}
+                   const Clock& clock, Logger& log, const Config& config, Duration poll, metrics::Metrics* metrics)
+    : impl_(std::make_shared<Impl>(ioc, db, policies, keys, clock, log, config, poll)) {
+  impl_->metrics = metrics;
+}
 
 Notifier::~Notifier() { impl_->mail_thread.join(); }
 

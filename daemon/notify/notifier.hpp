@@ -14,6 +14,7 @@
 #include "daemon/base/clock.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/crypto/keyring.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/policy/policy_store.hpp"
 #include "daemon/store/database.hpp"
 
@@ -26,7 +27,8 @@ namespace privacyd::notify {
 class Notifier {
  public:
   Notifier(boost::asio::io_context& ioc, Database& db, const policy::PolicyStore& policies, const crypto::KeyRing& keys,
-           const Clock& clock, Logger& log, const Config& config, Duration poll);
+           const Clock& clock, Logger& log, const Config& config, Duration poll,
+           metrics::Metrics* metrics = nullptr);
   ~Notifier();
   // Called after a notice is delivered or dead (main wires the engine's wake-up).
   void on_settled(std::function<void()> callback);

@@ -32,8 +32,9 @@ const std::map<std::string, std::set<std::string>, std::less<>>& template_variab
        {"name", "request_id", "erased", "retained", "has_retained", "category", "description", "reason", "until"}},
       // To the person: the access package is ready.
       {"subject-access-ready", {"name", "request_id"}},
-      // To the person: the request was rejected, and why.
-      {"subject-rejected", {"name", "request_id", "reason"}},
+      // To the person: the request was rejected, and why. `reason` is the
+      // code (not_associated) or an operator's words; the flags pick a text.
+      {"subject-rejected", {"name", "request_id", "reason", "not_associated", "by_operator"}},
   };
   return all;
 }
@@ -67,6 +68,7 @@ std::set<std::string> used_variables(std::string_view source) {
 
 Templates Templates::load(const fs::path& dir, Diagnostics& out) {
   Templates t;
+  t.dir_ = dir;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     out.push_back({dir.string(), 0, 0, "notice templates folder not found", "io"});

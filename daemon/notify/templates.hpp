@@ -25,11 +25,14 @@ class Templates {
   static Templates load(const std::filesystem::path& dir, Diagnostics& out);
 
   bool has(std::string_view name) const;
+  // Where NAME.en.mustache would be, for messages about a missing one.
+  std::filesystem::path path_of(std::string_view name) const { return dir_ / (std::string(name) + ".en.mustache"); }
   // The text for `name` in `locale` (with fallbacks); throws if none.
   std::string render(std::string_view name, std::string_view locale, const boost::json::value& data) const;
 
  private:
   std::map<std::string, std::map<std::string, std::string>, std::less<>> sources_;  // name → locale → text
+  std::filesystem::path dir_;
 };
 
 // The {{names}} a template uses (variables and sections); nullopt-like
