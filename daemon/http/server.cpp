@@ -192,6 +192,7 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
       break;
     }
 
+    const auto started = std::chrono::steady_clock::now();
     auto& header = parser.get();
     Request request;
     request.method = std::string(header.method_string());
@@ -200,6 +201,7 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
     auto url = boost::urls::parse_origin_form(request.target);
     Response response;
     const Route* route = nullptr;
+    std::string_view route_label = "unmatched";
     bool read_body = true;
     if (!url) {
       response = error(400, "bad_request", "malformed request target");
@@ -210,6 +212,7 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
       auto match = router.match(request.method, request.path);
       request.params = std::move(match.params);
       route = match.route;
+      if (route != nullptr) route_label = route->pattern;
       if (route == nullptr) {
         response = match.wrong_method ? error(405, "method_not_allowed", "method not allowed")
                                       : error(404, "not_found", "no such endpoint");
@@ -249,6 +252,12 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
       response = co_await handle(request, route);
     }
 
+    if (options.metrics != nullptr) {
+      // The route's pattern, never the path: ids stay out of label values.
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+      options.metrics->http_requests.with({options.name, route_label, std::to_string(response.status)}).inc();
+      options.metrics->http_duration.with({options.name, route_label}).observe(took.count());
+    }
     keep_alive = keep_alive && !draining;
     auto out = to_beast(std::move(response), parser.get().version(), keep_alive);
     conn->stream.expires_after(limits.read_timeout);

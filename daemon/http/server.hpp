@@ -11,6 +11,7 @@
 #include "daemon/base/log.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/http/router.hpp"
+#include "daemon/metrics/metrics.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -22,6 +23,7 @@ struct ServerOptions {
   std::string name;  // "public" or "admin", for logs
   Endpoint endpoint;
   Limits limits;
+  metrics::Metrics* metrics = nullptr;  // counts requests by route and status
 };
 
 class Server {

@@ -47,6 +47,11 @@ std::string sealed_contact(const crypto::KeyRing& keys, const SubjectFields& s) 
 
 }  // namespace
 
+http::Response Intake::refuse(int status, std::string_view code, std::string_view message, std::string_view field) {
+  if (options_.metrics != nullptr) options_.metrics->webhook_rejections.with({code}).inc();
+  return http::error(status, code, message, field);
+}
+
 boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   const auto now = clock_.now();
   const std::string_view webhook_id = request.header("webhook-id");
@@ -55,16 +60,16 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
       request.body, now, options_.tolerance);
   if (problem) {
     log_.warn("webhook rejected", {{"reason", crypto::describe(*problem)}, {"remote", request.remote}});
-    co_return http::error(401, "invalid_signature", crypto::describe(*problem));
+    co_return refuse(401, "invalid_signature", crypto::describe(*problem));
   }
   if (!is_json(request.header("content-type"))) {
-    co_return http::error(415, "unsupported_media_type", "the body must be application/json");
+    co_return refuse(415, "unsupported_media_type", "the body must be application/json");
   }
 
   auto parsed = parse_event(request.body);
   if (auto* p = std::get_if<FieldProblem>(&parsed)) {
     log_.info("webhook invalid", {{"webhook_id", webhook_id}, {"code", p->code}, {"field", p->field}});
-    co_return http::error(400, p->code, p->message, p->field);
+    co_return refuse(400, p->code, p->message, p->field);
   }
   auto& event = std::get<WebhookEvent>(parsed);
 
@@ -73,13 +78,13 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
     partner_defaults = directory_.partner_shared_categories(*event.partner_id);
     if (!partner_defaults) {
       log_.info("webhook for unknown partner", {{"webhook_id", webhook_id}});
-      co_return http::error(404, "unknown_partner", "no partner with this id", "partner.id");
+      co_return refuse(404, "unknown_partner", "no partner with this id", "partner.id");
     }
   }
   if (event.categories) {
     for (std::size_t i = 0; i < event.categories->size(); ++i) {
       if (!directory_.category_known((*event.categories)[i])) {
-        co_return http::error(400, "invalid_field", "unknown category", "categories[" + std::to_string(i) + "]");
+        co_return refuse(400, "invalid_field", "unknown category", "categories[" + std::to_string(i) + "]");
       }
     }
   }
@@ -127,7 +132,7 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
     co_await commits_.run(std::move(work));
   } catch (const std::exception& e) {
     log_.error("webhook not committed", {{"webhook_id", webhook_id}, {"error", e.what()}});
-    auto r = http::error(503, "unavailable", "the request could not be stored; retry later");
+    auto r = refuse(503, "unavailable", "the request could not be stored; retry later");
     r.headers.emplace_back("Retry-After", "5");
     co_return r;
   }
@@ -135,14 +140,20 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   switch (outcome->kind) {
     case IntakeOutcome::Kind::conflict:
       log_.warn("webhook id reused with another body", {{"webhook_id", webhook_id}});
-      co_return http::error(409, "idempotency_conflict", "this webhook-id was already used with a different body");
+      co_return refuse(409, "idempotency_conflict", "this webhook-id was already used with a different body");
     case IntakeOutcome::Kind::replayed:
       log_.debug("webhook replayed", {{"webhook_id", webhook_id}});
       co_return http::Response::json(outcome->status, outcome->response);
     case IntakeOutcome::Kind::stored:
       break;
   }
-  if (write->is_request && on_request_stored_) on_request_stored_();
+  if (write->is_request) {
+    if (options_.metrics != nullptr) {
+      // "request.access" → "access", as the requests table and the engine name it.
+      options_.metrics->requests_received.with({std::string_view(write->type).substr(write->type.find('.') + 1)}).inc();
+    }
+    if (on_request_stored_) on_request_stored_();
+  }
   log_.debug("webhook accepted", {{"webhook_id", webhook_id}, {"type", write->type}, {"id", write->id}});
   co_return http::Response::json(outcome->status, outcome->response);
 }

@@ -14,6 +14,7 @@
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/http/router.hpp"
 #include "daemon/intake/directory.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 namespace privacyd::intake {
@@ -21,6 +22,7 @@ namespace privacyd::intake {
 struct IntakeOptions {
   Duration tolerance = std::chrono::seconds(300);
   std::uint64_t max_body = 64 * 1024;
+  metrics::Metrics* metrics = nullptr;  // rejections by reason, requests received by type
 };
 
 class Intake {
@@ -38,7 +40,6 @@ class Intake {
   void on_request_stored(std::function<void()> callback) { on_request_stored_ = std::move(callback); }
 
  private:
-
   GroupCommit& commits_;
   const crypto::KeyRing& keys_;
   const Directory& directory_;
@@ -47,6 +48,9 @@ class Intake {
   IntakeOptions options_;
   Current<std::vector<crypto::Bytes>> secrets_;
   std::function<void()> on_request_stored_;
+
+  // An error answer, counted by its code (a fixed set: never a value).
+  http::Response refuse(int status, std::string_view code, std::string_view message, std::string_view field = {});
 };
 
 }  // namespace privacyd::intake

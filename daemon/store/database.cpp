@@ -66,7 +66,27 @@ void Database::connect(std::size_t slot) {
   }
 }
 
+Database::ErrorCounts Database::errors() const {
+  return {unavailable_.load(std::memory_order_relaxed), conflicts_.load(std::memory_order_relaxed),
+          other_errors_.load(std::memory_order_relaxed)};
+}
+
 void Database::with_session(const std::function<void(soci::session&)>& work) {
+  try {
+    run_session(work);
+  } catch (const DatabaseUnavailable&) {
+    unavailable_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  } catch (const DatabaseConflict&) {
+    conflicts_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  } catch (const soci::soci_error&) {
+    other_errors_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+void Database::run_session(const std::function<void(soci::session&)>& work) {
   std::size_t slot = pool_->lease();
   struct GiveBack {
     soci::connection_pool& pool;

@@ -3,7 +3,9 @@
 // only from the database's own threads (SOCI blocks). Coroutines reach it
 // through store/async.hpp; tools and tests may call with_session directly.
 
+#include <atomic>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -58,13 +60,25 @@ class Database {
   // Stops the worker threads after the queued work is done.
   void shutdown();
 
+  // Failures seen by with_session since start, for /metrics.
+  struct ErrorCounts {
+    std::uint64_t unavailable = 0;  // could not connect, or the connection was lost
+    std::uint64_t conflict = 0;     // serialisation failure, deadlock, busy
+    std::uint64_t other = 0;        // any other failed statement
+  };
+  ErrorCounts errors() const;
+
  private:
   void connect(std::size_t slot);
+  void run_session(const std::function<void(soci::session&)>& work);
 
   DatabaseConfig config_;
   Logger& log_;
   std::unique_ptr<soci::connection_pool> pool_;
   std::vector<char> broken_;  // per slot: reconnect before next use
+  std::atomic<std::uint64_t> unavailable_{0};
+  std::atomic<std::uint64_t> conflicts_{0};
+  std::atomic<std::uint64_t> other_errors_{0};
   boost::asio::thread_pool threads_;
 };
 
