@@ -38,4 +38,23 @@ struct TriggerOptions {
 };
 int trigger(const TriggerOptions& options);
 
+// `requests list|show|approve|reject|retry|extend` and `notices list|retry`,
+// over the admin API.
+struct OperatorOptions {
+  std::string action;  // list, show, approve, reject, retry, extend
+  std::string id;
+  std::string url;          // the admin API; default from --config, else http://127.0.0.1:8081
+  std::string config_file;  // to find admin.listen
+  std::string token_file;   // else PRIVACYD_TOKEN
+  std::string status;
+  std::string type;
+  std::string cursor;
+  int limit = 50;
+  std::string reason;
+  int days = 0;  // 0: the jurisdiction's whole extension
+  bool json = false;
+};
+int requests_command(const OperatorOptions& options);
+int notices_command(const OperatorOptions& options);
+
 }  // namespace privacyd::cli

@@ -72,6 +72,47 @@ int main(int argc, char** argv) {
   trigger->add_option("--timestamp", t.timestamp, "webhook-timestamp in Unix seconds (default: now)");
   trigger->add_option("--body", t.body_file, "Send this file as the body instead of building one");
 
+  privacyd::cli::OperatorOptions op;
+  auto add_connection = [&](CLI::App* sub) {
+    sub->add_option("--url", op.url, "Admin API base URL (default: admin.listen of --config, else http://127.0.0.1:8081)");
+    sub->add_option("--config,-c", op.config_file, "privacyd.yaml, to find admin.listen");
+    sub->add_option("--token-file", op.token_file, "File holding the admin token (else $PRIVACYD_TOKEN)");
+    sub->add_flag("--json", op.json, "Print the API's JSON instead of a table");
+  };
+  auto add_id = [&](CLI::App* sub, const char* what) { sub->add_option("id", op.id, what)->required(); };
+  auto add_reason = [&](CLI::App* sub, bool required) {
+    auto* o = sub->add_option("--reason", op.reason, "Why (kept in the audit trail; a rejection's reason reaches the person)");
+    if (required) o->required();
+  };
+
+  auto* requests = app.add_subcommand("requests", "See and act on requests through the admin API");
+  requests->require_subcommand(1);
+  auto* r_list = requests->add_subcommand("list", "List requests, newest first");
+  r_list->add_option("--status", op.status, "received, running, awaiting_approval, completed, rejected or failed");
+  r_list->add_option("--type", op.type, "access, deletion or disassociation");
+  r_list->add_option("--limit", op.limit, "Requests per page (1-500)")->capture_default_str();
+  r_list->add_option("--cursor", op.cursor, "Continue after this page (printed under the table)");
+  auto* r_show = requests->add_subcommand("show", "A request's deadline, workflow, steps and notices");
+  auto* r_approve = requests->add_subcommand("approve", "Approve a request awaiting approval");
+  auto* r_reject = requests->add_subcommand("reject", "Reject a request awaiting approval, telling the person why");
+  auto* r_retry = requests->add_subcommand("retry", "Run a failed request again from the step that failed");
+  auto* r_extend = requests->add_subcommand("extend", "Extend a request's deadline, once, within its jurisdiction");
+  r_extend->add_option("--days", op.days, "Days to add (default: the jurisdiction's whole extension)");
+  for (auto* sub : {r_list, r_show, r_approve, r_reject, r_retry, r_extend}) add_connection(sub);
+  for (auto* sub : {r_show, r_approve, r_reject, r_retry, r_extend}) add_id(sub, "Request id (req_…)");
+  add_reason(r_reject, true);
+  add_reason(r_extend, true);
+
+  auto* notices = app.add_subcommand("notices", "See and retry notices through the admin API");
+  notices->require_subcommand(1);
+  auto* n_list = notices->add_subcommand("list", "List notices, newest first");
+  n_list->add_option("--status", op.status, "pending, delivered or dead");
+  n_list->add_option("--limit", op.limit, "Notices per page (1-500)")->capture_default_str();
+  n_list->add_option("--cursor", op.cursor, "Continue after this page");
+  auto* n_retry = notices->add_subcommand("retry", "Deliver a dead notice afresh");
+  add_id(n_retry, "Notice id (ntc_…)");
+  for (auto* sub : {n_list, n_retry}) add_connection(sub);
+
   CLI11_PARSE(app, argc, argv);
 
   // Whatever privacyd creates (the SQLite database, notices, exports) is
@@ -86,5 +127,14 @@ int main(int argc, char** argv) {
   if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir);
   if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
+  // get_subcommands() lists the ones given on this command line.
+  if (requests->parsed()) {
+    op.action = requests->get_subcommands().front()->get_name();
+    return privacyd::cli::requests_command(op);
+  }
+  if (notices->parsed()) {
+    op.action = notices->get_subcommands().front()->get_name();
+    return privacyd::cli::notices_command(op);
+  }
   return 2;
 }

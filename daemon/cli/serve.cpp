@@ -8,6 +8,8 @@
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/actions/domain_actions.hpp"
+#include "daemon/admin/admin_api.hpp"
+#include "daemon/admin/tokens.hpp"
 #include "daemon/actions/retention_sweeper.hpp"
 #include "daemon/base/clock.hpp"
 #include "daemon/config/config.hpp"
@@ -18,6 +20,7 @@
 #include "daemon/notify/notice_actions.hpp"
 #include "daemon/notify/notifier.hpp"
 #include "daemon/intake/intake.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/policy/policy_store.hpp"
 #include "daemon/service/health.hpp"
 #include "daemon/service/systemd.hpp"
@@ -56,6 +59,14 @@ void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers,
   (*poll)();
 }
 
+std::vector<admin::Token> load_admin_tokens(const Config& config, Logger& log) {
+  if (config.admin.tokens_file.empty()) {
+    log.warn("admin.tokens_file is not set: every admin API call is refused", {});
+    return {};
+  }
+  return admin::load_tokens(config.admin.tokens_file);
+}
+
 }  // namespace
 
 int serve(const std::filesystem::path& config_file) {
@@ -72,6 +83,7 @@ int serve(const std::filesystem::path& config_file) {
     auto keys = crypto::KeyRing::load(config.keys.data_key_file, config.keys.previous_key_files,
                                       config.keys.index_key_file);
     auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
+    Current<std::vector<admin::Token>> admin_tokens(load_admin_tokens(config, log));
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, config.workflows);
     auto catalog = actions.catalog();
@@ -92,19 +104,31 @@ int serve(const std::filesystem::path& config_file) {
 
     net::io_context ioc(static_cast<int>(config.io_threads));
     SystemClock clock;
+    metrics::Registry registry;
+    metrics::Metrics metrics(registry);
+    metrics::add_process_metrics(registry);
+    registry.add_collector([&db](std::string& out) {
+      const auto e = db.errors();
+      metrics::write_family_header(out, "privacyd_database_errors_total", "counter",
+                                   "Failed database work, by kind (unavailable, conflict, other).");
+      metrics::write_sample(out, "privacyd_database_errors_total", "{kind=\"unavailable\"}", static_cast<double>(e.unavailable));
+      metrics::write_sample(out, "privacyd_database_errors_total", "{kind=\"conflict\"}", static_cast<double>(e.conflict));
+      metrics::write_sample(out, "privacyd_database_errors_total", "{kind=\"other\"}", static_cast<double>(e.other));
+    });
     actions::SystemConnections systems(log);
     const actions::Dependencies deps{db, policies, systems, keys, log};
     actions::add_domain_actions(actions, deps);
     const notify::NoticeDependencies notice_deps{db, policies, templates, keys, config.notices.from};
     notify::add_notice_actions(actions, notice_deps);
-    notify::Notifier notifier(ioc, db, policies, keys, clock, log, config, config.engine.poll);
+    notify::Notifier notifier(ioc, db, policies, keys, clock, log, config, config.engine.poll, &metrics);
     actions::RetentionSweeper retention(ioc, db, policies, systems, keys, clock, log, config.engine.poll);
     Health health(db, log);
     // Keep one database thread free of intake batches for /readyz and the
     // rest, where there is more than one.
     GroupCommit commits(db, log, {.max_batch = 256, .max_inflight = std::max<std::size_t>(1, config.database.pool_size - 1)});
     intake::Intake intake(commits, keys, policies, clock, log,
-                          {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body},
+                          {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body,
+                           .metrics = &metrics},
                           std::move(secrets));
 
     http::Router public_routes;
@@ -115,7 +139,12 @@ int serve(const std::filesystem::path& config_file) {
                           {.instance = engine::new_instance_id(),
                            .lease = config.engine.lease,
                            .poll = config.engine.poll,
-                           .concurrency = config.engine.concurrency});
+                           .concurrency = config.engine.concurrency,
+                           .metrics = &metrics,
+                           .rejection_notices = [&notice_deps](const boost::json::value& context,
+                                                               const std::string& reason, UnixMillis now) {
+                             return notify::rejection_notices(notice_deps, context, reason, false, now);
+                           }});
     if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
     problems = engine.install(std::move(workflows));
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
@@ -123,11 +152,70 @@ int serve(const std::filesystem::path& config_file) {
     intake.on_request_stored([&engine] { engine.wake(); });
     notifier.on_settled([&engine] { engine.wake(); });
     engine.on_notices_queued([&notifier] { notifier.wake(); });
+    // Everything operators edit, validated whole and swapped whole: a
+    // problem anywhere changes nothing. Listeners and the database are fixed
+    // for the life of the process; running requests keep their pinned
+    // workflow versions. Blocking: runs on a database thread.
+    std::mutex reload_mutex;
+    std::function<Diagnostics()> reload_all = [&]() -> Diagnostics {
+      std::lock_guard lock(reload_mutex);
+      log.info("reload requested");
+      Diagnostics found;
+      std::vector<crypto::Bytes> next_secrets;
+      std::vector<admin::Token> next_tokens;
+      try {
+        next_secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
+      } catch (const std::exception& e) {
+        found.push_back({config.webhook.secrets_file.string(), 0, 0, e.what(), "io"});
+      }
+      try {
+        next_tokens = load_admin_tokens(config, log);
+      } catch (const std::exception& e) {
+        found.push_back({config.admin.tokens_file.string(), 0, 0, e.what(), "io"});
+      }
+      auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
+      auto next_templates = notify::Templates::load(notify::templates_dir(config.policies), found);
+      auto next = engine::load_workflows(config.workflows, actions.catalog(), found);  // every action is registered by now
+      notify::check_workflow_templates(next, next_templates, found);
+      if (found.empty()) {
+        try {
+          found = engine.install(std::move(next));
+        } catch (const std::exception& e) {
+          found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
+        }
+      }
+      if (found.empty()) {
+        policies.replace(std::move(next_policies));
+        templates.replace(std::move(next_templates));
+        intake.set_secrets(std::move(next_secrets));
+        admin_tokens.replace(std::move(next_tokens));
+        log.info("reloaded", {{"what", "workflows, policies, templates, webhook secrets, admin tokens"}});
+      }
+      for (const auto& p : found) log.error("reload refused", {{"at", format_text(p)}});
+      return found;
+    };
+
+    admin::AdminApi admin_api({.db = db,
+                               .keys = keys,
+                               .policies = policies,
+                               .clock = clock,
+                               .log = log,
+                               .tokens = admin_tokens,
+                               .registry = registry,
+                               .metrics = &metrics,
+                               .rejection_notices = [&notice_deps](const boost::json::value& context,
+                                                                   const std::string& reason, UnixMillis now) {
+                                 return notify::rejection_notices(notice_deps, context, reason, true, now);
+                               },
+                               .reload = reload_all,
+                               .wake_engine = [&engine] { engine.wake(); },
+                               .wake_notifier = [&notifier] { notifier.wake(); }});
     http::Router admin_routes;
     health.mount(admin_routes);
+    admin_api.mount(admin_routes);
 
-    http::Server public_server(ioc, {"public", config.listen, config.limits}, public_routes, log);
-    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits}, admin_routes, log);
+    http::Server public_server(ioc, {"public", config.listen, config.limits, &metrics}, public_routes, log);
+    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits, &metrics}, admin_routes, log);
     auto public_at = public_server.listen();
     auto admin_at = admin_server.listen();
     public_server.start();
@@ -142,37 +230,8 @@ int serve(const std::filesystem::path& config_file) {
           if (ec) return;
           if (signo == SIGHUP) {
             systemd.reloading();
-            log.info("reload requested");
-            // Webhook secrets rotate here; workflows and policies join the
-            // reload when they exist. Listeners and the database are fixed
-            // for the life of the process.
-            try {
-              intake.set_secrets(crypto::load_webhook_secrets(config.webhook.secrets_file));
-              log.info("reloaded", {{"what", "webhook secrets"}});
-            } catch (const std::exception& e) {
-              log.error("reload failed, keeping the previous secrets", {{"error", e.what()}});
-            }
-            // Workflows: all or nothing, validated and stored off the I/O
-            // threads; running requests keep their pinned versions.
             net::post(db.threads(), [&] {
-              Diagnostics found;
-              auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
-              auto next_templates = notify::Templates::load(notify::templates_dir(config.policies), found);
-              auto next = engine::load_workflows(config.workflows, actions.catalog(), found);  // every action is registered by now
-              notify::check_workflow_templates(next, next_templates, found);
-              if (found.empty()) {
-                try {
-                  found = engine.install(std::move(next));
-                } catch (const std::exception& e) {
-                  found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
-                }
-              }
-              if (found.empty()) {
-                policies.replace(std::move(next_policies));
-                templates.replace(std::move(next_templates));
-              }
-              for (const auto& p : found) log.error("reload refused", {{"at", format_text(p)}});
-              if (found.empty()) log.info("reloaded", {{"what", "workflows and policies"}});
+              reload_all();
               systemd.ready("serving");
             });
             signals.async_wait(on_signal);

@@ -15,24 +15,25 @@
 
 namespace privacyd {
 
-// `Work` is called as work(soci::session&) on a database thread; its
-// result (default-constructible, or void) is what the co_await yields.
-// GCC 12 can destroy temporaries of a co_await expression twice: pass a
-// named local (or a lambda without captures). This is not itself a
-// coroutine; the work travels inside the initiation.
+// `Work` is called as work() on a database thread (for blocking work that
+// opens its own sessions, like a reload); its result (default-constructible,
+// or void) is what the co_await yields. GCC 12 can destroy temporaries of a
+// co_await expression twice: pass a named local (or a lambda without
+// captures). This is not itself a coroutine; the work travels inside the
+// initiation.
 template <class WorkRef>
-auto run_in_db(Database& db, WorkRef&& work_ref) {
+auto run_blocking(Database& db, WorkRef&& work_ref) {
   using Work = std::decay_t<WorkRef>;
-  using Result = std::invoke_result_t<Work&, soci::session&>;
+  using Result = std::invoke_result_t<Work&>;
   Work work(std::forward<WorkRef>(work_ref));
   namespace net = boost::asio;
   if constexpr (std::is_void_v<Result>) {
     return net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr)>(
         [&db](auto handler, Work queued) {
-          net::post(db.threads(), [&db, work = std::move(queued), handler = std::move(handler)]() mutable {
+          net::post(db.threads(), [work = std::move(queued), handler = std::move(handler)]() mutable {
             std::exception_ptr error;
             try {
-              db.with_session([&](soci::session& sql) { work(sql); });
+              work();
             } catch (...) {
               error = std::current_exception();
             }
@@ -44,11 +45,11 @@ auto run_in_db(Database& db, WorkRef&& work_ref) {
   } else {
     return net::async_initiate<decltype(net::use_awaitable), void(std::exception_ptr, Result)>(
         [&db](auto handler, Work queued) {
-          net::post(db.threads(), [&db, work = std::move(queued), handler = std::move(handler)]() mutable {
+          net::post(db.threads(), [work = std::move(queued), handler = std::move(handler)]() mutable {
             std::exception_ptr error;
             Result value{};
             try {
-              db.with_session([&](soci::session& sql) { value = work(sql); });
+              value = work();
             } catch (...) {
               error = std::current_exception();
             }
@@ -59,6 +60,27 @@ auto run_in_db(Database& db, WorkRef&& work_ref) {
           });
         },
         net::use_awaitable, std::move(work));
+  }
+}
+
+// `Work` is called as work(soci::session&) on a database thread with a
+// leased session; otherwise as run_blocking.
+template <class WorkRef>
+auto run_in_db(Database& db, WorkRef&& work_ref) {
+  using Work = std::decay_t<WorkRef>;
+  using Result = std::invoke_result_t<Work&, soci::session&>;
+  if constexpr (std::is_void_v<Result>) {
+    auto with_session = [&db, work = Work(std::forward<WorkRef>(work_ref))]() mutable {
+      db.with_session([&](soci::session& sql) { work(sql); });
+    };
+    return run_blocking(db, std::move(with_session));
+  } else {
+    auto with_session = [&db, work = Work(std::forward<WorkRef>(work_ref))]() mutable {
+      Result value{};
+      db.with_session([&](soci::session& sql) { value = work(sql); });
+      return value;
+    };
+    return run_blocking(db, std::move(with_session));
   }
 }
 

@@ -23,6 +23,28 @@ struct Maybe {
   soci::indicator ind;
 };
 
+// Runs an UPDATE that moves a request out of the status an operator acted
+// on. Its row lock (PostgreSQL) and WHERE clause make a concurrent second
+// decision see the first and change nothing.
+bool changed(soci::statement& update) {
+  update.execute(true);
+  return update.get_affected_rows() == 1;
+}
+
+void insert_notices(soci::session& sql, const std::string& request_id, int step_idx,
+                    const std::vector<Transition::Notice>& notices, long long now) {
+  for (const auto& n : notices) {
+    std::string pending = "pending";
+    sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
+           " next_attempt_at, created_at) VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
+           " :payload, :next, :created) ON CONFLICT (id) DO NOTHING",
+        soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(step_idx, "idx"),
+        soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
+        soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
+        soci::use(now, "created");
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
@@ -131,16 +153,7 @@ bool apply(soci::session& sql, const Transition& t) {
         soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
         soci::use(wake.value, wake.ind, "wake");
   }
-  for (const auto& n : t.notices) {
-    std::string pending = "pending";
-    sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
-           " next_attempt_at, created_at) VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
-           " :payload, :next, :created) ON CONFLICT (id) DO NOTHING",
-        soci::use(n.id, "id"), soci::use(t.request_id, "request"), soci::use(t.step_idx, "idx"),
-        soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
-        soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
-        soci::use(now, "created");
-  }
+  insert_notices(sql, t.request_id, t.step_idx, t.notices, now);
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
   return true;
 }
@@ -199,34 +212,97 @@ bool approve(soci::session& sql, const std::string& id, const std::string& who, 
   if (!parked) return false;
   long long at = now;
   int idx = parked->first;
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET status = 'running', next_step = next_step + 1, run_at = :at,"
+                      " updated_at = :at2 WHERE id = :id AND status = 'awaiting_approval'",
+       soci::use(at, "at"), soci::use(at, "at2"), soci::use(id, "id"));
+  if (!changed(update)) return false;
   std::string succeeded = "succeeded";
   sql << "UPDATE request_steps SET status = :status, finished_at = :at WHERE request_id = :id AND idx = :idx",
       soci::use(succeeded, "status"), soci::use(at, "at"), soci::use(id, "id"), soci::use(idx, "idx");
-  sql << "UPDATE requests SET status = 'running', next_step = next_step + 1, run_at = :at, updated_at = :at2"
-         " WHERE id = :id AND status = 'awaiting_approval'",
-      soci::use(at, "at"), soci::use(at, "at2"), soci::use(id, "id");
   audit::append(sql, now, id, "request.approved", boost::json::serialize(boost::json::object{{"by", who}}));
   return true;
 }
 
 bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
-            UnixMillis now) {
+            UnixMillis now, const std::vector<Transition::Notice>& notices) {
   auto parked = parked_step(sql, id);
   if (!parked) return false;
   long long at = now;
   int idx = parked->first;
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
+                      " WHERE id = :id AND status = 'awaiting_approval'",
+       soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id"));
+  if (!changed(update)) return false;
   std::string failed = "failed";
   std::string error = "rejected by an operator";
   sql << "UPDATE request_steps SET status = :status, error = :error, finished_at = :at"
          " WHERE request_id = :id AND idx = :idx",
       soci::use(failed, "status"), soci::use(error, "error"), soci::use(at, "at"), soci::use(id, "id"),
       soci::use(idx, "idx");
-  sql << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
-         " WHERE id = :id AND status = 'awaiting_approval'",
-      soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id");
+  insert_notices(sql, id, idx, notices, at);
+  boost::json::array ids;
+  for (const auto& n : notices) ids.emplace_back(n.id);
   audit::append(sql, now, id, "request.rejected",
-                boost::json::serialize(boost::json::object{{"by", who}, {"reason", reason}}));
+                boost::json::serialize(boost::json::object{{"by", who}, {"reason", reason}, {"notices", std::move(ids)}}));
   return true;
+}
+
+bool retry_request(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now) {
+  std::string status;
+  int idx = 0;
+  sql << "SELECT status, next_step FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status),
+      soci::into(idx);
+  if (!sql.got_data() || status != "failed") return false;
+  long long at = now;
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET status = 'running', reason = NULL, run_at = NULL, lease_owner = NULL,"
+                      " lease_until = NULL, updated_at = :at WHERE id = :r AND status = 'failed'",
+       soci::use(at, "at"), soci::use(id, "r"));
+  if (!changed(update)) return false;
+  // A notify step that failed on a dead notice waits for that notice's
+  // fresh delivery, as after retry_notice (the notifier wakes it); any other
+  // step starts over at attempt 1.
+  soci::statement revive =
+      (sql.prepare << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"
+                      " WHERE request_id = :r AND step_idx = :idx AND status = 'dead'",
+       soci::use(at, "at"), soci::use(id, "r"), soci::use(idx, "idx"));
+  revive.execute(true);
+  const bool awaiting_notices = revive.get_affected_rows() > 0;
+  std::string step_status = awaiting_notices ? "waiting" : "pending";
+  sql << "UPDATE request_steps SET status = :status, attempts = 0, error = NULL, finished_at = NULL, wake_at = NULL"
+         " WHERE request_id = :r AND idx = :idx",
+      soci::use(step_status, "status"), soci::use(id, "r"), soci::use(idx, "idx");
+  if (!awaiting_notices) {
+    sql << "UPDATE requests SET run_at = :at WHERE id = :r", soci::use(at, "at"), soci::use(id, "r");
+  }
+  audit::append(sql, now, id, "request.retried", boost::json::serialize(boost::json::object{{"by", who}, {"step", idx}}));
+  return true;
+}
+
+Extension extend(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
+                 UnixMillis deadline, UnixMillis now) {
+  std::string status;
+  soci::indicator extended = soci::i_null;
+  long long extended_at = 0;
+  sql << "SELECT status, extended_at FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status),
+      soci::into(extended_at, extended);
+  if (!sql.got_data()) return Extension::not_found;
+  if (extended == soci::i_ok) return Extension::already_extended;
+  if (status == "completed" || status == "rejected") return Extension::finished;
+  long long at = now;
+  long long until = deadline;
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET deadline_at = :deadline, extended_at = :at, extension_reason = :reason,"
+                      " updated_at = :at2 WHERE id = :id AND extended_at IS NULL",
+       soci::use(until, "deadline"), soci::use(at, "at"), soci::use(reason, "reason"), soci::use(at, "at2"),
+       soci::use(id, "id"));
+  update.execute(true);
+  if (update.get_affected_rows() != 1) return Extension::already_extended;
+  audit::append(sql, now, id, "request.extended",
+                boost::json::serialize(boost::json::object{{"by", who}, {"reason", reason}, {"deadline_at", until}}));
+  return Extension::extended;
 }
 
 bool retry_notice(soci::session& sql, const std::string& notice_id, const std::string& who, UnixMillis now) {

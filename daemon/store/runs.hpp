@@ -107,8 +107,19 @@ std::optional<std::string> workflow_source(soci::session& sql, const std::string
 // Operator decisions on a request awaiting approval. False when the request
 // is not awaiting approval.
 bool approve(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now);
+// A rejection commits, with it, the notices that tell the person why.
 bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
-            UnixMillis now);
+            UnixMillis now, const std::vector<Transition::Notice>& notices = {});
+
+// An operator's retry of a failed request: the step that failed runs again
+// from its first attempt (a notify step's dead notices are delivered
+// afresh). False when the request is not failed.
+bool retry_request(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now);
+
+// The one extension of a request's deadline (SPEC §4), to `deadline`.
+enum class Extension { extended, not_found, already_extended, finished };
+Extension extend(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
+                 UnixMillis deadline, UnixMillis now);
 
 // An operator's retry of a dead notice: it is delivered afresh (attempts
 // start again), and the request whose step it failed waits on that step

@@ -170,7 +170,7 @@ class EngineTests:
                  what="the first request to wait")
         self.workflow(self.call("new"), version=2)
         d.signal(signal.SIGHUP)
-        d.wait_log(r'reloaded what="workflows and policies"')
+        d.wait_log(r'reloaded what="workflows, policies')
         second = self.submit(d, 2)
         self.wait_status(second, "completed")
         self.wait_status(first, "completed")

@@ -1,0 +1,513 @@
+#include "daemon/admin/admin_api.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
+#include <charconv>
+#include <map>
+#include <soci/soci.h>
+
+#include "daemon/admin/views.hpp"
+#include "daemon/audit/audit.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/store/async.hpp"
+#include "daemon/store/rows.hpp"
+#include "daemon/store/runs.hpp"
+
+namespace privacyd::admin {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+using http::Request;
+using http::Response;
+
+namespace {
+
+constexpr std::uint64_t kMaxActionBody = 4096;
+constexpr std::size_t kMaxReason = 500;
+constexpr int kMaxLimit = 500;
+constexpr std::int64_t kDayMs = 24LL * 3600 * 1000;
+
+// Bad input, answered at once with `response`.
+struct Refusal {
+  Response response;
+};
+[[noreturn]] void refuse_input(int status, std::string_view code, std::string_view message,
+                               std::string_view field = {}) {
+  throw Refusal{http::error(status, code, message, field)};
+}
+
+bool valid_id(std::string_view id, std::string_view prefix) {
+  if (!id.starts_with(prefix) || id.size() == prefix.size() || id.size() > prefix.size() + 40) return false;
+  for (char c : id.substr(prefix.size())) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+// The query's parameters; unknown or repeated names are refused, so a typo
+// never silently lists everything.
+std::map<std::string, std::string> query_params(std::string_view query, std::initializer_list<std::string_view> known) {
+  std::map<std::string, std::string> out;
+  if (query.empty()) return out;
+  auto parsed = boost::urls::parse_query(query);
+  if (!parsed) refuse_input(400, "invalid_query", "the query string is malformed");
+  for (auto p : *parsed) {
+    std::string key = p.key.decode();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      refuse_input(400, "unknown_parameter", "unknown query parameter", key.size() <= 32 ? key : key.substr(0, 32));
+    }
+    if (!out.emplace(key, p.has_value ? p.value.decode() : std::string()).second) {
+      refuse_input(400, "invalid_query", "a query parameter is given twice", key);
+    }
+  }
+  return out;
+}
+
+std::string one_of(const std::map<std::string, std::string>& q, const std::string& name,
+                   const std::vector<std::string>& allowed) {
+  auto it = q.find(name);
+  if (it == q.end() || it->second.empty()) return {};
+  if (std::find(allowed.begin(), allowed.end(), it->second) == allowed.end()) {
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    refuse_input(400, "invalid_parameter", name + " is one of: " + list, name);
+  }
+  return it->second;
+}
+
+int limit_of(const std::map<std::string, std::string>& q) {
+  auto it = q.find("limit");
+  if (it == q.end() || it->second.empty()) return 50;
+  int n = 0;
+  auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+  if (ec != std::errc() || end != it->second.data() + it->second.size() || n < 1 || n > kMaxLimit) {
+    refuse_input(400, "invalid_parameter", "limit is a whole number from 1 to 500", "limit");
+  }
+  return n;
+}
+
+std::string cursor_of(const std::map<std::string, std::string>& q, std::string_view prefix) {
+  auto it = q.find("cursor");
+  if (it == q.end() || it->second.empty()) return {};
+  if (!valid_id(it->second, prefix)) refuse_input(400, "invalid_parameter", "cursor is not one this API gave", "cursor");
+  return it->second;
+}
+
+// The body of an action: a JSON object with only `known` members (an empty
+// body is an empty object).
+json::object action_body(const Request& r, std::initializer_list<std::string_view> known) {
+  if (r.body.empty()) return {};
+  boost::system::error_code ec;
+  json::parse_options options;
+  options.max_depth = 4;
+  auto value = json::parse(r.body, ec, {}, options);
+  if (ec || !value.is_object()) refuse_input(400, "malformed_json", "the body must be a JSON object");
+  for (const auto& [key, v] : value.get_object()) {
+    if (std::find(known.begin(), known.end(), std::string_view(key)) == known.end()) {
+      refuse_input(400, "unknown_field", "unknown field", key.size() <= 32 ? std::string_view(key) : "");
+    }
+  }
+  return std::move(value.get_object());
+}
+
+// Why an operator acted: told to the person on a rejection, kept in the
+// audit trail. Plain text, one to 500 bytes, no control characters.
+std::string reason_of(const json::object& body) {
+  const auto* v = body.if_contains("reason");
+  if (v == nullptr || !v->is_string()) refuse_input(400, "missing_field", "a reason is required", "reason");
+  std::string reason(v->get_string());
+  while (!reason.empty() && reason.back() == ' ') reason.pop_back();
+  while (!reason.empty() && reason.front() == ' ') reason.erase(0, 1);
+  if (reason.empty() || reason.size() > kMaxReason) {
+    refuse_input(400, "invalid_field", "the reason is 1 to 500 bytes of text", "reason");
+  }
+  for (char c : reason) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) refuse_input(400, "invalid_field", "the reason may not hold control characters", "reason");
+  }
+  return reason;
+}
+
+std::string request_id_of(const Request& r) {
+  std::string id(r.param("id"));
+  if (!valid_id(id, "req_")) refuse_input(404, "not_found", "no such request");
+  return id;
+}
+
+Response json_response(const json::value& v) { return Response::json(200, json::serialize(v)); }
+
+// Why an action could not be taken on a request in its present state.
+Response wrong_status(std::string_view wanted, const std::string& status) {
+  return http::error(409, "wrong_status", "the request is " + status + ", not " + std::string(wanted));
+}
+
+}  // namespace
+
+AdminApi::AdminApi(AdminDependencies deps) : deps_(std::move(deps)) {}
+
+void AdminApi::route(http::Router& router, std::string method, std::string_view pattern, Role role, Endpoint endpoint,
+                     std::uint64_t max_body) {
+  router.add(
+      std::move(method), pattern, [this, role, endpoint](Request& r) { return guard(r, role, endpoint); }, max_body);
+}
+
+void AdminApi::mount(http::Router& router) {
+  route(router, "GET", "/v1/requests", Role::viewer, &AdminApi::list_requests);
+  route(router, "GET", "/v1/requests/{id}", Role::viewer, &AdminApi::show_request);
+  route(router, "POST", "/v1/requests/{id}/approve", Role::operator_, &AdminApi::approve, kMaxActionBody);
+  route(router, "POST", "/v1/requests/{id}/reject", Role::operator_, &AdminApi::reject, kMaxActionBody);
+  route(router, "POST", "/v1/requests/{id}/retry", Role::operator_, &AdminApi::retry, kMaxActionBody);
+  route(router, "POST", "/v1/requests/{id}/extend", Role::operator_, &AdminApi::extend, kMaxActionBody);
+  route(router, "GET", "/v1/requests/{id}/export", Role::operator_, &AdminApi::export_package);
+  route(router, "GET", "/v1/notices", Role::viewer, &AdminApi::list_notices);
+  route(router, "POST", "/v1/notices/{id}/retry", Role::operator_, &AdminApi::retry_notice, kMaxActionBody);
+  route(router, "GET", "/v1/audit/verify", Role::viewer, &AdminApi::verify_audit);
+  route(router, "POST", "/v1/reload", Role::operator_, &AdminApi::reload, kMaxActionBody);
+  router.add("GET", "/metrics", [this](Request& r) { return metrics(r); });
+}
+
+Response AdminApi::refuse(int status, std::string_view reason, std::string_view message, const Request& request) {
+  if (deps_.metrics != nullptr) deps_.metrics->admin_auth_failures.with({reason}).inc();
+  deps_.log.warn("admin call refused", {{"reason", reason}, {"route", request.method + " " + request.path},
+                                        {"remote", request.remote}});
+  auto r = http::error(status, status == 401 ? "unauthorized" : "forbidden", message);
+  if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"privacyd\"");
+  return r;
+}
+
+net::awaitable<Response> AdminApi::guard(Request& request, Role role, Endpoint endpoint) {
+  const auto header = request.header("authorization");
+  if (header.empty()) co_return refuse(401, "missing", "a bearer token is required", request);
+  auto caller = authenticate(*deps_.tokens.get(), header);
+  if (!caller) co_return refuse(401, "invalid", "the bearer token is not valid", request);
+  if (role == Role::operator_ && caller->role != Role::operator_) {
+    co_return refuse(403, "forbidden", "this needs the operator role", request);
+  }
+  try {
+    co_return co_await (this->*endpoint)(request, *caller);
+  } catch (const Refusal& r) {
+    co_return r.response;
+  } catch (const DatabaseUnavailable&) {
+    auto r = http::error(503, "unavailable", "the database is unavailable; retry later");
+    r.headers.emplace_back("Retry-After", "5");
+    co_return r;
+  }
+}
+
+net::awaitable<Response> AdminApi::shown(const std::string& id) {
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto load = [id, now](soci::session& sql) { return admin::show_request(sql, id, now); };
+  auto view = co_await run_in_db(deps_.db, load);
+  if (!view) co_return http::error(404, "not_found", "no such request");
+  co_return json_response(*view);
+}
+
+net::awaitable<Response> AdminApi::list_requests(Request& request, const Token&) {
+  auto q = query_params(request.query, {"status", "type", "limit", "cursor"});
+  RequestFilter filter{one_of(q, "status", request_statuses()), one_of(q, "type", request_types()),
+                       cursor_of(q, "req_"), limit_of(q)};
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto load = [filter, now](soci::session& sql) { return admin::list_requests(sql, filter, now); };
+  auto list = co_await run_in_db(deps_.db, load);
+  co_return json_response(list);
+}
+
+net::awaitable<Response> AdminApi::show_request(Request& request, const Token&) {
+  query_params(request.query, {});
+  co_return co_await shown(request_id_of(request));
+}
+
+net::awaitable<Response> AdminApi::approve(Request& request, const Token& caller) {
+  const std::string id = request_id_of(request);
+  action_body(request, {});
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto work = [id, who = caller.name, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    if (!runs::approve(sql, id, who, now)) {
+      std::string status;
+      sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status);
+      return sql.got_data() ? status : std::string();
+    }
+    tr.commit();
+    return std::string("approved");
+  };
+  const std::string outcome = co_await run_in_db(deps_.db, work);
+  if (outcome.empty()) co_return http::error(404, "not_found", "no such request");
+  if (outcome != "approved") co_return wrong_status("awaiting_approval", outcome);
+  deps_.log.info("request approved", {{"request_id", id}, {"by", caller.name}});
+  if (deps_.wake_engine) deps_.wake_engine();
+  co_return co_await shown(id);
+}
+
+net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller) {
+  const std::string id = request_id_of(request);
+  const std::string reason = reason_of(action_body(request, {"reason"}));
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  struct Outcome {
+    std::string status;  // "" when there is no such request
+    std::string type;
+    UnixMillis received_at = 0;
+  };
+  auto work = [this, id, reason, who = caller.name, now](soci::session& sql) {
+    auto row = runs::load(sql, id);
+    if (!row) return Outcome{};
+    if (row->status != "awaiting_approval") return Outcome{row->status, row->type, row->received_at};
+    std::vector<runs::Transition::Notice> notices;
+    if (deps_.rejection_notices) {
+      for (auto& n : deps_.rejection_notices(engine::request_context(*row, deps_.keys), reason, now)) {
+        notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+      }
+    }
+    soci::transaction tr(sql);
+    if (!runs::reject(sql, id, who, reason, now, notices)) return Outcome{"changed", row->type, row->received_at};
+    tr.commit();
+    return Outcome{"rejected", row->type, row->received_at};
+  };
+  const Outcome outcome = co_await run_in_db(deps_.db, work);
+  if (outcome.status.empty()) co_return http::error(404, "not_found", "no such request");
+  if (outcome.status == "changed") co_return http::error(409, "wrong_status", "the request changed meanwhile; look again");
+  if (outcome.status != "rejected") co_return wrong_status("awaiting_approval", outcome.status);
+  deps_.log.info("request rejected", {{"request_id", id}, {"by", caller.name}});
+  if (deps_.metrics != nullptr) {
+    deps_.metrics->requests_finished.with({outcome.type, "rejected"}).inc();
+    deps_.metrics->request_duration.with({outcome.type}).observe(static_cast<double>(now - outcome.received_at) / 1000.0);
+  }
+  if (deps_.wake_notifier) deps_.wake_notifier();
+  co_return co_await shown(id);
+}
+
+net::awaitable<Response> AdminApi::retry(Request& request, const Token& caller) {
+  const std::string id = request_id_of(request);
+  action_body(request, {});
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto work = [id, who = caller.name, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    if (!runs::retry_request(sql, id, who, now)) {
+      std::string status;
+      sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status);
+      return sql.got_data() ? status : std::string();
+    }
+    tr.commit();
+    return std::string("retried");
+  };
+  const std::string outcome = co_await run_in_db(deps_.db, work);
+  if (outcome.empty()) co_return http::error(404, "not_found", "no such request");
+  if (outcome != "retried") co_return wrong_status("failed", outcome);
+  deps_.log.info("request retried", {{"request_id", id}, {"by", caller.name}});
+  if (deps_.wake_engine) deps_.wake_engine();
+  if (deps_.wake_notifier) deps_.wake_notifier();
+  co_return co_await shown(id);
+}
+
+net::awaitable<Response> AdminApi::extend(Request& request, const Token& caller) {
+  const std::string id = request_id_of(request);
+  const auto body = action_body(request, {"reason", "days"});
+  const std::string reason = reason_of(body);
+  std::optional<std::int64_t> days;
+  if (const auto* d = body.if_contains("days")) {
+    if (!d->is_int64() && !d->is_uint64()) refuse_input(400, "invalid_field", "days is a whole number", "days");
+    days = d->is_int64() ? d->get_int64() : std::numeric_limits<std::int64_t>::max();
+  }
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  struct Found {
+    bool exists = false;
+    std::string jurisdiction;
+    long long deadline = 0;
+  };
+  auto find = [id](soci::session& sql) {
+    Found f;
+    sql << "SELECT jurisdiction, deadline_at FROM requests WHERE id = :id", soci::use(id, "id"),
+        soci::into(f.jurisdiction), soci::into(f.deadline);
+    f.exists = sql.got_data();
+    return f;
+  };
+  const Found found = co_await run_in_db(deps_.db, find);
+  if (!found.exists) co_return http::error(404, "not_found", "no such request");
+  // Up to the jurisdiction's extension, in whole days; all of it by default.
+  const auto allowed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           deps_.policies.current()->jurisdiction(found.jurisdiction).extension)
+                           .count() /
+                       kDayMs;
+  if (allowed < 1) co_return http::error(409, "not_extendable", "this jurisdiction allows no extension");
+  const std::int64_t granted = days.value_or(allowed);
+  if (granted < 1 || granted > allowed) {
+    refuse_input(400, "invalid_field", "days is 1 to " + std::to_string(allowed) + " in this jurisdiction", "days");
+  }
+  const UnixMillis deadline = found.deadline + granted * kDayMs;
+  auto work = [id, reason, who = caller.name, deadline, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    auto outcome = runs::extend(sql, id, who, reason, deadline, now);
+    if (outcome == runs::Extension::extended) tr.commit();
+    return outcome;
+  };
+  switch (co_await run_in_db(deps_.db, work)) {
+    case runs::Extension::not_found: co_return http::error(404, "not_found", "no such request");
+    case runs::Extension::already_extended:
+      co_return http::error(409, "already_extended", "a deadline is extended once only");
+    case runs::Extension::finished: co_return http::error(409, "wrong_status", "the request is finished");
+    case runs::Extension::extended: break;
+  }
+  deps_.log.info("deadline extended", {{"request_id", id}, {"by", caller.name}, {"days", granted}});
+  co_return co_await shown(id);
+}
+
+net::awaitable<Response> AdminApi::export_package(Request& request, const Token& caller) {
+  const std::string id = request_id_of(request);
+  query_params(request.query, {});
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  // Handing out personal data is itself an audited event.
+  auto work = [id, who = caller.name, now](soci::session& sql) {
+    std::string sealed;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT package_enc FROM exports WHERE request_id = :id", soci::use(id, "id"), soci::into(sealed, ind);
+    if (!sql.got_data() || ind != soci::i_ok) return std::string();
+    soci::transaction tr(sql);
+    audit::append(sql, now, id, "export.downloaded", json::serialize(json::object{{"by", who}}));
+    tr.commit();
+    return sealed;
+  };
+  const std::string sealed = co_await run_in_db(deps_.db, work);
+  if (sealed.empty()) co_return http::error(404, "not_found", "this request has no access package");
+  auto package = deps_.keys.open(sealed, "exports.package");
+  if (!package) {
+    deps_.log.error("access package cannot be decrypted with the configured keys", {{"request_id", id}});
+    co_return http::error(500, "undecryptable", "the package cannot be decrypted with the configured keys");
+  }
+  deps_.log.info("access package downloaded", {{"request_id", id}, {"by", caller.name}});
+  Response r = Response::json(200, std::move(*package));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + id + ".json\"");
+  co_return r;
+}
+
+net::awaitable<Response> AdminApi::list_notices(Request& request, const Token&) {
+  auto q = query_params(request.query, {"status", "limit", "cursor"});
+  NoticeFilter filter{one_of(q, "status", notice_statuses()), cursor_of(q, "ntc_"), limit_of(q)};
+  auto load = [filter](soci::session& sql) { return admin::list_notices(sql, filter); };
+  auto list = co_await run_in_db(deps_.db, load);
+  co_return json_response(list);
+}
+
+net::awaitable<Response> AdminApi::retry_notice(Request& request, const Token& caller) {
+  std::string id(request.param("id"));
+  if (!valid_id(id, "ntc_")) co_return http::error(404, "not_found", "no such notice");
+  action_body(request, {});
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto work = [id, who = caller.name, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    if (!runs::retry_notice(sql, id, who, now)) {
+      std::string status;
+      sql << "SELECT status FROM notices WHERE id = :id", soci::use(id, "id"), soci::into(status);
+      return sql.got_data() ? status : std::string();
+    }
+    tr.commit();
+    return std::string("retried");
+  };
+  const std::string outcome = co_await run_in_db(deps_.db, work);
+  if (outcome.empty()) co_return http::error(404, "not_found", "no such notice");
+  if (outcome != "retried") co_return http::error(409, "wrong_status", "the notice is " + outcome + ", not dead");
+  deps_.log.info("notice retried", {{"notice_id", id}, {"by", caller.name}});
+  if (deps_.wake_notifier) deps_.wake_notifier();
+  co_return json_response(json::object{{"id", id}, {"status", "pending"}});
+}
+
+net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) {
+  query_params(request.query, {});
+  auto work = [](soci::session& sql) { return audit::verify(sql); };
+  const auto v = co_await run_in_db(deps_.db, work);
+  json::object out{{"intact", v.intact}, {"entries", v.entries}};
+  if (!v.intact) {
+    out["broken_seq"] = v.broken_seq;
+    out["problem"] = v.problem;
+  }
+  co_return json_response(out);
+}
+
+net::awaitable<Response> AdminApi::reload(Request& request, const Token& caller) {
+  action_body(request, {});
+  if (!deps_.reload) co_return http::error(501, "not_supported", "reload is not available");
+  auto work = [this] { return deps_.reload(); };
+  const Diagnostics problems = co_await run_blocking(deps_.db, work);
+  if (!problems.empty()) {
+    deps_.log.warn("reload refused", {{"by", caller.name}, {"problems", problems.size()}});
+    json::value listed = json::parse(format_json(problems));
+    json::object out{{"error", json::object{{"code", "invalid_config"},
+                                            {"message", std::to_string(problems.size()) +
+                                                            " problem(s); nothing was changed"}}},
+                     {"problems", listed.at("problems")}};
+    co_return Response::json(422, json::serialize(out));
+  }
+  deps_.log.info("reloaded by the admin API", {{"by", caller.name}});
+  co_return json_response(json::object{{"reloaded", true}});
+}
+
+net::awaitable<Response> AdminApi::metrics(Request&) {
+  // Counts that every instance sharing the database agrees on come from
+  // the database at each scrape; the rest from this process.
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  struct Counts {
+    std::map<std::pair<std::string, std::string>, long long> requests;  // (type, status)
+    std::map<std::string, long long> overdue;                           // type
+    std::map<std::pair<std::string, std::string>, long long> notices;   // (channel, status)
+  };
+  auto count = [now](soci::session& sql) {
+    Counts c;
+    soci::rowset<soci::row> requests =
+        (sql.prepare << "SELECT type, status, COUNT(*) FROM requests GROUP BY type, status");
+    for (const auto& r : requests) c.requests[{r.get<std::string>(0), r.get<std::string>(1)}] = row_integer(r, 2);
+    long long at = now;
+    soci::rowset<soci::row> overdue =
+        (sql.prepare << "SELECT type, COUNT(*) FROM requests WHERE status NOT IN ('completed', 'rejected')"
+                        " AND deadline_at < :now GROUP BY type",
+         soci::use(at, "now"));
+    for (const auto& r : overdue) c.overdue[r.get<std::string>(0)] = row_integer(r, 1);
+    soci::rowset<soci::row> notices =
+        (sql.prepare << "SELECT channel, status, COUNT(*) FROM notices GROUP BY channel, status");
+    for (const auto& r : notices) c.notices[{r.get<std::string>(0), r.get<std::string>(1)}] = row_integer(r, 2);
+    return c;
+  };
+  std::string out = deps_.registry.render();
+  try {
+    const Counts c = co_await run_in_db(deps_.db, count);
+    // Every known series, zeros included, so none vanishes from a graph.
+    metrics::write_family_header(out, "privacyd_requests", "gauge", "Requests in the database, by type and status.");
+    for (const auto& type : request_types()) {
+      for (const auto& status : request_statuses()) {
+        auto it = c.requests.find({type, status});
+        metrics::write_sample(out, "privacyd_requests", "{type=\"" + type + "\",status=\"" + status + "\"}",
+                              static_cast<double>(it == c.requests.end() ? 0 : it->second));
+      }
+    }
+    metrics::write_family_header(out, "privacyd_requests_open", "gauge",
+                                 "Requests not yet completed or rejected, by type.");
+    for (const auto& type : request_types()) {
+      long long open = 0;
+      for (const auto& [key, n] : c.requests) {
+        if (key.first == type && key.second != "completed" && key.second != "rejected") open += n;
+      }
+      metrics::write_sample(out, "privacyd_requests_open", "{type=\"" + type + "\"}", static_cast<double>(open));
+    }
+    metrics::write_family_header(out, "privacyd_requests_overdue", "gauge",
+                                 "Open requests past their deadline, by type.");
+    for (const auto& type : request_types()) {
+      auto it = c.overdue.find(type);
+      metrics::write_sample(out, "privacyd_requests_overdue", "{type=\"" + type + "\"}",
+                            static_cast<double>(it == c.overdue.end() ? 0 : it->second));
+    }
+    metrics::write_family_header(out, "privacyd_notices", "gauge", "Notices in the outbox, by channel and status.");
+    for (const std::string channel : {"partner", "subject"}) {
+      for (const auto& status : notice_statuses()) {
+        auto it = c.notices.find({channel, status});
+        metrics::write_sample(out, "privacyd_notices", "{channel=\"" + channel + "\",status=\"" + status + "\"}",
+                              static_cast<double>(it == c.notices.end() ? 0 : it->second));
+      }
+    }
+    metrics::write_family_header(out, "privacyd_database_up", "gauge", "Whether the last scrape reached the database.");
+    metrics::write_sample(out, "privacyd_database_up", "", 1);
+  } catch (const std::exception&) {
+    metrics::write_family_header(out, "privacyd_database_up", "gauge", "Whether the last scrape reached the database.");
+    metrics::write_sample(out, "privacyd_database_up", "", 0);
+  }
+  co_return Response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(out), {}};
+}
+
+}  // namespace privacyd::admin

@@ -1,0 +1,77 @@
+#pragma once
+// The admin API (SPEC §8) on the admin listener: operators see requests,
+// their steps and notices, approve, reject, retry and extend them, download
+// access packages, retry dead notices, verify the audit chain and reload
+// the YAML. Every endpoint but /metrics, /healthz and /readyz takes a
+// bearer token; acting needs the operator role. Every action is audited
+// under the token's name.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "daemon/admin/tokens.hpp"
+#include "daemon/base/clock.hpp"
+#include "daemon/base/current.hpp"
+#include "daemon/base/diagnostic.hpp"
+#include "daemon/base/log.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/engine/action.hpp"
+#include "daemon/http/router.hpp"
+#include "daemon/metrics/metrics.hpp"
+#include "daemon/policy/policy_store.hpp"
+#include "daemon/store/database.hpp"
+
+namespace privacyd::admin {
+
+struct AdminDependencies {
+  Database& db;
+  const crypto::KeyRing& keys;
+  const policy::PolicyStore& policies;
+  const Clock& clock;
+  Logger& log;
+  const Current<std::vector<Token>>& tokens;
+  metrics::Registry& registry;
+  metrics::Metrics* metrics = nullptr;
+  // The mail that tells the person why (notify's rejection_notices).
+  std::function<std::vector<engine::NoticeDraft>(const boost::json::value& context, const std::string& reason,
+                                                 UnixMillis now)>
+      rejection_notices;
+  // Reloads workflows, policies, templates, secrets and tokens: all or
+  // nothing. Blocking; the API calls it on a database thread.
+  std::function<Diagnostics()> reload;
+  std::function<void()> wake_engine;
+  std::function<void()> wake_notifier;
+};
+
+class AdminApi {
+ public:
+  explicit AdminApi(AdminDependencies deps);
+  void mount(http::Router& router);
+
+ private:
+  using Endpoint = boost::asio::awaitable<http::Response> (AdminApi::*)(http::Request&, const Token&);
+  void route(http::Router& router, std::string method, std::string_view pattern, Role role, Endpoint endpoint,
+             std::uint64_t max_body = 0);
+  boost::asio::awaitable<http::Response> guard(http::Request& request, Role role, Endpoint endpoint);
+  http::Response refuse(int status, std::string_view reason, std::string_view message, const http::Request& request);
+
+  boost::asio::awaitable<http::Response> list_requests(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> show_request(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> approve(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> reject(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> retry(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> extend(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> export_package(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> list_notices(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> retry_notice(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> verify_audit(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> reload(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> metrics(http::Request& request);
+  // The request as GET /v1/requests/{id} shows it, after an action.
+  boost::asio::awaitable<http::Response> shown(const std::string& id);
+
+  AdminDependencies deps_;
+};
+
+}  // namespace privacyd::admin

@@ -1,0 +1,178 @@
+#include "daemon/admin/views.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/store/rows.hpp"
+
+namespace privacyd::admin {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t kDay = 24LL * 3600 * 1000;
+
+json::value text_or_null(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null) return nullptr;
+  return json::value(r.get<std::string>(i));
+}
+json::value time_or_null(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null) return nullptr;
+  return json::value(format_rfc3339(row_integer(r, i)));
+}
+bool is_open(std::string_view status) { return status != "completed" && status != "rejected"; }
+
+// The columns every request view starts with, in this order.
+constexpr const char* kRequestColumns =
+    "id, type, status, reason, partner_id, jurisdiction, received_at, deadline_at, extended_at, extension_reason,"
+    " workflow_name, workflow_version, updated_at";
+
+json::object request_summary(const soci::row& r, UnixMillis now) {
+  const std::string status = r.get<std::string>(2);
+  const UnixMillis deadline = row_integer(r, 7);
+  json::object o{{"id", r.get<std::string>(0)},
+                 {"type", r.get<std::string>(1)},
+                 {"status", status},
+                 {"reason", text_or_null(r, 3)},
+                 {"partner_id", text_or_null(r, 4)},
+                 {"jurisdiction", r.get<std::string>(5)},
+                 {"received_at", format_rfc3339(row_integer(r, 6))},
+                 {"deadline", format_rfc3339(deadline)},
+                 {"updated_at", format_rfc3339(row_integer(r, 12))}};
+  // A finished request has no time left to count.
+  o["days_left"] = is_open(status) ? json::value(days_left(deadline, now)) : json::value(nullptr);
+  o["overdue"] = is_open(status) && now > deadline;
+  if (r.get_indicator(8) != soci::i_null) {
+    o["extended"] = json::object{{"at", format_rfc3339(row_integer(r, 8))}, {"reason", text_or_null(r, 9)}};
+  } else {
+    o["extended"] = nullptr;
+  }
+  if (r.get_indicator(10) != soci::i_null) {
+    o["workflow"] = json::object{{"name", r.get<std::string>(10)}, {"version", row_integer(r, 11)}};
+  } else {
+    o["workflow"] = nullptr;
+  }
+  return o;
+}
+
+}  // namespace
+
+std::int64_t days_left(UnixMillis deadline, UnixMillis now) {
+  std::int64_t diff = deadline - now;
+  return diff >= 0 ? diff / kDay : -((-diff + kDay - 1) / kDay);
+}
+
+json::value list_requests(soci::session& sql, const RequestFilter& f, UnixMillis now) {
+  const int fetch = f.limit + 1;  // one more says whether there is a next page
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string("SELECT ") + kRequestColumns +
+                          " FROM requests WHERE (:status = '' OR status = :status2) AND (:type = '' OR type = :type2)"
+                          " AND (:cursor = '' OR id < :cursor2) ORDER BY id DESC LIMIT :n",
+       soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.type, "type"),
+       soci::use(f.type, "type2"), soci::use(f.cursor, "cursor"), soci::use(f.cursor, "cursor2"),
+       soci::use(fetch, "n"));
+  json::array out;
+  json::value next = nullptr;
+  for (const auto& r : rows) {
+    if (static_cast<int>(out.size()) == f.limit) {
+      next = out.back().at("id");
+      break;
+    }
+    out.push_back(request_summary(r, now));
+  }
+  return json::object{{"requests", std::move(out)}, {"next_cursor", std::move(next)}};
+}
+
+std::optional<json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now) {
+  std::optional<json::object> request;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << std::string("SELECT ") + kRequestColumns + ", categories, next_step FROM requests WHERE id = :id",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      auto o = request_summary(r, now);
+      boost::system::error_code ec;
+      auto categories = json::parse(r.get<std::string>(13), ec);
+      o["categories"] = ec ? json::value(json::array{}) : std::move(categories);
+      o["next_step"] = row_integer(r, 14);
+      request = std::move(o);
+    }
+  }
+  if (!request) return std::nullopt;
+  json::array steps;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT idx, step_id, action, status, attempts, error, started_at, finished_at, wake_at"
+                        " FROM request_steps WHERE request_id = :id ORDER BY idx",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      steps.push_back(json::object{{"index", row_integer(r, 0)},
+                                   {"id", r.get<std::string>(1)},
+                                   {"action", r.get<std::string>(2)},
+                                   {"status", r.get<std::string>(3)},
+                                   {"attempts", row_integer(r, 4)},
+                                   {"error", text_or_null(r, 5)},
+                                   {"started_at", time_or_null(r, 6)},
+                                   {"finished_at", time_or_null(r, 7)},
+                                   {"wake_at", time_or_null(r, 8)}});
+    }
+  }
+  json::array notices;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT id, channel, recipient, template, status, attempts, last_error, created_at,"
+                        " delivered_at, next_attempt_at FROM notices WHERE request_id = :id ORDER BY id",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      const std::string status = r.get<std::string>(4);
+      notices.push_back(json::object{{"id", r.get<std::string>(0)},
+                                     {"channel", r.get<std::string>(1)},
+                                     {"recipient", r.get<std::string>(2)},
+                                     {"template", r.get<std::string>(3)},
+                                     {"status", status},
+                                     {"attempts", row_integer(r, 5)},
+                                     {"last_error", text_or_null(r, 6)},
+                                     {"created_at", time_or_null(r, 7)},
+                                     {"delivered_at", time_or_null(r, 8)},
+                                     {"next_attempt_at", status == "pending" ? time_or_null(r, 9) : nullptr}});
+    }
+  }
+  (*request)["steps"] = std::move(steps);
+  (*request)["notices"] = std::move(notices);
+  return json::value(std::move(*request));
+}
+
+json::value list_notices(soci::session& sql, const NoticeFilter& f) {
+  const int fetch = f.limit + 1;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT id, request_id, channel, recipient, template, status, attempts, last_error, created_at,"
+                      " delivered_at, next_attempt_at FROM notices"
+                      " WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)"
+                      " ORDER BY id DESC LIMIT :n",
+       soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
+       soci::use(f.cursor, "cursor2"), soci::use(fetch, "n"));
+  json::array out;
+  json::value next = nullptr;
+  for (const auto& r : rows) {
+    if (static_cast<int>(out.size()) == f.limit) {
+      next = out.back().at("id");
+      break;
+    }
+    const std::string status = r.get<std::string>(5);
+    out.push_back(json::object{{"id", r.get<std::string>(0)},
+                               {"request_id", r.get<std::string>(1)},
+                               {"channel", r.get<std::string>(2)},
+                               {"recipient", r.get<std::string>(3)},
+                               {"template", r.get<std::string>(4)},
+                               {"status", status},
+                               {"attempts", row_integer(r, 6)},
+                               {"last_error", text_or_null(r, 7)},
+                               {"created_at", time_or_null(r, 8)},
+                               {"delivered_at", time_or_null(r, 9)},
+                               {"next_attempt_at", status == "pending" ? time_or_null(r, 10) : nullptr}});
+  }
+  return json::object{{"notices", std::move(out)}, {"next_cursor", std::move(next)}};
+}
+
+}  // namespace privacyd::admin
