@@ -243,9 +243,10 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
   const std::string reason = reason_of(action_body(request, {"reason"}));
   const UnixMillis now = to_unix_ms(deps_.clock.now());
   struct Outcome {
-    std::string status;  // "" when there is no such request
+    std::string status;  // as found; "" when there is no such request
     std::string type;
     UnixMillis received_at = 0;
+    bool done = false;  // rejected by this call
   };
   auto work = [this, id, reason, who = caller.name, now](soci::session& sql) {
     auto row = runs::load(sql, id);
@@ -260,12 +261,16 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
     soci::transaction tr(sql);
     if (!runs::reject(sql, id, who, reason, now, notices)) return Outcome{"changed", row->type, row->received_at};
     tr.commit();
-    return Outcome{"rejected", row->type, row->received_at};
+    return Outcome{row->status, row->type, row->received_at, true};
   };
   const Outcome outcome = co_await run_in_db(deps_.db, work);
   if (outcome.status.empty()) co_return http::error(404, "not_found", "no such request");
-  if (outcome.status == "changed") co_return http::error(409, "wrong_status", "the request changed meanwhile; look again");
-  if (outcome.status != "rejected") co_return wrong_status("awaiting_approval", outcome.status);
+  if (!outcome.done) {
+    if (outcome.status == "changed") {
+      co_return http::error(409, "wrong_status", "the request changed meanwhile; look again");
+    }
+    co_return wrong_status("awaiting_approval", outcome.status);
+  }
   deps_.log.info("request rejected", {{"request_id", id}, {"by", caller.name}});
   if (deps_.metrics != nullptr) {
     deps_.metrics->requests_finished.with({outcome.type, "rejected"}).inc();

@@ -298,11 +298,14 @@ std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& dep
                                                    std::string_view reason, bool by_operator, UnixMillis now) {
   const std::string email = text(context, {"subject", "email"});
   if (email.empty() || !usable_email(email)) return {};  // nowhere to write to
-  json::object values{{"name", text(context, {"subject", "name"})},
-                      {"request_id", text(context, {"request", "id"})},
+  const bool not_associated = reason == "not_associated";
+  json::object values{{"request_id", text(context, {"request", "id"})},
                       {"reason", reason},
-                      {"not_associated", reason == "not_associated"},
-                      {"by_operator", by_operator}};
+                      {"not_associated", not_associated},
+                      {"by_operator", by_operator && !not_associated},
+                      {"by_step", !by_operator && !not_associated}};
+  // Absent, not empty: a template's {{#name}} section then leaves no blank.
+  if (auto name = text(context, {"subject", "name"}); !name.empty()) values["name"] = name;
   return {subject_mail(deps, std::string(kRejectionTemplate), text(context, {"subject", "locale"}), email, values,
                        now)};
 }

@@ -33,8 +33,9 @@ const std::map<std::string, std::set<std::string>, std::less<>>& template_variab
       // To the person: the access package is ready.
       {"subject-access-ready", {"name", "request_id"}},
       // To the person: the request was rejected, and why. `reason` is the
-      // code (not_associated) or an operator's words; the flags pick a text.
-      {"subject-rejected", {"name", "request_id", "reason", "not_associated", "by_operator"}},
+      // code (not_associated) or an operator's words; one of the three
+      // flags is true and picks the text.
+      {"subject-rejected", {"name", "request_id", "reason", "not_associated", "by_operator", "by_step"}},
   };
   return all;
 }
@@ -162,6 +163,9 @@ std::string Templates::render(std::string_view name, std::string_view locale, co
   if (found == locales.end()) found = locales.find("en");
   if (found == locales.end()) throw std::runtime_error("no English template " + std::string(name));
   mustache m(found->second);
+  // Notices are plain text (mail bodies, the partner's JSON "text"), not
+  // HTML: "O'Brien" must not arrive as "O&#39;Brien".
+  m.set_custom_escape([](const std::string& s) { return s; });
   return m.render(to_mustache(values));
 }
 

@@ -466,3 +466,25 @@ class NotifySocket:
 
     def close(self):
         self.sock.close()
+
+
+def write_admin_tokens(folder, config, roles=(("viewer", "watcher"), ("operator", "ops"))):
+    """Admin tokens for `config`: a token per (ROLE, NAME), stored as hashes
+    in folder/var/keys/admin-tokens. Returns {NAME: token}."""
+    tokens = {}
+    lines = ["# ROLE NAME sha256:HEX"]
+    for role, name in roles:
+        token = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+        tokens[name] = token
+        lines.append(f"{role} {name} sha256:{hashlib.sha256(token.encode()).hexdigest()}")
+    path = os.path.join(folder, "var", "keys", "admin-tokens")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(config) as f:
+        text = f.read()
+    if "tokens_file:" not in text:
+        text = text.replace("admin:\n  listen: 127.0.0.1:0\n",
+                            "admin:\n  listen: 127.0.0.1:0\n  tokens_file: var/keys/admin-tokens\n")
+        with open(config, "w") as f:
+            f.write(text)
+    return tokens
