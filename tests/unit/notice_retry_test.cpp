@@ -1,7 +1,6 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/audit/audit.hpp"
-#include "daemon/store/intake_writes.hpp"
 #include "daemon/store/runs.hpp"
 #include "store_fixture.hpp"
 
@@ -9,25 +8,7 @@ using namespace privacyd;
 
 TEST_CASE("an operator's retry revives a dead notice and the step it failed", "[notices]") {
   testing::SqliteFixture f;
-  IntakeWrite w;
-  w.webhook_id = "msg_1";
-  w.body_sha256 = "h";
-  w.response = "{}";
-  w.received_at = 1000;
-  w.new_subject_id = "sub_1";
-  w.huawei_index = "idx";
-  w.huawei_id_enc = "v1.k.x";
-  w.id = "req_1";
-  w.type = "request.disassociation";
-  w.is_request = true;
-  w.partner_id = "P-1001";
-  w.jurisdiction = "default";
-  w.deadline_at = 5000;
-  f.db->with_session([&](soci::session& sql) {
-    soci::transaction tr(sql);
-    write_intake(sql, w);
-    tr.commit();
-  });
+  f.add_request("req_1");
   f.exec("UPDATE requests SET status = 'failed', reason = 'step notify-partner failed', next_step = 2,"
          " run_at = NULL WHERE id = 'req_1'");
   f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"

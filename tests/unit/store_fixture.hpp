@@ -6,6 +6,7 @@
 #include <string>
 
 #include "daemon/store/database.hpp"
+#include "daemon/store/intake_writes.hpp"
 #include "daemon/store/migrations.hpp"
 
 namespace privacyd::testing {
@@ -35,6 +36,30 @@ struct SqliteFixture {
   }
   void exec(const std::string& statement) {
     db->with_session([&](soci::session& sql) { sql << statement; });
+  }
+
+  // A received disassociation request `id` (subject `id`'s), as intake
+  // stores it.
+  void add_request(const std::string& id, long long received_at = 1000, long long deadline_at = 5000) {
+    IntakeWrite w;
+    w.webhook_id = "msg_" + id;
+    w.body_sha256 = "h";
+    w.response = "{}";
+    w.received_at = received_at;
+    w.new_subject_id = "sub_" + id;
+    w.huawei_index = "idx_" + id;
+    w.huawei_id_enc = "v1.k.x";
+    w.id = id;
+    w.type = "request.disassociation";
+    w.is_request = true;
+    w.partner_id = "P-1001";
+    w.jurisdiction = "default";
+    w.deadline_at = deadline_at;
+    db->with_session([&](soci::session& sql) {
+      soci::transaction tr(sql);
+      write_intake(sql, w);
+      tr.commit();
+    });
   }
 
   std::FILE* devnull = std::fopen("/dev/null", "w");

@@ -1,0 +1,98 @@
+#include <catch2/catch.hpp>
+
+#include "daemon/audit/audit.hpp"
+#include "daemon/store/runs.hpp"
+#include "store_fixture.hpp"
+
+using namespace privacyd;
+
+namespace {
+template <class F>
+auto in_transaction(testing::SqliteFixture& f, F work) {
+  decltype(work(std::declval<soci::session&>())) result{};
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    result = work(sql);
+    tr.commit();
+  });
+  return result;
+}
+void chain_is_intact(testing::SqliteFixture& f) {
+  audit::Verification v;
+  f.db->with_session([&](soci::session& sql) { v = audit::verify(sql); });
+  CHECK(v.intact);
+}
+}  // namespace
+
+TEST_CASE("retrying a failed request runs its failed step again from attempt 1", "[operator]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'failed', reason = 'step check failed', next_step = 0, run_at = NULL");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error, finished_at)"
+         " VALUES ('req_1', 0, 'check', 'webhook.call', 'failed', 3, 'webhook.call answered 400', 2000)");
+  CHECK(in_transaction(f, [](soci::session& sql) { return runs::retry_request(sql, "req_1", "ops", 9000); }));
+  CHECK(f.scalar<std::string>("SELECT status || '/' || attempts FROM request_steps") == "pending/0");
+  CHECK(f.scalar("SELECT COUNT(*) FROM request_steps WHERE error IS NULL AND finished_at IS NULL") == 1);
+  CHECK(f.scalar<std::string>("SELECT status FROM requests") == "running");
+  CHECK(f.scalar<long long>("SELECT run_at FROM requests") == 9000);
+  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE reason IS NULL AND lease_owner IS NULL") == 1);
+  // Only a failed request.
+  CHECK_FALSE(in_transaction(f, [](soci::session& sql) { return runs::retry_request(sql, "req_1", "ops", 9100); }));
+  CHECK_FALSE(in_transaction(f, [](soci::session& sql) { return runs::retry_request(sql, "req_x", "ops", 9100); }));
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'request.retried'") == 1);
+  chain_is_intact(f);
+}
+
+TEST_CASE("retrying a request failed by a dead notice waits for that notice's delivery", "[operator]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'failed', next_step = 2, run_at = NULL");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts)"
+         " VALUES ('req_1', 2, 'notify-partner', 'notify.partner', 'failed', 1)");
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc, attempts,"
+         " next_attempt_at, created_at) VALUES ('ntc_1', 'req_1', 2, 'partner', 'P-1001', 'partner-holdings', 'dead',"
+         " 'v1.k.y', 10, 2000, 1500)");
+  CHECK(in_transaction(f, [](soci::session& sql) { return runs::retry_request(sql, "req_1", "ops", 9000); }));
+  CHECK(f.scalar<std::string>("SELECT status || '/' || attempts FROM notices") == "pending/0");
+  CHECK(f.scalar<std::string>("SELECT status FROM request_steps") == "waiting");
+  // The notifier wakes the step once the notice settles; nothing else does.
+  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE status = 'running' AND run_at IS NULL") == 1);
+}
+
+TEST_CASE("a deadline is extended once, and not once the request is finished", "[operator]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1", 1000, 5000);
+  f.add_request("req_2", 1000, 5000);
+  f.exec("UPDATE requests SET status = 'completed' WHERE id = 'req_2'");
+  auto extend = [&](const char* id, long long until) {
+    return in_transaction(f, [&](soci::session& sql) { return runs::extend(sql, id, "ops", "backlog", until, 3000); });
+  };
+  CHECK(extend("req_1", 9000) == runs::Extension::extended);
+  CHECK(f.scalar<long long>("SELECT deadline_at FROM requests WHERE id = 'req_1'") == 9000);
+  CHECK(f.scalar<std::string>("SELECT extension_reason FROM requests WHERE id = 'req_1'") == "backlog");
+  CHECK(extend("req_1", 12000) == runs::Extension::already_extended);
+  CHECK(f.scalar<long long>("SELECT deadline_at FROM requests WHERE id = 'req_1'") == 9000);
+  CHECK(extend("req_2", 9000) == runs::Extension::finished);
+  CHECK(extend("req_3", 9000) == runs::Extension::not_found);
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'request.extended'") == 1);
+  chain_is_intact(f);
+}
+
+TEST_CASE("a rejection commits the notice that tells the person, once", "[operator]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'awaiting_approval', next_step = 0, run_at = NULL");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts)"
+         " VALUES ('req_1', 0, 'review', 'approval', 'waiting', 1)");
+  const std::vector<runs::Transition::Notice> mail = {{"ntc_r", "subject", "subject", "subject-rejected", "v1.k.z"}};
+  CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "no", 9000, mail); }));
+  CHECK(f.scalar<std::string>("SELECT status || '/' || reason FROM requests") == "rejected/no");
+  CHECK(f.scalar<std::string>("SELECT template || '/' || status FROM notices") == "subject-rejected/pending");
+  CHECK(f.scalar<std::string>("SELECT detail FROM audit_log WHERE event = 'request.rejected'") ==
+        R"({"by":"ops","reason":"no","notices":["ntc_r"]})");
+  // A second decision finds nothing awaiting it and changes nothing.
+  CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "x", 9100, mail); }));
+  CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::approve(sql, "req_1", "ops", 9100); }));
+  CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
+  chain_is_intact(f);
+}
