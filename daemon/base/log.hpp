@@ -22,7 +22,9 @@ struct LogField {
   LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
   LogField(std::string_view k, const char* v) : key(k), value(v) {}
   LogField(std::string_view k, const std::string& v) : key(k), value(v) {}
+  LogField(std::string_view k, bool v) : key(k), value(v ? "true" : "false") {}
   template <std::integral T>
+    requires(!std::same_as<T, bool>)
   LogField(std::string_view k, T v) : key(k), value(std::to_string(v)) {}
 
   std::string_view key;

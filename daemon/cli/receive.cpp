@@ -53,7 +53,7 @@ int receive(const std::string& listen, const std::filesystem::path& secret_file,
         },
         1024 * 1024);
     Limits limits;
-    http::Server server(ioc, {"receive", *endpoint, limits}, router, log);
+    http::Server server(ioc, {"receive", *endpoint, limits, nullptr, {}}, router, log);
     auto at = server.listen();
     server.start();
     log.info("listening", {{"listener", "receive"}, {"addr", at.text()}});

@@ -214,14 +214,14 @@ int serve(const std::filesystem::path& config_file) {
     health.mount(admin_routes);
     admin_api.mount(admin_routes);
 
-    http::Server public_server(ioc, {"public", config.listen, config.limits, &metrics}, public_routes, log);
-    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits, &metrics}, admin_routes, log);
+    http::Server public_server(ioc, {"public", config.listen, config.limits, &metrics, config.tls}, public_routes, log);
+    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits, &metrics, config.admin.tls}, admin_routes, log);
     auto public_at = public_server.listen();
     auto admin_at = admin_server.listen();
     public_server.start();
     admin_server.start();
-    log.info("listening", {{"listener", "public"}, {"addr", public_at.text()}});
-    log.info("listening", {{"listener", "admin"}, {"addr", admin_at.text()}});
+    log.info("listening", {{"listener", "public"}, {"addr", public_at.text()}, {"tls", config.tls.enabled()}});
+    log.info("listening", {{"listener", "admin"}, {"addr", admin_at.text()}, {"tls", config.admin.tls.enabled()}});
 
     bool stopping = false;
     net::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);

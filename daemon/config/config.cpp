@@ -110,16 +110,24 @@ struct Reader {
 void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   Reader r{yaml, c.file.parent_path()};
   if (!yaml.expect_map(root, "the config",
-                       {"listen", "admin", "database", "database_pool", "workflows", "policies", "keys", "webhook",
+                       {"listen", "tls", "admin", "database", "database_pool", "workflows", "policies", "keys", "webhook",
                         "notices", "log", "limits", "io_threads", "engine"})) {
     return;
   }
   if (auto ep = r.endpoint(root, "listen")) c.listen = *ep;
+  auto read_tls = [&](const YAML::Node& parent, const std::string& where, TlsConfig& tls) {
+    auto node = parent["tls"];
+    if (!node.IsDefined() || !yaml.expect_map(node, where, {"certificate_file", "key_file"})) return;
+    if (auto p = r.path(node, "certificate_file", true)) tls.certificate_file = *p;
+    if (auto p = r.path(node, "key_file", true)) tls.key_file = *p;
+  };
+  read_tls(root, "tls", c.tls);
 
   if (auto admin = root["admin"]; admin.IsDefined()) {
-    if (yaml.expect_map(admin, "admin", {"listen", "tokens_file"})) {
+    if (yaml.expect_map(admin, "admin", {"listen", "tokens_file", "tls"})) {
       if (auto ep = r.endpoint(admin, "listen")) c.admin.listen = *ep;
       if (auto p = r.path(admin, "tokens_file", false)) c.admin.tokens_file = *p;
+      read_tls(admin, "admin.tls", c.admin.tls);
     }
   }
 

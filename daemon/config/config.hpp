@@ -47,12 +47,22 @@ struct Limits {
   Duration shutdown_grace = std::chrono::seconds(20);
 };
 
+// TLS for a listener: a PEM certificate chain and its private key. Empty:
+// plain HTTP (behind a local proxy, or on loopback).
+struct TlsConfig {
+  std::filesystem::path certificate_file;
+  std::filesystem::path key_file;
+  bool enabled() const { return !certificate_file.empty(); }
+};
+
 struct Config {
   std::filesystem::path file;  // the config file itself
   Endpoint listen{"127.0.0.1", 8080};
+  TlsConfig tls;  // the public listener's
   struct {
     Endpoint listen{"127.0.0.1", 8081};
     std::filesystem::path tokens_file;
+    TlsConfig tls;
   } admin;
   DatabaseConfig database;
   std::filesystem::path workflows;

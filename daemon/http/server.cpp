@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <mutex>
 #include <set>
@@ -26,10 +27,32 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 namespace {
 
 struct Connection : std::enable_shared_from_this<Connection> {
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
+  Connection(tcp::socket socket, net::ssl::context* tls) {
+    if (tls != nullptr) {
+      secure.emplace(std::move(socket), *tls);
+    } else {
+      plain.emplace(std::move(socket));
+    }
+  }
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   std::atomic<bool> idle{true};  // waiting for the first byte of a request
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
 };
+
+std::unique_ptr<net::ssl::context> tls_context(const TlsConfig& tls) {
+  if (!tls.enabled()) return nullptr;
+  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                   net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1 |
+                   net::ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(tls.certificate_file.string(), ec);
+  if (ec) throw std::runtime_error(tls.certificate_file.string() + ": cannot load the TLS certificate: " + ec.message());
+  ctx->use_private_key_file(tls.key_file.string(), net::ssl::context::pem, ec);
+  if (ec) throw std::runtime_error(tls.key_file.string() + ": cannot load the TLS private key: " + ec.message());
+  return ctx;
+}
 
 bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(r.status), version};
@@ -46,7 +69,7 @@ bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, boo
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(net::io_context& c, ServerOptions o, const Router& r, Logger& l)
-      : ioc(c), options(std::move(o)), router(r), log(l), acceptor(net::make_strand(c)) {}
+      : ioc(c), options(std::move(o)), router(r), log(l), acceptor(net::make_strand(c)), tls(tls_context(options.tls)) {}
 
   net::io_context& ioc;
   ServerOptions options;
@@ -57,11 +80,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::atomic<std::size_t> active{0};
   std::mutex mutex;
   std::set<std::shared_ptr<Connection>> live;
+  std::unique_ptr<net::ssl::context> tls;  // null: plain HTTP
 
   net::awaitable<void> accept_loop();
   // Coroutine parameters are references or pointers only: GCC 12 may
   // destroy a coroutine's by-value class parameters twice.
   net::awaitable<void> session(Connection* conn);
+  template <class Stream>
+  net::awaitable<void> exchange(Connection* conn, Stream& stream, beast::flat_buffer& buffer, const std::string& remote);
   net::awaitable<Response> handle(Request& request, const Route* route);
   void forget(const std::shared_ptr<Connection>& conn);
 };
@@ -98,10 +124,10 @@ void Server::drain() {
   });
   std::lock_guard lock(self->mutex);
   for (const auto& conn : self->live) {
-    net::post(conn->stream.get_executor(), [conn] {
+    net::post(conn->lowest().get_executor(), [conn] {
       // Only a connection waiting for its next request is cut; one that is
       // being served finishes and then closes.
-      if (conn->idle) conn->stream.socket().close();
+      if (conn->idle) conn->lowest().socket().close();
     });
   }
 }
@@ -134,13 +160,13 @@ net::awaitable<void> Server::Impl::accept_loop() {
       log.warn("connection refused", {{"listener", options.name}, {"reason", "max_connections"}});
       continue;
     }
-    auto conn = std::make_shared<Connection>(std::move(socket));
+    auto conn = std::make_shared<Connection>(std::move(socket), tls.get());
     {
       std::lock_guard lock(mutex);
       live.insert(conn);
       ++active;
     }
-    net::co_spawn(conn->stream.get_executor(), session(conn.get()), net::detached);
+    net::co_spawn(conn->lowest().get_executor(), session(conn.get()), net::detached);
   }
 }
 
@@ -160,9 +186,31 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
   std::string remote;
   {
     boost::system::error_code ec;
-    auto peer = conn->stream.socket().remote_endpoint(ec);
+    auto peer = conn->lowest().socket().remote_endpoint(ec);
     if (!ec) remote = peer.address().to_string() + ":" + std::to_string(peer.port());
   }
+  if (conn->secure) {
+    // The handshake is bounded like a read: a client that opens a
+    // connection and says nothing is cut at the read timeout.
+    conn->lowest().expires_after(options.limits.read_timeout);
+    auto [ec] = co_await conn->secure->async_handshake(net::ssl::stream_base::server, use_tuple);
+    if (!ec) {
+      co_await exchange(conn.get(), *conn->secure, buffer, remote);
+      conn->lowest().expires_after(std::chrono::seconds(2));
+      co_await conn->secure->async_shutdown(use_tuple);
+    }
+  } else {
+    co_await exchange(conn.get(), *conn->plain, buffer, remote);
+  }
+  boost::system::error_code ignored;
+  conn->lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->lowest().socket().close(ignored);
+  forget(conn);
+}
+
+template <class Stream>
+net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, beast::flat_buffer& buffer,
+                                            const std::string& remote) {
   const auto& limits = options.limits;
   bool first = true;
   for (;;) {
@@ -170,9 +218,9 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header));
     conn->idle = true;
     if (draining) break;
-    conn->stream.expires_after(first ? limits.read_timeout : limits.idle_timeout);
+    beast::get_lowest_layer(stream).expires_after(first ? limits.read_timeout : limits.idle_timeout);
     first = false;
-    auto [ec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, use_tuple);
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
     conn->idle = false;
     (void)n;
     if (ec) {
@@ -181,14 +229,15 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
         rejection = error(431, "header_too_large", "request header too large");
       } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
                  ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-                 ec == net::error::bad_descriptor || ec == net::error::eof) {
+                 ec == net::error::bad_descriptor || ec == net::error::eof ||
+                 ec == net::ssl::error::stream_truncated) {
         break;
       } else {
         rejection = error(400, "bad_request", "malformed HTTP request");
       }
       auto out = to_beast(std::move(rejection), 11, false);
-      conn->stream.expires_after(limits.read_timeout);
-      co_await bhttp::async_write(conn->stream, out, use_tuple);
+      beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+      co_await bhttp::async_write(stream, out, use_tuple);
       break;
     }
 
@@ -230,8 +279,8 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
 
     bool keep_alive = header.keep_alive();
     if (read_body && !parser.is_done()) {
-      conn->stream.expires_after(limits.read_timeout);
-      auto [body_ec, m] = co_await bhttp::async_read(conn->stream, buffer, parser, use_tuple);
+      beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+      auto [body_ec, m] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       (void)m;
       if (body_ec == bhttp::error::body_limit) {
         if (route != nullptr) response = error(413, "body_too_large", "request body too large");
@@ -260,15 +309,11 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
     }
     keep_alive = keep_alive && !draining;
     auto out = to_beast(std::move(response), parser.get().version(), keep_alive);
-    conn->stream.expires_after(limits.read_timeout);
-    auto [write_ec, w] = co_await bhttp::async_write(conn->stream, out, use_tuple);
+    beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+    auto [write_ec, w] = co_await bhttp::async_write(stream, out, use_tuple);
     (void)w;
     if (write_ec || !keep_alive) break;
   }
-  boost::system::error_code ignored;
-  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  conn->stream.socket().close(ignored);
-  forget(conn);
 }
 
 }  // namespace privacyd::http

@@ -1,8 +1,8 @@
 #pragma once
-// An HTTP/1.1 server on Beast: one coroutine per connection on its own
-// strand, a fresh parser per message with header and body limits, read
-// timeouts, a cap on connections, keep-alive, and a drain that lets
-// in-flight requests finish.
+// An HTTP/1.1 server on Beast, optionally over TLS: one coroutine per
+// connection on its own strand, a fresh parser per message with header and
+// body limits, read timeouts (the TLS handshake included), a cap on
+// connections, keep-alive, and a drain that lets in-flight requests finish.
 
 #include <cstdint>
 #include <memory>
@@ -24,10 +24,13 @@ struct ServerOptions {
   Endpoint endpoint;
   Limits limits;
   metrics::Metrics* metrics = nullptr;  // counts requests by route and status
+  TlsConfig tls;                        // HTTPS when a certificate is given
 };
 
 class Server {
  public:
+  // Throws std::runtime_error naming the file when TLS is asked for and
+  // the certificate or key cannot be loaded.
   Server(boost::asio::io_context& ioc, ServerOptions options, const Router& router, Logger& log);
   ~Server();
   Server(const Server&) = delete;

@@ -488,3 +488,18 @@ def write_admin_tokens(folder, config, roles=(("viewer", "watcher"), ("operator"
         with open(config, "w") as f:
             f.write(text)
     return tokens
+
+
+def make_certificates(folder):
+    """A test CA and a certificate for 127.0.0.1 that it signed."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=privacyd test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+            "/CN=127.0.0.1")
+    with open(os.path.join(folder, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return os.path.join(folder, "ca.pem"), (os.path.join(folder, "server.pem"), os.path.join(folder, "server.key"))

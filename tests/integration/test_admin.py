@@ -1,18 +1,21 @@
 """The admin API and the operator's command line (SPEC §8), through the real
 binary: who may call what, what each action does to a real request, paging,
 the audit check, reload, and /metrics as promtool reads it."""
+import http.client
 import json
 import os
 import re
 import shutil
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
-from harness import (REPO, Daemon, OnPostgres, Receiver, demo_setup, new_secret, run, use_policies, wait_for,
-                     write_admin_tokens, write_config, write_secrets)
+from harness import (REPO, Daemon, OnPostgres, Receiver, demo_setup, make_certificates, new_secret, run, sign,
+                     use_policies, wait_for, write_admin_tokens, write_config, write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 NOTICES = "  file_dir: var/notices\n  timeout: 1s\n  retry_schedule: [0s, 300ms]\n"
@@ -515,3 +518,76 @@ class Paging(OnPostgres, unittest.TestCase):
         access, _ = page_through("&type=access&status=received", 77)
         self.assertEqual(len(access), 500)
         self.assertEqual(len(set(access)), 500)
+
+
+class Tls(unittest.TestCase):
+    """Both listeners over HTTPS (SPEC §10), with a certificate from a CA
+    made in the test."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.ca, (cert, key) = make_certificates(self.dir.name)
+        self.secret = new_secret()
+        self.config = write_config(self.dir.name, extra=f"tls: {{ certificate_file: {cert}, key_file: {key} }}\n")
+        write_secrets(self.dir.name, [self.secret])
+        self.tokens = write_admin_tokens(self.dir.name, self.config)
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write(text.replace("  tokens_file: var/keys/admin-tokens\n",
+                                 f"  tokens_file: var/keys/admin-tokens\n"
+                                 f"  tls: {{ certificate_file: {cert}, key_file: {key} }}\n"))
+
+    def https(self, port, method, path, body=None, headers=None):
+        context = ssl.create_default_context(cafile=self.ca)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def test_both_listeners_speak_https_only(self):
+        d = Daemon(self.config)
+        self.addCleanup(d.kill)
+        d.wait_ready()
+        self.assertIn("tls=true", d.wait_log(r"listening listener=public"))
+        public, admin = d.port("public"), d.port("admin")
+        self.assertEqual(self.https(public, "GET", "/healthz")[0], 200)
+        body = json.dumps({"type": "request.access", "occurred_at": "2026-11-26T05:00:00Z",
+                           "subject": {"huawei_id": "tls-001"}}).encode()
+        msg_id, ts = "msg_tls", str(int(time.time()))
+        status, raw = self.https(public, "POST", "/v1/webhooks/partner-center", body,
+                                 {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": ts,
+                                  "webhook-signature": sign(self.secret, msg_id, ts, body)})
+        self.assertEqual(status, 202, raw)
+        rid = json.loads(raw)["request_id"]
+        status, raw = self.https(admin, "GET", f"/v1/requests/{rid}",
+                                 headers={"Authorization": "Bearer " + self.tokens["watcher"]})
+        self.assertEqual((status, json.loads(raw)["id"]), (200, rid))
+        # Plain HTTP on a TLS listener is not served.
+        with self.assertRaises((http.client.HTTPException, ConnectionError, OSError)):
+            d.request("GET", "/healthz", listener="admin", timeout=5)
+        # The operator's command line verifies the certificate like any client.
+        token_file = os.path.join(self.dir.name, "watcher.token")
+        with open(token_file, "w") as f:
+            f.write(self.tokens["watcher"])
+        args = ["requests", "show", rid, "--url", f"https://127.0.0.1:{admin}", "--token-file", token_file, "--json"]
+        trusted = run(args, env=dict(os.environ, SSL_CERT_FILE=self.ca))
+        self.assertEqual(trusted.returncode, 0, trusted.stderr)
+        self.assertEqual(json.loads(trusted.stdout)["id"], rid)
+        untrusted = run(args, env=dict(os.environ, SSL_CERT_FILE=os.path.join(self.dir.name, "none.pem")))
+        self.assertEqual(untrusted.returncode, 2)
+        self.assertIn("TLS", untrusted.stderr)
+
+    def test_a_missing_certificate_stops_start_up_naming_the_file(self):
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write(text.replace("server.pem", "missing.pem", 1))
+        d = Daemon(self.config)
+        self.addCleanup(d.kill)
+        self.assertEqual(d.wait_exit(), 1)
+        self.assertTrue(any("missing.pem" in line and "certificate" in line for line in d.lines), d.lines[-5:])

@@ -5,7 +5,6 @@ daemon killed between sending a notice and committing it."""
 import email
 import email.policy
 import os
-import subprocess
 import socketserver
 import sqlite3
 import tempfile
@@ -13,7 +12,8 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config, write_secrets
+from harness import (Daemon, Receiver, demo_setup, make_certificates, new_secret, run, use_policies, wait_for,
+                     write_config, write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 
@@ -203,19 +203,6 @@ class Notices(unittest.TestCase):
                 self.assertFalse(b"demo-001" in data, f"a HUAWEI ID in plaintext in {name}")
 
 
-def make_certificates(folder):
-    """A test CA and a certificate for 127.0.0.1 that it signed."""
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=privacyd test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
-            "/CN=127.0.0.1")
-    with open(os.path.join(folder, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    return os.path.join(folder, "ca.pem"), (os.path.join(folder, "server.pem"), os.path.join(folder, "server.key"))
 
 
 class NoticesOverHttps(unittest.TestCase):
