@@ -136,8 +136,8 @@ std::string request_id_of(const Request& r) {
 Response json_response(const json::value& v) { return Response::json(200, json::serialize(v)); }
 
 // Why an action could not be taken on a request in its present state.
-Response wrong_status(std::string_view wanted, const std::string& status) {
-  return http::error(409, "wrong_status", "the request is " + status + ", not " + std::string(wanted));
+Response wrong_status(std::string_view wanted, std::string_view status) {
+  return http::error(409, "wrong_status", "the request is " + std::string(status) + ", not " + std::string(wanted));
 }
 
 }  // namespace
@@ -216,26 +216,39 @@ net::awaitable<Response> AdminApi::show_request(Request& request, const Token&) 
   co_return co_await shown(request_id_of(request));
 }
 
-net::awaitable<Response> AdminApi::approve(Request& request, const Token& caller) {
+net::awaitable<Response> AdminApi::decide(Request& request, const Token& caller, Decision decision,
+                                          std::string_view from_status, std::string_view done) {
   const std::string id = request_id_of(request);
   action_body(request, {});
   const UnixMillis now = to_unix_ms(deps_.clock.now());
-  auto work = [id, who = caller.name, now](soci::session& sql) {
-    soci::transaction tr(sql);
-    if (!runs::approve(sql, id, who, now)) {
-      std::string status;
-      sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status);
-      return sql.got_data() ? status : std::string();
-    }
-    tr.commit();
-    return std::string("approved");
+  struct Outcome {
+    bool done = false;
+    std::string status;  // as found when not done; "" when there is no such request
   };
-  const std::string outcome = co_await run_in_db(deps_.db, work);
-  if (outcome.empty()) co_return http::error(404, "not_found", "no such request");
-  if (outcome != "approved") co_return wrong_status("awaiting_approval", outcome);
-  deps_.log.info("request approved", {{"request_id", id}, {"by", caller.name}});
+  auto work = [decision, id, who = caller.name, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    if (decision(sql, id, who, now)) {
+      tr.commit();
+      return Outcome{true, {}};
+    }
+    Outcome found;
+    sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(found.status);
+    return found;
+  };
+  const Outcome outcome = co_await run_in_db(deps_.db, work);
+  if (!outcome.done) {
+    if (outcome.status.empty()) co_return http::error(404, "not_found", "no such request");
+    co_return wrong_status(from_status, outcome.status);
+  }
+  deps_.log.info(std::string("request ") + std::string(done), {{"request_id", id}, {"by", caller.name}});
+  // Retrying a notify step waits on the notifier; anything else on the engine.
   if (deps_.wake_engine) deps_.wake_engine();
+  if (deps_.wake_notifier) deps_.wake_notifier();
   co_return co_await shown(id);
+}
+
+net::awaitable<Response> AdminApi::approve(Request& request, const Token& caller) {
+  co_return co_await decide(request, caller, &runs::approve, "awaiting_approval", "approved");
 }
 
 net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller) {
@@ -281,26 +294,7 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
 }
 
 net::awaitable<Response> AdminApi::retry(Request& request, const Token& caller) {
-  const std::string id = request_id_of(request);
-  action_body(request, {});
-  const UnixMillis now = to_unix_ms(deps_.clock.now());
-  auto work = [id, who = caller.name, now](soci::session& sql) {
-    soci::transaction tr(sql);
-    if (!runs::retry_request(sql, id, who, now)) {
-      std::string status;
-      sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status);
-      return sql.got_data() ? status : std::string();
-    }
-    tr.commit();
-    return std::string("retried");
-  };
-  const std::string outcome = co_await run_in_db(deps_.db, work);
-  if (outcome.empty()) co_return http::error(404, "not_found", "no such request");
-  if (outcome != "retried") co_return wrong_status("failed", outcome);
-  deps_.log.info("request retried", {{"request_id", id}, {"by", caller.name}});
-  if (deps_.wake_engine) deps_.wake_engine();
-  if (deps_.wake_notifier) deps_.wake_notifier();
-  co_return co_await shown(id);
+  co_return co_await decide(request, caller, &runs::retry_request, "failed", "retried");
 }
 
 net::awaitable<Response> AdminApi::extend(Request& request, const Token& caller) {

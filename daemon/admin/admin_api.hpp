@@ -22,6 +22,10 @@
 #include "daemon/policy/policy_store.hpp"
 #include "daemon/store/database.hpp"
 
+namespace soci {
+class session;
+}
+
 namespace privacyd::admin {
 
 struct AdminDependencies {
@@ -55,6 +59,12 @@ class AdminApi {
              std::uint64_t max_body = 0);
   boost::asio::awaitable<http::Response> guard(http::Request& request, Role role, Endpoint endpoint);
   http::Response refuse(int status, std::string_view reason, std::string_view message, const http::Request& request);
+
+  // An operator's decision on a request in `from_status` (approve, retry):
+  // 404, 409 naming the status it is in, or the request as it is now.
+  using Decision = bool (*)(soci::session&, const std::string& id, const std::string& who, UnixMillis now);
+  boost::asio::awaitable<http::Response> decide(http::Request& request, const Token& caller, Decision decision,
+                                                std::string_view from_status, std::string_view done);
 
   boost::asio::awaitable<http::Response> list_requests(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> show_request(http::Request& request, const Token& caller);

@@ -56,6 +56,26 @@ json::object request_summary(const soci::row& r, UnixMillis now) {
   return o;
 }
 
+// The columns every notice view reads, in this order.
+constexpr const char* kNoticeColumns =
+    "id, request_id, channel, recipient, template, status, attempts, last_error, created_at, delivered_at,"
+    " next_attempt_at";
+
+json::object notice_summary(const soci::row& r) {
+  const std::string status = r.get<std::string>(5);
+  return json::object{{"id", r.get<std::string>(0)},
+                      {"request_id", r.get<std::string>(1)},
+                      {"channel", r.get<std::string>(2)},
+                      {"recipient", r.get<std::string>(3)},
+                      {"template", r.get<std::string>(4)},
+                      {"status", status},
+                      {"attempts", row_integer(r, 6)},
+                      {"last_error", text_or_null(r, 7)},
+                      {"created_at", time_or_null(r, 8)},
+                      {"delivered_at", time_or_null(r, 9)},
+                      {"next_attempt_at", status == "pending" ? time_or_null(r, 10) : nullptr}};
+}
+
 }  // namespace
 
 std::int64_t days_left(UnixMillis deadline, UnixMillis now) {
@@ -121,22 +141,9 @@ std::optional<json::value> show_request(soci::session& sql, const std::string& i
   json::array notices;
   {
     soci::rowset<soci::row> rows =
-        (sql.prepare << "SELECT id, channel, recipient, template, status, attempts, last_error, created_at,"
-                        " delivered_at, next_attempt_at FROM notices WHERE request_id = :id ORDER BY id",
+        (sql.prepare << std::string("SELECT ") + kNoticeColumns + " FROM notices WHERE request_id = :id ORDER BY id",
          soci::use(id, "id"));
-    for (const auto& r : rows) {
-      const std::string status = r.get<std::string>(4);
-      notices.push_back(json::object{{"id", r.get<std::string>(0)},
-                                     {"channel", r.get<std::string>(1)},
-                                     {"recipient", r.get<std::string>(2)},
-                                     {"template", r.get<std::string>(3)},
-                                     {"status", status},
-                                     {"attempts", row_integer(r, 5)},
-                                     {"last_error", text_or_null(r, 6)},
-                                     {"created_at", time_or_null(r, 7)},
-                                     {"delivered_at", time_or_null(r, 8)},
-                                     {"next_attempt_at", status == "pending" ? time_or_null(r, 9) : nullptr}});
-    }
+    for (const auto& r : rows) notices.push_back(notice_summary(r));
   }
   (*request)["steps"] = std::move(steps);
   (*request)["notices"] = std::move(notices);
@@ -146,10 +153,9 @@ std::optional<json::value> show_request(soci::session& sql, const std::string& i
 json::value list_notices(soci::session& sql, const NoticeFilter& f) {
   const int fetch = f.limit + 1;
   soci::rowset<soci::row> rows =
-      (sql.prepare << "SELECT id, request_id, channel, recipient, template, status, attempts, last_error, created_at,"
-                      " delivered_at, next_attempt_at FROM notices"
-                      " WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)"
-                      " ORDER BY id DESC LIMIT :n",
+      (sql.prepare << std::string("SELECT ") + kNoticeColumns +
+                          " FROM notices WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)"
+                          " ORDER BY id DESC LIMIT :n",
        soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
        soci::use(f.cursor, "cursor2"), soci::use(fetch, "n"));
   json::array out;
@@ -159,18 +165,7 @@ json::value list_notices(soci::session& sql, const NoticeFilter& f) {
       next = out.back().at("id");
       break;
     }
-    const std::string status = r.get<std::string>(5);
-    out.push_back(json::object{{"id", r.get<std::string>(0)},
-                               {"request_id", r.get<std::string>(1)},
-                               {"channel", r.get<std::string>(2)},
-                               {"recipient", r.get<std::string>(3)},
-                               {"template", r.get<std::string>(4)},
-                               {"status", status},
-                               {"attempts", row_integer(r, 6)},
-                               {"last_error", text_or_null(r, 7)},
-                               {"created_at", time_or_null(r, 8)},
-                               {"delivered_at", time_or_null(r, 9)},
-                               {"next_attempt_at", status == "pending" ? time_or_null(r, 10) : nullptr}});
+    out.push_back(notice_summary(r));
   }
   return json::object{{"notices", std::move(out)}, {"next_cursor", std::move(next)}};
 }

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -183,10 +184,23 @@ void print_next(const json::value& page) {
   }
 }
 
+// Runs one command, turning what went wrong into a message and an exit code.
+int reporting(const std::function<int()>& command) {
+  try {
+    return command();
+  } catch (const Failure& f) {
+    std::cerr << f.message << '\n';
+    return f.exit_code;
+  } catch (const std::exception& e) {
+    std::cerr << "unexpected answer from the admin API: " << e.what() << '\n';
+    return 2;
+  }
+}
+
 }  // namespace
 
 int requests_command(const OperatorOptions& o) {
-  try {
+  return reporting([&o] {
     json::value result;
     if (o.action == "list") {
       std::string query = "?limit=" + std::to_string(o.limit);
@@ -225,17 +239,11 @@ int requests_command(const OperatorOptions& o) {
       print_request(result);
     }
     return 0;
-  } catch (const Failure& f) {
-    std::cerr << f.message << '\n';
-    return f.exit_code;
-  } catch (const std::exception& e) {
-    std::cerr << "unexpected answer from the admin API: " << e.what() << '\n';
-    return 2;
-  }
+  });
 }
 
 int notices_command(const OperatorOptions& o) {
-  try {
+  return reporting([&o] {
     json::value result;
     if (o.action == "list") {
       std::string query = "?limit=" + std::to_string(o.limit);
@@ -262,13 +270,7 @@ int notices_command(const OperatorOptions& o) {
       std::cout << field(result, "id") << ": " << field(result, "status") << '\n';
     }
     return 0;
-  } catch (const Failure& f) {
-    std::cerr << f.message << '\n';
-    return f.exit_code;
-  } catch (const std::exception& e) {
-    std::cerr << "unexpected answer from the admin API: " << e.what() << '\n';
-    return 2;
-  }
+  });
 }
 
 }  // namespace privacyd::cli
