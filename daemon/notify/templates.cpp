@@ -136,8 +136,12 @@ namespace {
 data to_mustache(const json::value& v) {
   switch (v.kind()) {
     case json::kind::object: {
+      // An empty string is absent, so {{#name}}…{{/name}} leaves it out.
       data d{data::type::object};
-      for (const auto& [key, value] : v.get_object()) d.set(std::string(key), to_mustache(value));
+      for (const auto& [key, value] : v.get_object()) {
+        if (value.is_string() && value.get_string().empty()) continue;
+        d.set(std::string(key), to_mustache(value));
+      }
       return d;
     }
     case json::kind::array: {
@@ -166,7 +170,18 @@ std::string Templates::render(std::string_view name, std::string_view locale, co
   // Notices are plain text (mail bodies, the partner's JSON "text"), not
   // HTML: "O'Brien" must not arrive as "O&#39;Brien".
   m.set_custom_escape([](const std::string& s) { return s; });
-  return m.render(to_mustache(values));
+  std::string text = m.render(to_mustache(values));
+  // Sections that render nothing leave their lines behind (kainjow keeps a
+  // false section's standalone tag lines): a notice never has more than one
+  // blank line in a row.
+  std::string out;
+  out.reserve(text.size());
+  std::size_t newlines = 0;
+  for (char c : text) {
+    newlines = c == '\n' ? newlines + 1 : 0;
+    if (newlines <= 2) out += c;
+  }
+  return out;
 }
 
 }  // namespace privacyd::notify
