@@ -91,9 +91,18 @@ test-fuzz: deps
 	ctest --test-dir build-fuzz --output-on-failure -j $(JOBS)
 
 # Throughput against baselines measured in the same run (SPEC §12); prints
-# medians and ratios, asserts nothing.
+# medians and ratios, asserts nothing. nginx and wrk are the HTTP baseline.
+BENCH_PACKAGES := nginx wrk
 bench: build
+	@missing=$$(for p in $(BENCH_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 	$(PYTHON) tests/bench/intake_bench.py
+	PATH="$$PATH:/usr/sbin" $(PYTHON) tests/bench/http_bench.py
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz

@@ -36,19 +36,19 @@ namespace {
 
 // Waits, on the io_context, until both servers have no connections or the
 // grace period is over, then stops the loop.
-void stop_when_drained(net::io_context& ioc, std::vector<http::Server*> servers, engine::Engine& engine,
-                       actions::RetentionSweeper& retention, notify::Notifier& notifier, Duration grace,
-                       Logger& log) {
+void stop_when_drained(net::io_context& ioc, std::function<void()> stop_all, std::vector<http::Server*> servers,
+                       engine::Engine& engine, actions::RetentionSweeper& retention, notify::Notifier& notifier,
+                       Duration grace, Logger& log) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [&ioc, servers, &engine, &retention, &notifier, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+  *poll = [stop_all, servers, &engine, &retention, &notifier, deadline, timer, &log, weak = std::weak_ptr(poll)] {
     std::size_t open = (engine.stopped() ? 0 : engine.active() + 1) + (retention.stopped() ? 0 : 1) +
                        (notifier.stopped() ? 0 : 1);
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
-      ioc.stop();
+      stop_all();
       return;
     }
     timer->expires_after(std::chrono::milliseconds(20));
@@ -102,7 +102,18 @@ int serve(const std::filesystem::path& config_file) {
     systemd.status("migrating the schema");
     auto schema = migrate(db, log);
 
-    net::io_context ioc(static_cast<int>(config.io_threads));
+    // One event loop per I/O thread. The first also runs the engine, the
+    // notifier, the timers and the signals; connections are spread over
+    // all of them.
+    net::io_context ioc(1);
+    std::vector<std::unique_ptr<net::io_context>> more_contexts;
+    std::vector<net::io_context*> io_contexts{&ioc};
+    for (std::size_t i = 1; i < config.io_threads; ++i) {
+      io_contexts.push_back(more_contexts.emplace_back(std::make_unique<net::io_context>(1)).get());
+    }
+    auto stop_all = [&io_contexts] {
+      for (auto* c : io_contexts) c->stop();
+    };
     SystemClock clock;
     metrics::Registry registry;
     metrics::Metrics metrics(registry);
@@ -214,8 +225,10 @@ int serve(const std::filesystem::path& config_file) {
     health.mount(admin_routes);
     admin_api.mount(admin_routes);
 
-    http::Server public_server(ioc, {"public", config.listen, config.limits, &metrics, config.tls}, public_routes, log);
-    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits, &metrics, config.admin.tls}, admin_routes, log);
+    http::Server public_server(ioc, {"public", config.listen, config.limits, &metrics, config.tls}, public_routes, log,
+                               io_contexts);
+    http::Server admin_server(ioc, {"admin", config.admin.listen, config.limits, &metrics, config.admin.tls},
+                              admin_routes, log, io_contexts);
     auto public_at = public_server.listen();
     auto admin_at = admin_server.listen();
     public_server.start();
@@ -247,7 +260,7 @@ int serve(const std::filesystem::path& config_file) {
           notifier.stop();
           public_server.drain();
           admin_server.drain();
-          stop_when_drained(ioc, {&public_server, &admin_server}, engine, retention, notifier,
+          stop_when_drained(ioc, stop_all, {&public_server, &admin_server}, engine, retention, notifier,
                             config.limits.shutdown_grace, log);
         };
     signals.async_wait(on_signal);
@@ -260,7 +273,12 @@ int serve(const std::filesystem::path& config_file) {
     notifier.start();
 
     std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+    for (auto& c : more_contexts) {
+      threads.emplace_back([c = c.get()] {
+        auto busy = net::make_work_guard(*c);  // until stop_all(), with or without connections
+        c->run();
+      });
+    }
     ioc.run();
     for (auto& t : threads) t.join();
     db.shutdown();

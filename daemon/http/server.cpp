@@ -68,10 +68,20 @@ bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, boo
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
-  Impl(net::io_context& c, ServerOptions o, const Router& r, Logger& l)
-      : ioc(c), options(std::move(o)), router(r), log(l), acceptor(net::make_strand(c)), tls(tls_context(options.tls)) {}
+  Impl(net::io_context& c, ServerOptions o, const Router& r, Logger& l, std::vector<net::io_context*> contexts)
+      : ioc(c),
+        one_thread_each(!contexts.empty()),
+        connection_contexts(contexts.empty() ? std::vector<net::io_context*>{&c} : std::move(contexts)),
+        options(std::move(o)),
+        router(r),
+        log(l),
+        acceptor(net::make_strand(c)),
+        tls(tls_context(options.tls)) {}
 
   net::io_context& ioc;
+  bool one_thread_each;  // each connection context is run by exactly one thread
+  std::vector<net::io_context*> connection_contexts;
+  std::size_t next_context = 0;  // touched by the accept loop only
   ServerOptions options;
   const Router& router;
   Logger& log;
@@ -92,8 +102,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   void forget(const std::shared_ptr<Connection>& conn);
 };
 
-Server::Server(net::io_context& ioc, ServerOptions options, const Router& router, Logger& log)
-    : impl_(std::make_shared<Impl>(ioc, std::move(options), router, log)) {}
+Server::Server(net::io_context& ioc, ServerOptions options, const Router& router, Logger& log,
+               std::vector<net::io_context*> connection_contexts)
+    : impl_(std::make_shared<Impl>(ioc, std::move(options), router, log, std::move(connection_contexts))) {}
 
 Server::~Server() = default;
 
@@ -141,7 +152,12 @@ void Server::Impl::forget(const std::shared_ptr<Connection>& conn) {
 net::awaitable<void> Server::Impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), use_tuple);
+    // A context of its own thread needs no strand; one shared by several
+    // threads gives each connection a strand.
+    auto& home = *connection_contexts[next_context++ % connection_contexts.size()];
+    net::any_io_executor executor = home.get_executor();
+    if (!one_thread_each) executor = net::make_strand(home);
+    auto [ec, socket] = co_await acceptor.async_accept(executor, use_tuple);
     if (ec) {
       if (!acceptor.is_open() || ec == net::error::operation_aborted) co_return;
       log.warn("accept failed", {{"listener", options.name}, {"error", ec.message()}});

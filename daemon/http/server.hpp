@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "daemon/base/log.hpp"
 #include "daemon/config/config.hpp"
@@ -29,9 +30,13 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Throws std::runtime_error naming the file when TLS is asked for and
-  // the certificate or key cannot be loaded.
-  Server(boost::asio::io_context& ioc, ServerOptions options, const Router& router, Logger& log);
+  // Accepts on `ioc` and serves connections there (each on a strand), or,
+  // when given, on `connection_contexts` in turn, each of which must be run
+  // by exactly one thread (one event loop per I/O thread, as nginx runs one
+  // per worker: no thread hands a connection's events to another). Throws std::runtime_error naming the file when TLS
+  // is asked for and the certificate or key cannot be loaded.
+  Server(boost::asio::io_context& ioc, ServerOptions options, const Router& router, Logger& log,
+         std::vector<boost::asio::io_context*> connection_contexts = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -37,6 +37,13 @@ struct Options {
   double duration = 10;
   double warmup = 2;
   int threads = 1;
+  // What to send: request.access to a fresh subject each time (the
+  // default), or TYPE to subjects PREFIX-0 … PREFIX-(SUBJECTS-1) in turn.
+  std::string type = "request.access";
+  std::string partner;
+  std::string subject_prefix;
+  long subjects = 0;
+  long total = 0;  // stop after this many webhooks in all (0: run for --duration)
 };
 
 struct Shared {
@@ -47,6 +54,7 @@ struct Shared {
   std::atomic<long> accepted{0};
   std::atomic<long> other{0};
   std::atomic<long> errors{0};
+  std::atomic<long> issued{0};
 };
 
 // The connection index is an int, the options and state outlive the loop:
@@ -60,10 +68,16 @@ net::awaitable<void> client(int index, const Options& o, const privacyd::crypto:
   beast::flat_buffer buffer;
   std::vector<double> local;
   for (long i = 0; Clock::now() < shared.stop_at; ++i) {
+    long n = shared.issued++;
+    if (o.total > 0 && n >= o.total) break;
     std::string id = "bench_" + std::to_string(index) + "_" + std::to_string(i) + "_" +
                      privacyd::crypto::hex(privacyd::crypto::random_bytes(4));
-    std::string body = R"({"type":"request.access","occurred_at":"2026-11-26T05:00:00Z","subject":{"huawei_id":")" +
-                       id + R"(","email":")" + id + R"(@example.com","locale":"en"}})";
+    std::string subject = o.subjects > 0 ? o.subject_prefix + "-" + std::to_string(n % o.subjects) : id;
+    std::string body = R"({"type":")" + o.type + R"(","occurred_at":"2026-11-26T05:00:00Z",)" +
+                       (o.partner.empty() ? std::string() : R"("partner":{"id":")" + o.partner + R"("},)") +
+                       (o.type == "association.created" ? R"("statement_version":"1.0",)" : "") +
+                       R"("subject":{"huawei_id":")" + subject + R"(","email":")" + id +
+                       R"(@example.com","locale":"en"}})";
     auto ts = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                   .count();
     bhttp::request<bhttp::string_body> req{bhttp::verb::post, o.path, 11};
@@ -110,7 +124,16 @@ int main(int argc, char** argv) {
   app.add_option("--duration", o.duration, "Measured seconds");
   app.add_option("--warmup", o.warmup, "Unmeasured seconds first");
   app.add_option("--threads", o.threads);
+  app.add_option("--type", o.type, "Event type to send");
+  app.add_option("--partner", o.partner, "partner.id to send");
+  app.add_option("--subject-prefix", o.subject_prefix, "Subjects are PREFIX-0, PREFIX-1, …");
+  app.add_option("--subjects", o.subjects, "How many subjects to cycle through (0: a new one each time)");
+  app.add_option("--total", o.total, "Stop after this many webhooks (0: after --duration)");
   CLI11_PARSE(app, argc, argv);
+  if (o.total > 0) {
+    o.warmup = 0;
+    o.duration = 24 * 3600;  // until the total is sent
+  }
 
   auto key = privacyd::crypto::load_webhook_secrets(o.secret_file).front();
   Shared shared;
@@ -128,6 +151,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < o.threads; ++i) pool.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : pool) t.join();
+  if (o.total > 0) o.duration = std::chrono::duration<double>(Clock::now() - start).count();
 
   auto& l = shared.latencies_ms;
   std::sort(l.begin(), l.end());
