@@ -103,6 +103,8 @@ bench: build
 	fi
 	$(PYTHON) tests/bench/intake_bench.py
 	PATH="$$PATH:/usr/sbin" $(PYTHON) tests/bench/http_bench.py
+	$(PYTHON) tests/bench/e2e_bench.py
+	$(PYTHON) tests/bench/memory_bench.py
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz

@@ -68,6 +68,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::map<std::string, std::shared_ptr<Run>> running;
   std::mt19937_64 rng;
   bool woken = false;
+  std::map<std::string, UnixMillis> warned_no_workflow;  // type → when last logged
 
   std::function<void()> notices_queued;
   std::atomic<bool> draining{false};
@@ -302,7 +303,18 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         if (w == nullptr) {
           // Nothing to run it on yet: look again in a minute (an operator
           // may add the workflow and reload).
-          log.warn("no workflow for request type", {{"request_id", row->id}, {"type", row->type}});
+          // Once a minute per type, not once per request: a missing
+          // workflow with a backlog must not flood the log.
+          bool tell = false;
+          {
+            std::lock_guard lock(mutex);
+            auto& last = warned_no_workflow[row->type];
+            if (last == 0 || at - last >= 60000) {
+              last = at;
+              tell = true;
+            }
+          }
+          if (tell) log.warn("no workflow for request type: requests wait", {{"type", row->type}});
           t.request_status = row->status;
           t.run_at = at + 60000;
           t.audit_event = "request.waiting_for_workflow";

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -233,6 +234,56 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     co_return sent;
   }
 
+  // One delivery attempt of a claimed notice and its recorded outcome.
+  // `n` outlives the call (it is in round()'s frame until every attempt
+  // has finished).
+  net::awaitable<void> attempt(const Claimed* claimed) {
+    const Claimed& n = *claimed;
+    Outcome o = co_await deliver(n);
+    const long long at = to_unix_ms(clock.now());
+    const int attempts = n.attempts + 1;
+    std::string status = "pending";
+    long long next = at;
+    const auto& schedule = config.notices.retry_schedule;
+    if (o.delivered) {
+      status = "delivered";
+    } else if (!o.retryable || static_cast<std::size_t>(attempts) >= schedule.size()) {
+      status = "dead";
+    } else {
+      // Jitter of ±10% keeps many notices from retrying in step.
+      double factor = 0.9 + 0.2 * std::uniform_real_distribution<double>(0, 1)(rng);
+      auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(schedule[static_cast<std::size_t>(attempts)]);
+      long long wait = static_cast<long long>(static_cast<double>(delay.count()) * factor);
+      if (o.retry_after) wait = std::max<long long>(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*o.retry_after).count());
+      next = at + wait;
+    }
+    auto finish = [&](soci::session& sql) {
+      soci::transaction tr(sql);
+      soci::indicator error_ind = o.error.empty() ? soci::i_null : soci::i_ok;
+      soci::indicator delivered_ind = o.delivered ? soci::i_ok : soci::i_null;
+      sql << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+             " lease_until = NULL, last_error = :error, delivered_at = :delivered WHERE id = :id",
+          soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+          soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id");
+      if (status != "pending") {
+        // The step that queued it looks again.
+        sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
+            soci::use(at, "at"), soci::use(n.request_id, "r");
+      }
+      audit::append(sql, at, n.request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
+                    json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
+                                                 {"attempt", attempts}, {"error", o.error}}));
+      tr.commit();
+    };
+    co_await run_in_db(db, finish);
+    log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
+                                {"status", status}, {"error", o.error}});
+    if (metrics != nullptr) {
+      metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
+    }
+    if (status != "pending" && settled) settled();
+  }
+
   net::awaitable<std::size_t> round() {
     const long long now = to_unix_ms(clock.now());
     // Long enough for one attempt to finish; a crash mid-attempt frees the
@@ -259,51 +310,25 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       return due;
     };
     std::vector<Claimed> due = co_await run_in_db(db, claim);
+    if (due.empty()) co_return 0;
+    // Every claimed notice is attempted at once: one slow partner does not
+    // hold up the others, and none waits past its lease behind the rest.
+    std::size_t remaining = due.size();
+    net::steady_timer all_done(strand, net::steady_timer::time_point::max());
     for (const auto& n : due) {
-      Outcome o = co_await deliver(n);
-      const long long at = to_unix_ms(clock.now());
-      const int attempts = n.attempts + 1;
-      std::string status = "pending";
-      long long next = at;
-      const auto& schedule = config.notices.retry_schedule;
-      if (o.delivered) {
-        status = "delivered";
-      } else if (!o.retryable || static_cast<std::size_t>(attempts) >= schedule.size()) {
-        status = "dead";
-      } else {
-        // Jitter of ±10% keeps many notices from retrying in step.
-        double factor = 0.9 + 0.2 * std::uniform_real_distribution<double>(0, 1)(rng);
-        auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(schedule[static_cast<std::size_t>(attempts)]);
-        long long wait = static_cast<long long>(static_cast<double>(delay.count()) * factor);
-        if (o.retry_after) wait = std::max<long long>(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*o.retry_after).count());
-        next = at + wait;
-      }
-      auto finish = [&](soci::session& sql) {
-        soci::transaction tr(sql);
-        soci::indicator error_ind = o.error.empty() ? soci::i_null : soci::i_ok;
-        soci::indicator delivered_ind = o.delivered ? soci::i_ok : soci::i_null;
-        sql << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
-               " lease_until = NULL, last_error = :error, delivered_at = :delivered WHERE id = :id",
-            soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
-            soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id");
-        if (status != "pending") {
-          // The step that queued it looks again.
-          sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
-              soci::use(at, "at"), soci::use(n.request_id, "r");
+      net::co_spawn(strand, attempt(&n), net::bind_executor(strand, [this, &remaining, &all_done](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& failure) {
+            // The lease lapses and the notice is attempted again.
+            log.warn("notice attempt not recorded", {{"error", failure.what()}});
+          }
         }
-        audit::append(sql, at, n.request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
-                      json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
-                                                   {"attempt", attempts}, {"error", o.error}}));
-        tr.commit();
-      };
-      co_await run_in_db(db, finish);
-      log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
-                                  {"status", status}, {"error", o.error}});
-      if (metrics != nullptr) {
-        metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
-      }
-      if (status != "pending" && settled) settled();
+        if (--remaining == 0) all_done.cancel();
+      }));
     }
+    co_await all_done.async_wait(net::as_tuple(net::use_awaitable));
     co_return due.size();
   }
 };

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Disassociations end to end against the intake rate (SPEC §12).
+
+One run, one machine, PostgreSQL with fsync on, the shipped workflows and
+policies with the demo data systems, and `privacyd receive` playing the
+partner on loopback (it verifies every signature). N subjects are
+associated with P-1001; then N disassociation webhooks are sent as fast as
+they are accepted while the engine works. Printed: the intake rate (N over
+the time to accept them all), the end-to-end rate (N over the time until
+every request has finished: unlink, holdings, the partner's notice
+delivered, the person's notice written), and their ratio. Nothing is
+asserted.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import (BIN, Daemon, PgCluster, demo_setup, free_port, new_secret, use_policies, wait_for,  # noqa: E402
+                     write_config)
+
+BUILD = os.path.dirname(os.path.abspath(BIN))
+LOADGEN = os.environ.get("PRIVACYD_LOADGEN", os.path.join(BUILD, "tests", "bench", "privacyd_loadgen"))
+N = int(os.environ.get("BENCH_REQUESTS", "2000"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
+CONCURRENCY = int(os.environ.get("BENCH_ENGINE_CONCURRENCY", "16"))  # engine.concurrency
+
+
+def loadgen(daemon, secrets, *args):
+    out = subprocess.run([LOADGEN, "--port", str(daemon.port()), "--secret-file", secrets, "--connections",
+                          str(CLIENTS), "--partner", "P-1001", "--subject-prefix", "e2e", "--subjects", str(N),
+                          "--total", str(N), *args], capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise SystemExit(f"load generator failed: {out.stdout} {out.stderr}")
+
+
+def main():
+    pg = PgCluster(fsync=True)
+    work = tempfile.mkdtemp(prefix="privacyd-e2e-bench-")
+    receiver = daemon = None
+    try:
+        port = free_port()
+        partner_secret = new_secret()
+        policies = demo_setup(work, f"http://127.0.0.1:{port}/notices", partner_secret)
+        config = write_config(work, database=pg.dsn(), log_level="info",
+                              extra=f"engine: {{ concurrency: {CONCURRENCY} }}\n")
+        use_policies(config, policies)
+        subprocess.run([BIN, "demo", "--config", config], check=True, capture_output=True)
+        receiver = subprocess.Popen([BIN, "receive", "--listen", f"127.0.0.1:{port}", "--secret-file",
+                                     os.path.join(work, "var", "keys", "partner-P-1001.secret"),
+                                     "--dir", os.path.join(work, "partner-notices")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = Daemon(config)
+        daemon.wait_ready()
+        secrets = os.path.join(work, "var", "keys", "webhook-secrets")
+        loadgen(daemon, secrets, "--type", "association.created")
+        xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
+        xact_before = xacts()
+        started = time.monotonic()
+        loadgen(daemon, secrets, "--type", "request.disassociation")
+        accepted = time.monotonic() - started
+        count = lambda sql: int(pg.psql(sql).strip())
+        wait_for(lambda: count("SELECT COUNT(*) FROM requests WHERE status IN ('completed', 'failed', 'rejected')") >= N,
+                 timeout=3600, interval=0.1, what="every disassociation to finish")
+        finished = time.monotonic() - started
+        committed = xacts() - xact_before
+        completed = count("SELECT COUNT(*) FROM requests WHERE status = 'completed'")
+        delivered = count("SELECT COUNT(*) FROM notices WHERE channel = 'partner' AND status = 'delivered'")
+        intake, e2e = N / accepted, N / finished
+        print(f"disassociations end to end, PostgreSQL (fsync on), {CLIENTS} clients, {N} requests,"
+              f" engine.concurrency {CONCURRENCY}")
+        print(f"  intake        {intake:8.0f} requests/s accepted   ({accepted:.1f} s)")
+        print(f"  end to end    {e2e:8.0f} requests/s finished   ({finished:.1f} s; {completed} completed,"
+              f" {delivered} partner notices delivered)")
+        print(f"  ratio         {e2e / intake:8.2f}   (SPEC §12 bar: >= 0.5)")
+        print(f"  PostgreSQL    {committed / finished:8.0f} transactions/s committed"
+              f" ({committed / N:.1f} per request)")
+        # Where the time goes: each step's median time from start to
+        # finish, and from the request's receipt to the step's start.
+        rows = pg.psql("SELECT s.step_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.finished_at - s.started_at),"
+                       " percentile_cont(0.5) WITHIN GROUP (ORDER BY s.started_at - r.received_at)"
+                       " FROM request_steps s JOIN requests r ON r.id = s.request_id"
+                       " GROUP BY s.step_id, s.idx ORDER BY s.idx")
+        print("  step                 median ms in step   median ms from receipt to start")
+        for line in rows.strip().splitlines():
+            step, in_step, to_start = line.split("|")
+            print(f"  {step:20s} {float(in_step or 0):17.0f}   {float(to_start or 0):17.0f}")
+    finally:
+        if daemon:
+            daemon.stop()
+        if receiver:
+            receiver.terminate()
+            receiver.wait(timeout=30)
+        pg.destroy()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
