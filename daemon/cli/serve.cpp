@@ -152,6 +152,7 @@ int serve(const std::filesystem::path& config_file) {
                            .poll = config.engine.poll,
                            .concurrency = config.engine.concurrency,
                            .metrics = &metrics,
+                           .commits = &commits,
                            .rejection_notices = [&notice_deps](const boost::json::value& context,
                                                                const std::string& reason, UnixMillis now) {
                              return notify::rejection_notices(notice_deps, context, reason, false, now);

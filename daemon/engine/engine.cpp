@@ -149,6 +149,14 @@ void Engine::drain() {
 }
 
 net::awaitable<bool> Engine::Impl::commit(const runs::Transition& t) {
+  if (options.commits != nullptr) {
+    // Safe to run again: a lost lease changes nothing, and a batch that
+    // failed was rolled back before its work runs alone.
+    auto applied = std::make_shared<bool>(false);
+    GroupCommit::Work shared = [&t, applied](soci::session& sql) { *applied = runs::apply(sql, t); };
+    co_await options.commits->run(std::move(shared));
+    co_return *applied;
+  }
   auto work = [&t](soci::session& sql) {
     soci::transaction tr(sql);
     bool applied = runs::apply(sql, t);
@@ -277,9 +285,15 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
   auto run = raw->shared_from_this();
   const std::string& owner = options.instance;
   try {
+    // Loaded once; after each transition this coroutine commits while it
+    // holds the lease, the row is brought up to date in memory (a commit
+    // fails, and the loop ends, if the lease was lost).
+    std::optional<runs::RunRow> row;
     for (;;) {
-      auto load = [id = run->id](soci::session& sql) { return runs::load(sql, id); };
-      std::optional<runs::RunRow> row = co_await run_in_db(db, load);
+      if (!row) {
+        auto load = [id = run->id](soci::session& sql) { return runs::load(sql, id); };
+        row = co_await run_in_db(db, load);
+      }
       if (!row || row->lease_owner != owner) break;
       UnixMillis at = now();
       runs::Transition t;
@@ -329,6 +343,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         t.audit_event = "request.started";
         t.audit_detail = json::serialize(json::object{{"workflow", w->name}, {"version", w->version}});
         if (!co_await commit(t)) break;
+        runs::advance(*row, t);
         continue;
       }
       if (row->status != "running") {
@@ -378,6 +393,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         t.audit_event = "step.skipped";
         t.audit_detail = json::serialize(json::object{{"step", step.id}});
         if (!co_await commit(t)) break;
+        runs::advance(*row, t);
         continue;
       }
 
@@ -501,6 +517,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       if (t.request_status == "failed" || t.request_status == "rejected") finished(*row, t.request_status, at);
       if (!t.notices.empty() && notices_queued) notices_queued();
       if (!t.lease_until) break;  // parked, waiting or finished: the lease is released
+      runs::advance(*row, t);
     }
   } catch (const std::exception& e) {
     // The lease runs out and the request is picked up again.

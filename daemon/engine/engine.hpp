@@ -22,6 +22,7 @@
 #include "daemon/engine/workflow.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/group_commit.hpp"
 #include "daemon/store/runs.hpp"
 
 namespace boost::asio {
@@ -36,6 +37,9 @@ struct EngineOptions {
   Duration poll = std::chrono::seconds(1);
   std::size_t concurrency = 16;  // requests driven at once by this instance
   metrics::Metrics* metrics = nullptr;  // finished requests and their durations
+  // Transitions share transactions with other writers (one fsync, and one
+  // turn on the audit chain's lock, for many). Null: each commits alone.
+  GroupCommit* commits = nullptr;
   // The notices that tell the person their request was rejected, and why;
   // committed with the rejection (main wires notify's here).
   std::function<std::vector<NoticeDraft>(const boost::json::value& context, const std::string& reason, UnixMillis now)>

@@ -1,5 +1,6 @@
 #include "daemon/store/runs.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
@@ -121,19 +122,23 @@ bool apply(soci::session& sql, const Transition& t) {
   Maybe<std::string> reason(t.reason);
   Maybe<std::string> wf_name(t.workflow_name);
   Maybe<int> wf_version(t.workflow_version);
-  soci::statement update =
-      (sql.prepare << "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
-                      " lease_owner = :new_owner, lease_until = :lease_until, reason = COALESCE(:reason, reason),"
-                      " workflow_name = COALESCE(:wf_name, workflow_name),"
-                      " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
-                      " WHERE id = :id AND lease_owner = :owner",
-       soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
-       soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
-       soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(reason.value, reason.ind, "reason"),
-       soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
-       soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.owner, "owner"));
-  update.execute(true);
-  if (update.get_affected_rows() != 1) return false;  // the lease was lost to another instance
+  // RETURNING tells whether the row was ours to update in the one round
+  // trip of a one-time query (a prepared statement would add a PREPARE and
+  // a DEALLOCATE on PostgreSQL).
+  std::string updated;
+  soci::indicator updated_ind = soci::i_null;
+  sql << "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
+         " lease_owner = :new_owner, lease_until = :lease_until, reason = COALESCE(:reason, reason),"
+         " workflow_name = COALESCE(:wf_name, workflow_name),"
+         " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
+         " WHERE id = :id AND lease_owner = :owner RETURNING id",
+      soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
+      soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
+      soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(reason.value, reason.ind, "reason"),
+      soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
+      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.owner, "owner"),
+      soci::into(updated, updated_ind);
+  if (!sql.got_data()) return false;  // the lease was lost to another instance
 
   if (t.step_idx >= 0) {
     Maybe<std::string> output(t.output);
@@ -156,6 +161,30 @@ bool apply(soci::session& sql, const Transition& t) {
   insert_notices(sql, t.request_id, t.step_idx, t.notices, now);
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
   return true;
+}
+
+void advance(RunRow& row, const Transition& t) {
+  row.status = t.request_status;
+  row.next_step = t.next_step;
+  if (t.reason) row.reason = t.reason;
+  if (t.workflow_name) row.workflow_name = t.workflow_name;
+  if (t.workflow_version) row.workflow_version = t.workflow_version;
+  row.lease_owner = t.lease_until ? std::optional<std::string>(t.owner) : std::nullopt;
+  if (t.step_idx < 0) return;
+  auto it = std::find_if(row.steps.begin(), row.steps.end(), [&](const StepRow& s) { return s.idx == t.step_idx; });
+  if (it == row.steps.end()) {
+    it = row.steps.insert(std::upper_bound(row.steps.begin(), row.steps.end(), t.step_idx,
+                                           [](int idx, const StepRow& s) { return idx < s.idx; }),
+                          StepRow{});
+    it->idx = t.step_idx;
+    it->step_id = t.step_id;
+    it->action = t.action;
+  }
+  it->status = t.step_status;
+  it->attempts = t.attempts;
+  it->output = t.output;
+  it->error = t.error;
+  it->wake_at = t.wake_at;
 }
 
 void release(soci::session& sql, const std::string& id, const std::string& owner) {

@@ -93,6 +93,10 @@ struct Transition {
 };
 bool apply(soci::session& sql, const Transition& t);
 
+// What apply() did to the request, done to a loaded copy of it (so that
+// the holder of the lease need not read back what it just wrote).
+void advance(RunRow& row, const Transition& t);
+
 // Gives a request's lease back (when draining), if `owner` still holds it.
 void release(soci::session& sql, const std::string& id, const std::string& owner);
 

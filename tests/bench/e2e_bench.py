@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Disassociations end to end against the intake rate (SPEC §12).
 
-One run, one machine, PostgreSQL with fsync on, the shipped workflows and
+One run, one machine, PostgreSQL with fsync on (BENCH_FSYNC=off to see
+what durability costs), the shipped workflows and
 policies with the demo data systems, and `privacyd receive` playing the
 partner on loopback (it verifies every signature). N subjects are
 associated with P-1001; then N disassociation webhooks are sent as fast as
@@ -27,6 +28,7 @@ LOADGEN = os.environ.get("PRIVACYD_LOADGEN", os.path.join(BUILD, "tests", "bench
 N = int(os.environ.get("BENCH_REQUESTS", "2000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 CONCURRENCY = int(os.environ.get("BENCH_ENGINE_CONCURRENCY", "16"))  # engine.concurrency
+POOL = int(os.environ.get("BENCH_DATABASE_POOL", "4"))  # database_pool
 
 
 def loadgen(daemon, secrets, *args):
@@ -38,7 +40,7 @@ def loadgen(daemon, secrets, *args):
 
 
 def main():
-    pg = PgCluster(fsync=True)
+    pg = PgCluster(fsync=os.environ.get("BENCH_FSYNC", "on") == "on")
     work = tempfile.mkdtemp(prefix="privacyd-e2e-bench-")
     receiver = daemon = None
     try:
@@ -46,7 +48,7 @@ def main():
         partner_secret = new_secret()
         policies = demo_setup(work, f"http://127.0.0.1:{port}/notices", partner_secret)
         config = write_config(work, database=pg.dsn(), log_level="info",
-                              extra=f"engine: {{ concurrency: {CONCURRENCY} }}\n")
+                              extra=f"engine: {{ concurrency: {CONCURRENCY} }}\ndatabase_pool: {POOL}\n")
         use_policies(config, policies)
         subprocess.run([BIN, "demo", "--config", config], check=True, capture_output=True)
         receiver = subprocess.Popen([BIN, "receive", "--listen", f"127.0.0.1:{port}", "--secret-file",
@@ -70,7 +72,7 @@ def main():
         completed = count("SELECT COUNT(*) FROM requests WHERE status = 'completed'")
         delivered = count("SELECT COUNT(*) FROM notices WHERE channel = 'partner' AND status = 'delivered'")
         intake, e2e = N / accepted, N / finished
-        print(f"disassociations end to end, PostgreSQL (fsync on), {CLIENTS} clients, {N} requests,"
+        print(f"disassociations end to end, PostgreSQL (fsync {'on' if pg.fsync else 'off'}), {CLIENTS} clients, {N} requests,"
               f" engine.concurrency {CONCURRENCY}")
         print(f"  intake        {intake:8.0f} requests/s accepted   ({accepted:.1f} s)")
         print(f"  end to end    {e2e:8.0f} requests/s finished   ({finished:.1f} s; {completed} completed,"
