@@ -1,6 +1,8 @@
 #include "daemon/audit/audit.hpp"
 
+#include <algorithm>
 #include <soci/soci.h>
+#include <tuple>
 
 #include "daemon/crypto/primitives.hpp"
 
@@ -24,16 +26,79 @@ std::string entry_hash(std::string_view prev_hash, std::int64_t seq, UnixMillis 
   return crypto::sha256_hex(message);
 }
 
-void append(soci::session& sql, UnixMillis at, std::string_view request_id, std::string_view event,
-            std::string_view detail) {
-  long long head_seq = 0;
-  std::string head_hash;
-  // FOR UPDATE makes every appender in every instance wait its turn; SQLite
-  // has one writer at a time anyway.
+namespace {
+thread_local Deferral* deferring = nullptr;
+
+// The head, locked until the transaction ends (every appender in every
+// instance waits its turn; SQLite has one writer at a time anyway).
+std::pair<long long, std::string> lock_head(soci::session& sql) {
+  long long seq = 0;
+  std::string hash;
   const bool postgresql = sql.get_backend_name() == "postgresql";
   sql << (postgresql ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
                      : "SELECT seq, hash FROM audit_head WHERE id = 1"),
-      soci::into(head_seq), soci::into(head_hash);
+      soci::into(seq), soci::into(hash);
+  return {seq, hash};
+}
+}  // namespace
+
+Deferral::Deferral() : previous_(deferring) { deferring = this; }
+
+Deferral::~Deferral() {
+  if (active_) deferring = previous_;
+}
+
+void Deferral::flush(soci::session& sql) {
+  deferring = previous_;
+  active_ = false;
+  if (entries_.empty()) return;
+  auto [seq, prev] = lock_head(sql);
+  struct Row {
+    long long seq, at;
+    std::string request_id, event, detail, prev_hash, hash;
+  };
+  std::vector<Row> rows;
+  rows.reserve(entries_.size());  // bound by reference below: never reallocated
+  for (auto& e : entries_) {
+    ++seq;
+    std::string hash = entry_hash(prev, seq, e.at, e.request_id, e.event, e.detail);
+    rows.push_back({seq, e.at, std::move(e.request_id), std::move(e.event), std::move(e.detail), prev, hash});
+    prev = std::move(hash);
+  }
+  constexpr std::size_t kPerStatement = 100;
+  for (std::size_t from = 0; from < rows.size(); from += kPerStatement) {
+    const std::size_t to = std::min(rows.size(), from + kPerStatement);
+    std::string query = "INSERT INTO audit_log(seq, at, request_id, event, detail, prev_hash, hash) VALUES ";
+    for (std::size_t i = from; i < to; ++i) {
+      const std::string n = std::to_string(i);
+      query += (i == from ? "(" : ", (") + (":s" + n) + ", :a" + n + ", :r" + n + ", :e" + n + ", :d" + n + ", :p" +
+               n + ", :h" + n + ")";
+    }
+    // One statement, executed when `insert` goes out of scope.
+    auto insert = (sql << query);
+    for (std::size_t i = from; i < to; ++i) {
+      const std::string n = std::to_string(i);
+      auto& r = rows[i];
+      insert, soci::use(r.seq, "s" + n), soci::use(r.at, "a" + n), soci::use(r.request_id, "r" + n),
+          soci::use(r.event, "e" + n), soci::use(r.detail, "d" + n), soci::use(r.prev_hash, "p" + n),
+          soci::use(r.hash, "h" + n);
+    }
+  }
+  long long last = rows.back().seq;
+  sql << "UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1", soci::use(last, "seq"),
+      soci::use(rows.back().hash, "hash");
+  entries_.clear();
+}
+
+void append(soci::session& sql, UnixMillis at, std::string_view request_id, std::string_view event,
+            std::string_view detail) {
+  if (deferring != nullptr) {
+    deferring->entries_.push_back({at, std::string(request_id), std::string(event), std::string(detail)});
+    return;
+  }
+  long long head_seq = 0;
+  std::string head_hash;
+  std::tie(head_seq, head_hash) = lock_head(sql);
   long long seq = head_seq + 1;
   std::string req(request_id);
   std::string ev(event);

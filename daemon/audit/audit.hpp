@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "daemon/base/time.hpp"
 
@@ -30,6 +31,35 @@ std::string entry_hash(std::string_view prev_hash, std::int64_t seq, UnixMillis 
 // JSON object of ids and reasons.
 void append(soci::session& sql, UnixMillis at, std::string_view request_id, std::string_view event,
             std::string_view detail);
+
+// Group commit: while a Deferral is alive on this thread, append() queues
+// its entries, and flush() writes them all — one turn on the head's lock,
+// one INSERT — just before the shared transaction commits. A transaction
+// that appends entry by entry holds the lock, which every instance waits
+// on, from its first append to its commit; this holds it for three
+// statements however many entries the batch has. Entries keep their order.
+class Deferral {
+ public:
+  Deferral();
+  ~Deferral();
+  Deferral(const Deferral&) = delete;
+  Deferral& operator=(const Deferral&) = delete;
+  // Appends what was queued, in the caller's transaction; append() is
+  // immediate again afterwards.
+  void flush(soci::session& sql);
+
+ private:
+  friend void append(soci::session&, UnixMillis, std::string_view, std::string_view, std::string_view);
+  struct Entry {
+    UnixMillis at;
+    std::string request_id;
+    std::string event;
+    std::string detail;
+  };
+  std::vector<Entry> entries_;
+  Deferral* previous_;
+  bool active_ = true;
+};
 
 struct Verification {
   bool intact = true;

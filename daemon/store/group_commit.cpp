@@ -4,6 +4,8 @@
 #include <soci/soci.h>
 #include <vector>
 
+#include "daemon/audit/audit.hpp"
+
 namespace privacyd {
 
 GroupCommit::GroupCommit(Database& db, Logger& log, Options options) : db_(db), log_(log), options_(options) {}
@@ -59,7 +61,9 @@ void GroupCommit::flush() {
     try {
       db_.with_session([&](soci::session& sql) {
         soci::transaction tr(sql);
+        audit::Deferral audit_entries;  // appended together, just before the commit
         for (auto& item : batch) item.work(sql);
+        audit_entries.flush(sql);
         tr.commit();
       });
     } catch (...) {

@@ -86,3 +86,39 @@ TEST_CASE("entries cut from the end are noticed through the head", "[audit]") {
   CHECK_FALSE(v.intact);
   CHECK(v.broken_seq == 4);
 }
+
+TEST_CASE("deferred entries join the chain in order, in one turn on the head", "[audit]") {
+  testing::SqliteFixture f;
+  append_n(f, 2);
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    audit::Deferral deferral;
+    for (int i = 0; i < 150; ++i) {  // more than one INSERT statement's worth
+      audit::append(sql, 5000 + i, "req_d" + std::to_string(i), "step.started", R"({"step":"b"})");
+    }
+    int written = 0;
+    sql << "SELECT COUNT(*) FROM audit_log", soci::into(written);
+    CHECK(written == 2);  // queued, not written
+    deferral.flush(sql);
+    audit::append(sql, 9000, "req_after", "request.completed", "{}");  // immediate again
+    tr.commit();
+  });
+  auto v = verify(f);
+  CHECK(v.intact);
+  CHECK(v.entries == 153);
+  CHECK(f.scalar<std::string>("SELECT request_id FROM audit_log WHERE seq = 3") == "req_d0");
+  CHECK(f.scalar<std::string>("SELECT request_id FROM audit_log WHERE seq = 152") == "req_d149");
+  CHECK(f.scalar<std::string>("SELECT request_id FROM audit_log WHERE seq = 153") == "req_after");
+  CHECK(f.scalar("SELECT seq FROM audit_head") == 153);
+}
+
+TEST_CASE("a deferral that is never flushed writes nothing", "[audit]") {
+  testing::SqliteFixture f;
+  f.db->with_session([&](soci::session& sql) {
+    audit::Deferral deferral;
+    audit::append(sql, 1000, "req_x", "step.started", "{}");
+  });
+  append_n(f, 1);  // immediate: the deferral is gone
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log") == 1);
+  CHECK(verify(f).intact);
+}
