@@ -105,6 +105,7 @@ bench: build
 	PATH="$$PATH:/usr/sbin" $(PYTHON) tests/bench/http_bench.py
 	$(PYTHON) tests/bench/e2e_bench.py
 	$(PYTHON) tests/bench/memory_bench.py
+	$(PYTHON) tests/bench/crash_bench.py
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz
