@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/editable.hpp"
 #include <soci/soci.h>
 
 #include "daemon/actions/domain_actions.hpp"
@@ -57,18 +58,10 @@ int check(const std::filesystem::path& config_file, const std::string& format) {
   std::size_t workflow_count = 0;
   std::size_t partner_count = 0;
   if (result.config) {
-    auto policies = policy::load_policies(result.config->policies, result.config->file.parent_path(), problems);
-    partner_count = policies.partners.size();
-    engine::ActionRegistry actions;
-    engine::add_builtin_actions(actions, result.config->workflows);
-    auto catalog = actions.catalog();
-    for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
-    for (auto& spec : notify::notice_action_specs()) catalog.push_back(std::move(spec));
-    auto templates = notify::Templates::load(notify::templates_dir(result.config->policies), problems);
-    auto set = engine::load_workflows(result.config->workflows, catalog, problems);
-    notify::check_workflow_templates(set, templates, problems);
-    workflow_count = set.workflows.size();
-    if (problems.empty()) compare_with_database(*result.config, set, problems);
+    auto loaded = load_editable(*result.config, action_catalog(*result.config), problems);
+    partner_count = loaded.policies.partners.size();
+    workflow_count = loaded.workflows.workflows.size();
+    if (problems.empty()) compare_with_database(*result.config, loaded.workflows, problems);
   }
   if (format == "json") {
     std::cout << format_json(problems) << '\n';

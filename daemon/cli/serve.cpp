@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/editable.hpp"
 #include "daemon/actions/domain_actions.hpp"
 #include "daemon/admin/admin_api.hpp"
 #include "daemon/admin/tokens.hpp"
@@ -84,19 +85,16 @@ int serve(const std::filesystem::path& config_file) {
                                       config.keys.index_key_file);
     auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
     Current<std::vector<admin::Token>> admin_tokens(load_admin_tokens(config, log));
+    const auto catalog = action_catalog(config);
+    Diagnostics problems;
+    auto editable = load_editable(config, catalog, problems);
+    for (const auto& p : problems) log.error("config problem", {{"at", format_text(p)}});
+    if (!problems.empty()) return 1;
+    policy::PolicyStore policies(std::move(editable.policies));
+    notify::TemplateStore templates(std::move(editable.templates));
+    auto workflows = std::move(editable.workflows);
     engine::ActionRegistry actions;
     engine::add_builtin_actions(actions, config.workflows);
-    auto catalog = actions.catalog();
-    for (auto& spec : actions::domain_action_specs()) catalog.push_back(std::move(spec));
-    for (auto& spec : notify::notice_action_specs()) catalog.push_back(std::move(spec));
-    Diagnostics problems;
-    const auto config_dir = config.file.parent_path();
-    policy::PolicyStore policies(policy::load_policies(config.policies, config_dir, problems));
-    notify::TemplateStore templates(notify::Templates::load(notify::templates_dir(config.policies), problems));
-    auto workflows = engine::load_workflows(config.workflows, catalog, problems);
-    notify::check_workflow_templates(workflows, *templates.get(), problems);
-    for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
-    if (!problems.empty()) return 1;
     systemd.status("connecting to the database");
     Database db(config.database, log);
     systemd.status("migrating the schema");
@@ -185,20 +183,17 @@ int serve(const std::filesystem::path& config_file) {
       } catch (const std::exception& e) {
         found.push_back({config.admin.tokens_file.string(), 0, 0, e.what(), "io"});
       }
-      auto next_policies = policy::load_policies(config.policies, config.file.parent_path(), found);
-      auto next_templates = notify::Templates::load(notify::templates_dir(config.policies), found);
-      auto next = engine::load_workflows(config.workflows, actions.catalog(), found);  // every action is registered by now
-      notify::check_workflow_templates(next, next_templates, found);
+      auto next = load_editable(config, catalog, found);
       if (found.empty()) {
         try {
-          found = engine.install(std::move(next));
+          found = engine.install(std::move(next.workflows));
         } catch (const std::exception& e) {
           found.push_back({config.workflows.string(), 0, 0, e.what(), "io"});
         }
       }
       if (found.empty()) {
-        policies.replace(std::move(next_policies));
-        templates.replace(std::move(next_templates));
+        policies.replace(std::move(next.policies));
+        templates.replace(std::move(next.templates));
         intake.set_secrets(std::move(next_secrets));
         admin_tokens.replace(std::move(next_tokens));
         log.info("reloaded", {{"what", "workflows, policies, templates, webhook secrets, admin tokens"}});
