@@ -76,6 +76,22 @@ json::object notice_summary(const soci::row& r) {
                       {"next_attempt_at", status == "pending" ? time_or_null(r, 10) : nullptr}};
 }
 
+// {KEY: [up to `limit` summaries], "next_cursor": the last id shown, or
+// null when the query (which asks for one row more) found no more.
+template <class Summary>
+json::value page(soci::rowset<soci::row>& rows, int limit, std::string_view key, Summary summary) {
+  json::array out;
+  json::value next = nullptr;
+  for (const auto& r : rows) {
+    if (static_cast<int>(out.size()) == limit) {
+      next = out.back().at("id");
+      break;
+    }
+    out.push_back(summary(r));
+  }
+  return json::object{{key, std::move(out)}, {"next_cursor", std::move(next)}};
+}
+
 }  // namespace
 
 std::int64_t days_left(UnixMillis deadline, UnixMillis now) {
@@ -92,16 +108,7 @@ json::value list_requests(soci::session& sql, const RequestFilter& f, UnixMillis
        soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.type, "type"),
        soci::use(f.type, "type2"), soci::use(f.cursor, "cursor"), soci::use(f.cursor, "cursor2"),
        soci::use(fetch, "n"));
-  json::array out;
-  json::value next = nullptr;
-  for (const auto& r : rows) {
-    if (static_cast<int>(out.size()) == f.limit) {
-      next = out.back().at("id");
-      break;
-    }
-    out.push_back(request_summary(r, now));
-  }
-  return json::object{{"requests", std::move(out)}, {"next_cursor", std::move(next)}};
+  return page(rows, f.limit, "requests", [now](const soci::row& r) { return request_summary(r, now); });
 }
 
 std::optional<json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now) {
@@ -158,16 +165,7 @@ json::value list_notices(soci::session& sql, const NoticeFilter& f) {
                           " ORDER BY id DESC LIMIT :n",
        soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
        soci::use(f.cursor, "cursor2"), soci::use(fetch, "n"));
-  json::array out;
-  json::value next = nullptr;
-  for (const auto& r : rows) {
-    if (static_cast<int>(out.size()) == f.limit) {
-      next = out.back().at("id");
-      break;
-    }
-    out.push_back(notice_summary(r));
-  }
-  return json::object{{"notices", std::move(out)}, {"next_cursor", std::move(next)}};
+  return page(rows, f.limit, "notices", notice_summary);
 }
 
 }  // namespace privacyd::admin
