@@ -1,5 +1,6 @@
 #include "daemon/admin/tokens.hpp"
 
+#include <boost/algorithm/hex.hpp>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,21 +16,11 @@ constexpr std::size_t kMaxFile = 1024 * 1024;
 constexpr std::size_t kMaxToken = 1024;
 
 std::optional<std::string> unhex(std::string_view text) {
-  if (text.size() % 2 != 0) return std::nullopt;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); i += 2) {
-    int hi = digit(text[i]);
-    int lo = digit(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
+  try {
+    return boost::algorithm::unhex(std::string(text));
+  } catch (const boost::algorithm::hex_decode_error&) {
+    return std::nullopt;
   }
-  return out;
 }
 
 bool valid_name(std::string_view name) {

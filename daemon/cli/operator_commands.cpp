@@ -4,6 +4,8 @@
 // scripts. Exit 0: done; 1: the API refused (its message is printed);
 // 2: the call could not be made.
 #include <boost/json.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -53,21 +55,8 @@ std::string base_url(const OperatorOptions& o) {
   return "http://127.0.0.1:8081";
 }
 
-std::string query_escape(std::string_view v) {
-  std::string out;
-  for (char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      static constexpr char hex[] = "0123456789ABCDEF";
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+// A query value or path segment, percent-encoded (Boost.URL).
+std::string query_escape(std::string_view v) { return boost::urls::encode(v, boost::urls::unreserved_chars); }
 
 json::value call(const OperatorOptions& o, const std::string& method, const std::string& path,
                  const json::object* body = nullptr) {
