@@ -7,7 +7,7 @@ import sqlite3
 import tempfile
 import unittest
 
-from harness import (Daemon, PgCluster, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config,
+from harness import (Daemon, OnPostgres, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config,
                      write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
@@ -249,19 +249,13 @@ class RequestsOnSqliteSystems(RequestTypes, unittest.TestCase):
             db.close()
 
 
-class RequestsOnPostgresSystems(RequestTypes, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PgCluster()
-        cls.n = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
+class RequestsOnPostgresSystems(OnPostgres, RequestTypes, unittest.TestCase):
+    """The data systems on PostgreSQL (the cluster is OnPostgres's); privacyd
+    itself stays on SQLite."""
 
     def setUp(self):
-        RequestsOnPostgresSystems.n += 1
-        self.suffix = RequestsOnPostgresSystems.n
+        type(self).databases += 1
+        self.suffix = type(self).databases
         for name in ("pc", "institute"):
             self.pg.psql(f"CREATE DATABASE {name}_{self.suffix}")
         super().setUp()
