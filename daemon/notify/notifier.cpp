@@ -65,6 +65,15 @@ struct Outcome {
   std::optional<Duration> retry_after;
 };
 
+// The header lines of a subject mail, each ending in CRLF (the blank line
+// that ends the header is the caller's).
+std::string mail_headers(const json::object& m) {
+  return "To: <" + std::string(m.at("to").as_string()) + ">\r\nFrom: <" + std::string(m.at("from").as_string()) +
+         ">\r\nSubject: " + std::string(m.at("subject").as_string()) +
+         "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
+         std::string(m.at("locale").as_string()) + "\r\n";
+}
+
 // libcurl SMTP, blocking: run on the notifier's own thread.
 Outcome send_mail(const std::string& url, const json::object& m, Duration timeout) {
   struct Reader {
@@ -74,9 +83,7 @@ Outcome send_mail(const std::string& url, const json::object& m, Duration timeou
   auto header_safe = [](std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; };
   std::string to(m.at("to").as_string()), from(m.at("from").as_string()), subject(m.at("subject").as_string());
   if (!header_safe(to) || !header_safe(from) || !header_safe(subject)) return {false, false, "unsafe header", {}};
-  reader.data = "To: <" + to + ">\r\nFrom: <" + from + ">\r\nSubject: " + subject +
-                "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
-                std::string(m.at("locale").as_string()) + "\r\n\r\n";
+  reader.data = mail_headers(m) + "\r\n";
   for (char c : std::string(m.at("body").as_string())) {
     if (c == '\n') reader.data += "\r\n";
     else reader.data += c;
@@ -118,11 +125,7 @@ Outcome write_file(const fs::path& dir, const std::string& id, const json::objec
   auto tmp = dir / (id + ".eml.tmp");
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << "To: <" << m.at("to").as_string().c_str() << ">\r\nFrom: <" << m.at("from").as_string().c_str()
-        << ">\r\nSubject: " << m.at("subject").as_string().c_str()
-        << "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: "
-        << m.at("locale").as_string().c_str() << "\r\nMessage-ID: <" << id << "@privacyd>\r\n\r\n"
-        << m.at("body").as_string().c_str();
+    out << mail_headers(m) << "Message-ID: <" << id << "@privacyd>\r\n\r\n" << m.at("body").as_string().c_str();
     if (!out) return {false, true, "cannot write the notice file", {}};
   }
   fs::rename(tmp, dir / (id + ".eml"), ec);
