@@ -165,6 +165,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
   metrics::Metrics* metrics = nullptr;
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
+  bool woken = false;  // on the strand: wake() came since the loop last waited
 
   net::awaitable<void> loop() {
     auto self = shared_from_this();
@@ -176,8 +177,14 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
         log.warn("notifier round failed", {{"error", e.what()}});
       }
       if (handled > 0 && !stopping) continue;
+      // A wake-up that came while a round ran found no wait to cut short.
+      if (woken && !stopping) {
+        woken = false;
+        continue;
+      }
       timer.expires_after(poll);
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+      woken = false;
     }
     done = true;
   }
@@ -353,7 +360,10 @@ void Notifier::start() {
 
 void Notifier::wake() {
   auto self = impl_;
-  net::post(self->strand, [self] { self->timer.cancel(); });
+  net::post(self->strand, [self] {
+    self->woken = true;
+    self->timer.cancel();
+  });
 }
 
 void Notifier::stop() {
