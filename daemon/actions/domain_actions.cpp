@@ -1,6 +1,7 @@
 #include "daemon/actions/domain_actions.hpp"
 
 #include <boost/json.hpp>
+#include <map>
 #include <soci/soci.h>
 
 #include "daemon/base/time.hpp"
@@ -52,8 +53,36 @@ struct Subject {
   std::string id;
   std::string huawei_id;
 };
+// Throws PermanentFailure when the HUAWEI ID cannot be decrypted: acting
+// on an empty identifier would "succeed" on no rows.
 Subject subject_of(const ActionContext& ctx) {
-  return {text_at(ctx.context, {"request", "subject_id"}), text_at(ctx.context, {"subject", "huawei_id"})};
+  return {text_at(ctx.context, {"request", "subject_id"}), engine::required_huawei_id(ctx)};
+}
+
+// The rows earlier attempts of this step reported under `key`, by name
+// (system, or "system/category"), so a retry adds to them.
+std::map<std::string, long long> earlier_counts(const ActionContext& ctx, const char* key) {
+  std::map<std::string, long long> out;
+  if (ctx.earlier == nullptr || !ctx.earlier->is_object()) return out;
+  const auto* list = ctx.earlier->get_object().if_contains(key);
+  if (list == nullptr) return out;
+  if (list->is_object()) {
+    for (const auto& [name, rows] : list->get_object()) {
+      if (rows.is_int64()) out[std::string(name)] = rows.get_int64();
+    }
+  } else if (list->is_array()) {
+    for (const auto& e : list->get_array()) {
+      if (!e.is_object()) continue;
+      const auto& o = e.get_object();
+      const auto* system = o.if_contains("system");
+      const auto* category = o.if_contains("category");
+      const auto* rows = o.if_contains("rows");
+      if (system && system->is_string() && category && category->is_string() && rows && rows->is_int64()) {
+        out[std::string(system->get_string()) + "/" + std::string(category->get_string())] = rows->get_int64();
+      }
+    }
+  }
+  return out;
 }
 
 class DomainAction : public engine::Action {
@@ -91,8 +120,15 @@ class Unlink final : public DomainAction {
       co_return ActionResult::success(json::object{{"disassociated_at", format_rfc3339(at)}, {"repeated", true}});
     }
 
+    // What earlier attempts unlinked counts: a system that unlinked before
+    // another failed reports 0 rows now, and the association it ended must
+    // not make the request look not_associated.
     json::object unlinked;
     long long total = 0;
+    for (const auto& [name, rows] : earlier_counts(ctx, "unlinked")) {
+      unlinked[name] = rows;
+      total += rows;
+    }
     for (const auto& system : policies->systems) {
       if (!system.unlink) continue;
       Binds binds{subject.huawei_id, partner};
@@ -102,9 +138,11 @@ class Unlink final : public DomainAction {
       try {
         rows = co_await run_in_db(deps_.systems.of(system), work);
       } catch (const std::exception& e) {
-        co_return ActionResult::failure("systems.unlink on " + system.name + ": " + describe_failure(e), true);
+        co_return ActionResult::failure("systems.unlink on " + system.name + ": " + describe_system_failure(e), true,
+                                        json::object{{"unlinked", unlinked}});
       }
-      unlinked[system.name] = rows;
+      const long long before = unlinked.contains(system.name) ? unlinked[system.name].as_int64() : 0;
+      unlinked[system.name] = before + rows;
       total += rows;
     }
     const long long now = ctx.now;
@@ -196,7 +234,7 @@ class Collect final : public DomainAction {
         try {
           rows = co_await run_in_db(deps_.systems.of(system), work);
         } catch (const std::exception& e) {
-          co_return ActionResult::failure("systems.collect on " + system.name + ": " + describe_failure(e), true);
+          co_return ActionResult::failure("systems.collect on " + system.name + ": " + describe_system_failure(e), true);
         }
         bytes += json::serialize(rows).size();
         if (bytes > kMaxBytes) co_return ActionResult::failure("collected data exceeds 16MiB", false);
@@ -311,6 +349,10 @@ class Erase final : public DomainAction {
     const auto wanted = scope(ctx, *policies);
     json::array erased;
     json::array retained;
+    // Rows erased by earlier attempts count: the person is told of every
+    // category erased, not only of those the last attempt found rows in.
+    auto before = earlier_counts(ctx, "erased");
+    auto so_far = [&] { return json::object{{"erased", erased}, {"retained", retained}}; };
     for (const auto& system : policies->systems) {
       for (const auto& [category, queries] : system.categories) {
         if (!queries.erase || !in(wanted, category)) continue;
@@ -345,7 +387,18 @@ class Erase final : public DomainAction {
         try {
           rows = co_await run_in_db(deps_.systems.of(system), work);
         } catch (const std::exception& e) {
-          co_return ActionResult::failure("systems.erase on " + system.name + ": " + describe_failure(e), true);
+          // Earlier attempts' counts for the systems not reached yet stay.
+          for (const auto& [key, n] : before) {
+            auto slash = key.find('/');
+            erased.push_back(json::object{{"system", key.substr(0, slash)}, {"category", key.substr(slash + 1)},
+                                          {"rows", n}});
+          }
+          co_return ActionResult::failure("systems.erase on " + system.name + ": " + describe_system_failure(e), true,
+                                          so_far());
+        }
+        if (auto it = before.find(system.name + "/" + category); it != before.end()) {
+          rows += it->second;
+          before.erase(it);
         }
         erased.push_back(json::object{{"system", system.name}, {"category", category}, {"rows", rows}});
       }

@@ -108,7 +108,7 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
           rows = co_await run_in_db(systems.of(*system), work);
         } catch (const std::exception& e) {
           log.warn("retention erase failed; will retry", {{"request_id", d.request_id}, {"system", d.system},
-                                                          {"category", d.category}, {"error", describe_failure(e)}});
+                                                          {"category", d.category}, {"error", describe_system_failure(e)}});
           continue;  // the lease lapses and the next sweep tries again
         }
       }

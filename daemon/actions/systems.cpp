@@ -15,7 +15,11 @@ Database& SystemConnections::of(const policy::DataSystem& system) {
   std::lock_guard lock(mutex_);
   auto key = system.name + "\n" + system.database.parameters;
   auto& pool = pools_[key];
-  if (!pool) pool = std::make_unique<Database>(system.database, log_, /*connect_now=*/false);
+  if (!pool) {
+    DatabaseConfig config = system.database;
+    config.foreign = true;
+    pool = std::make_unique<Database>(std::move(config), log_, /*connect_now=*/false);
+  }
   return *pool;
 }
 
@@ -80,17 +84,11 @@ long long change_rows(soci::session& sql, const policy::Query& query, const Bind
 
 namespace privacyd::actions {
 
-std::string describe_failure(const std::exception& e) {
+std::string describe_system_failure(const std::exception& e) {
   if (dynamic_cast<const ResultTooLarge*>(&e) != nullptr) return e.what();
-  if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
-    return "the query failed (SQLSTATE " + pg->sqlstate() + ")";
-  }
-  if (const auto* lite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
-    return "the query failed (SQLite error " + std::to_string(lite->result()) + ")";
-  }
-  if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return "the query failed";
   if (dynamic_cast<const DatabaseUnavailable*>(&e) != nullptr) return "the system's database is unreachable";
   if (dynamic_cast<const DatabaseConflict*>(&e) != nullptr) return "the system's database is busy";
+  if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return describe_failure(e);
   return "the query failed";
 }
 

@@ -52,10 +52,8 @@ boost::json::array read_rows(soci::session& sql, const policy::Query& query, con
 // Runs an erase or unlink statement; returns the rows it touched.
 long long change_rows(soci::session& sql, const policy::Query& query, const Binds& binds);
 
-// What went wrong in a data system, safe to store, audit and log: SOCI adds
-// the bound values (a HUAWEI ID) to its messages and servers quote rows in
-// theirs, so only the kind of failure and its SQLSTATE or SQLite code are
-// kept.
-std::string describe_failure(const std::exception& e);
+// What went wrong in a data system, safe to store, audit and log (see
+// privacyd::describe_failure), in a data system's words.
+std::string describe_system_failure(const std::exception& e);
 
 }  // namespace privacyd::actions

@@ -110,7 +110,7 @@ struct Reader {
 void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   Reader r{yaml, c.file.parent_path()};
   if (!yaml.expect_map(root, "the config",
-                       {"listen", "tls", "admin", "database", "database_pool", "workflows", "policies", "keys", "webhook",
+                       {"listen", "tls", "admin", "database", "database_pool", "database_timeouts", "workflows", "policies", "keys", "webhook",
                         "notices", "log", "limits", "io_threads", "engine"})) {
     return;
   }
@@ -140,6 +140,19 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
     }
   }
   if (auto n = yaml.integer(root, "database_pool", 1, 256)) c.database.pool_size = static_cast<std::size_t>(*n);
+  if (auto t = root["database_timeouts"]; t.IsDefined() && yaml.expect_map(t, "database_timeouts", {"statement", "lock"})) {
+    auto at_least_a_second = [&](const char* key, Duration& into) {
+      if (auto d = yaml.duration(t, key)) {
+        if (*d < std::chrono::seconds(1)) {
+          yaml.error(t[key].Mark(), std::string("\"") + key + "\" must be at least 1s", "value");
+        } else {
+          into = *d;
+        }
+      }
+    };
+    at_least_a_second("statement", c.database.statement_timeout);
+    at_least_a_second("lock", c.database.lock_timeout);
+  }
   if (auto n = yaml.integer(root, "io_threads", 1, 64)) c.io_threads = static_cast<std::size_t>(*n);
 
   if (auto p = r.path(root, "workflows", true)) c.workflows = *p;
@@ -255,9 +268,13 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
 
   if (auto limits = root["limits"]; limits.IsDefined()) {
     if (yaml.expect_map(limits, "limits",
-                        {"max_connections", "max_header", "read_timeout", "idle_timeout", "shutdown_grace"})) {
+                        {"max_connections", "max_connections_per_client", "max_header", "read_timeout",
+                         "idle_timeout", "shutdown_grace"})) {
       if (auto n = yaml.integer(limits, "max_connections", 1, 100000)) {
         c.limits.max_connections = static_cast<std::size_t>(*n);
+      }
+      if (auto n = yaml.integer(limits, "max_connections_per_client", 1, 100000)) {
+        c.limits.max_connections_per_client = static_cast<std::size_t>(*n);
       }
       if (auto s = yaml.size(limits, "max_header")) c.limits.max_header = *s;
       if (auto d = yaml.duration(limits, "read_timeout")) c.limits.read_timeout = *d;

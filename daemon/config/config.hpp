@@ -32,6 +32,13 @@ struct DatabaseConfig {
   Backend backend = Backend::sqlite3;
   std::string parameters;  // SOCI backend parameters, sqlite path made absolute
   std::size_t pool_size = 4;
+  // PostgreSQL session deadlines: no statement, and no wait for a lock,
+  // ties up a database thread for longer (SET at every connect).
+  Duration statement_timeout = std::chrono::seconds(30);
+  Duration lock_timeout = std::chrono::seconds(10);
+  // A data system's database belongs to someone else: privacyd opens it
+  // as it is (no PRAGMAs that persist, never creates a missing SQLite file).
+  bool foreign = false;
 };
 
 // Parses a SOCI URL "sqlite3://db=PATH …" or "postgresql://…", resolving a
@@ -41,6 +48,8 @@ std::optional<DatabaseConfig> parse_database_url(std::string_view url, const std
 
 struct Limits {
   std::size_t max_connections = 512;
+  // From one client address: one address cannot take every connection.
+  std::size_t max_connections_per_client = 64;
   std::uint64_t max_header = 8 * 1024;
   Duration read_timeout = std::chrono::seconds(30);
   Duration idle_timeout = std::chrono::seconds(60);

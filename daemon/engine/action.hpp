@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,23 @@ struct ActionContext {
   std::optional<UnixMillis> woken_from;  // set when a `wait` this step asked for is over
   const boost::json::value& context;   // what `if:` sees: request, subject, partner, steps
   const Workflow* workflow = nullptr;  // the pinned workflow the step belongs to
+  // What earlier attempts of this step did (the output a failed attempt
+  // returned with its failure), or null: effects accumulate across
+  // attempts, so a retry does not forget what an attempt before it did.
+  const boost::json::value* earlier = nullptr;
 };
+
+// A failure that no retry can mend, such as a subject identifier that none
+// of the configured keys opens: the step fails at once.
+class PermanentFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The subject's HUAWEI ID as the request context holds it; throws
+// PermanentFailure when it could not be decrypted (a step must never act
+// on an empty identifier and report success).
+std::string required_huawei_id(const ActionContext& ctx);
 
 // A notice an action decided to send: committed to the outbox in the same
 // transaction as the step's outcome, then delivered by the notifier.
@@ -61,11 +78,14 @@ struct ActionResult {
     r.output = std::move(out);
     return r;
   }
-  static ActionResult failure(std::string error, bool retryable) {
+  // `done`: what this attempt (with the earlier ones) did before it failed;
+  // kept as the step's output for the next attempt's `earlier`.
+  static ActionResult failure(std::string error, bool retryable, boost::json::value done = {}) {
     ActionResult r;
     r.kind = Kind::failed;
     r.error = std::move(error);
     r.retryable = retryable;
+    r.output = std::move(done);
     return r;
   }
 };

@@ -26,6 +26,17 @@ ActionCatalog ActionRegistry::catalog() const {
   return out;
 }
 
+std::string required_huawei_id(const ActionContext& ctx) {
+  const json::value* id = nullptr;
+  if (const auto* subject = ctx.context.as_object().if_contains("subject"); subject && subject->is_object()) {
+    id = subject->get_object().if_contains("huawei_id");
+  }
+  if (id == nullptr || !id->is_string() || id->get_string().empty()) {
+    throw PermanentFailure("the subject's identifier cannot be decrypted with the configured keys");
+  }
+  return std::string(id->get_string());
+}
+
 Duration retry_delay(const RetryPolicy& policy, int attempt, double unit_random) {
   using ms = std::chrono::milliseconds;
   double base = static_cast<double>(std::chrono::duration_cast<ms>(policy.backoff).count());

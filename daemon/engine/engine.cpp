@@ -29,8 +29,25 @@ std::string new_instance_id() {
 
 namespace {
 struct Run : std::enable_shared_from_this<Run> {
-  explicit Run(std::string i) : id(std::move(i)) {}
+  explicit Run(runs::Claim c) : id(std::move(c.id)), token(std::move(c.token)) {}
   std::string id;
+  std::string token;  // this claim's: every write of the run checks it
+};
+
+// One attempt of an action, run as a coroutine of its own so that the
+// driver can stop waiting for it at the step's timeout (and renew the lease
+// meanwhile). It owns everything the action's context refers to: an
+// attempt given up on runs to its end and its result is dropped.
+struct ActionJob : std::enable_shared_from_this<ActionJob> {
+  explicit ActionJob(net::strand<net::io_context::executor_type>& s)
+      : finished(s, net::steady_timer::time_point::max()) {}
+  std::shared_ptr<const Workflow> workflow;  // keeps the step alive
+  json::value context;
+  json::value earlier;  // null: no earlier attempt left anything
+  std::optional<ActionContext> ctx;
+  Action* action = nullptr;
+  std::optional<ActionResult> result;
+  net::steady_timer finished;  // cancelled when `result` is set
 };
 
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
@@ -85,6 +102,11 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
 
   net::awaitable<void> loop();
   net::awaitable<void> drive(Run* run);
+  net::awaitable<void> run_job(ActionJob* job);
+  // Waits for the job, renewing the run's lease every third of it, until it
+  // finishes, `timeout` passes (a retryable failure), or the claim is lost
+  // (nullopt: stop driving).
+  net::awaitable<std::optional<ActionResult>> await_job(ActionJob* job, const Run& run, Duration timeout);
   net::awaitable<std::shared_ptr<const Workflow>> workflow_for(const runs::RunRow& row);
   net::awaitable<bool> commit(const runs::Transition& t);
   // Counts a request that reached a final status in this instance.
@@ -175,13 +197,20 @@ net::awaitable<void> Engine::Impl::loop() {
       const UnixMillis at = now();
       const UnixMillis until = at + ms(options.lease);
       const std::string owner = options.instance;
-      auto claim = [at, until, owner, capacity](soci::session& sql) {
+      // What this process still drives is never claimed again, whatever
+      // its lease says: two coroutines would run the same step.
+      std::vector<std::string> driving;
+      {
+        std::lock_guard lock(mutex);
+        for (const auto& [id, run] : running) driving.push_back(id);
+      }
+      auto claim = [at, until, owner, capacity, driving](soci::session& sql) {
         soci::transaction tr(sql);
-        auto ids = runs::claim(sql, at, owner, until, capacity);
+        auto claims = runs::claim(sql, at, owner, until, capacity, driving);
         tr.commit();
-        return ids;
+        return claims;
       };
-      std::vector<std::string> ids;
+      std::vector<runs::Claim> ids;
       try {
         ids = co_await run_in_db(db, claim);
         if (database_down) log.info("engine: database reachable again");
@@ -190,11 +219,11 @@ net::awaitable<void> Engine::Impl::loop() {
         if (!database_down) log.warn("engine: cannot claim work", {{"error", e.what()}});
         database_down = true;
       }
-      for (auto& id : ids) {
-        auto run = std::make_shared<Run>(id);
+      for (auto& claimed : ids) {
+        auto run = std::make_shared<Run>(std::move(claimed));
         {
           std::lock_guard lock(mutex);
-          running[id] = run;
+          running[run->id] = run;
         }
         ++active;
         net::co_spawn(strand, drive(run.get()), net::detached);
@@ -280,6 +309,53 @@ json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys
                       {"steps", std::move(steps)}};
 }
 
+net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
+  auto self = shared_from_this();
+  auto job = raw->shared_from_this();
+  ActionResult r;
+  try {
+    r = co_await job->action->run(*job->ctx);
+  } catch (const PermanentFailure& e) {
+    r = ActionResult::failure(e.what(), false);
+  } catch (const std::exception& e) {
+    // Bounded and value-free: a failed statement's message carries what
+    // was bound to it.
+    r = ActionResult::failure(describe_failure(e), true);
+  }
+  job->result = std::move(r);
+  job->finished.cancel();
+}
+
+net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* job, const Run& run,
+                                                                    Duration timeout) {
+  using steady = std::chrono::steady_clock;
+  const auto deadline = steady::now() + timeout;
+  const Duration renew_every = std::max<Duration>(options.lease / 3, std::chrono::milliseconds(100));
+  while (!job->result) {
+    job->finished.expires_at(std::min(deadline, steady::now() + renew_every));
+    co_await job->finished.async_wait(net::as_tuple(net::use_awaitable));
+    if (job->result) break;
+    if (steady::now() >= deadline) {
+      // The attempt goes on by itself; what it does is at-least-once like
+      // every attempt, and the retry carries the same idempotency key.
+      co_return ActionResult::failure(
+          job->ctx->step.action + " timed out after " + std::to_string(ms(timeout)) + "ms", true);
+    }
+    const UnixMillis until = now() + ms(options.lease);
+    auto renew = [id = run.id, token = run.token, until](soci::session& sql) {
+      return runs::renew(sql, id, token, until);
+    };
+    try {
+      if (!co_await run_in_db(db, renew)) co_return std::nullopt;
+    } catch (const std::exception& e) {
+      // The database is away: keep waiting; if the lease lapses meanwhile
+      // and another holder claims the request, this run's writes are fenced.
+      log.warn("engine: cannot renew a lease", {{"request_id", run.id}, {"error", describe_failure(e)}});
+    }
+  }
+  co_return std::move(*job->result);
+}
+
 net::awaitable<void> Engine::Impl::drive(Run* raw) {
   auto self = shared_from_this();
   auto run = raw->shared_from_this();
@@ -299,10 +375,11 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       runs::Transition t;
       t.request_id = row->id;
       t.owner = owner;
+      t.token = run->token;
       t.now = at;
 
       if (draining) {
-        auto give_back = [id = row->id, owner](soci::session& sql) { runs::release(sql, id, owner); };
+        auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
         co_await run_in_db(db, give_back);
         break;
       }
@@ -347,7 +424,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         continue;
       }
       if (row->status != "running") {
-        auto give_back = [id = row->id, owner](soci::session& sql) { runs::release(sql, id, owner); };
+        auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
         co_await run_in_db(db, give_back);
         break;
       }
@@ -411,7 +488,10 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         started.attempts = attempt;
         started.request_status = "running";
         started.run_at = at;
-        started.lease_until = at + ms(options.lease) + ms(step.timeout);
+        // The lease alone, renewed while the action runs: a crashed
+        // instance's step is taken over after a lease, whatever its timeout.
+        started.lease_until = at + ms(options.lease);
+        if (previous) started.output = previous->output;  // what earlier attempts did
         started.audit_event = "step.started";
         started.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
         if (!co_await commit(started)) break;
@@ -421,13 +501,26 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       if (action == nullptr) {
         result = ActionResult::failure("action " + step.action + " is not available", false);
       } else {
-        ActionContext ctx{row->id, row->type, step, attempt, row->id + ":" + step.id, at, woken_from, context,
-                          workflow.get()};
-        try {
-          result = co_await action->run(ctx);
-        } catch (const std::exception& e) {
-          result = ActionResult::failure(e.what(), true);
+        auto job = std::make_shared<ActionJob>(strand);
+        job->workflow = workflow;
+        job->action = action;
+        job->context = context;
+        if (previous && previous->output) {
+          if (const auto* steps = job->context.as_object().if_contains("steps")) {
+            if (const auto* mine = steps->as_object().if_contains(step.id)) job->earlier = *mine;
+          }
         }
+        job->ctx.emplace(ActionContext{row->id, row->type, step, attempt, row->id + ":" + step.id, at, woken_from,
+                                       job->context, workflow.get(),
+                                       job->earlier.is_null() ? nullptr : &job->earlier});
+        net::co_spawn(strand, run_job(job.get()), net::detached);
+        auto finished = co_await await_job(job.get(), *run, step.timeout);
+        if (!finished) {
+          log.warn("engine: claim lost while a step ran; another holder goes on", {{"request_id", row->id},
+                                                                                    {"step", step.id}});
+          break;
+        }
+        result = std::move(*finished);
       }
 
       at = now();
@@ -445,6 +538,13 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           t.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
           break;
         case ActionResult::Kind::failed:
+          // What the attempts so far did stays with the step: the next
+          // attempt (or an operator's retry) builds on it.
+          if (!result.output.is_null()) {
+            t.output = json::serialize(result.output);
+          } else if (previous) {
+            t.output = previous->output;
+          }
           if (result.retryable && attempt < step.retry.attempts) {
             auto delay = retry_delay(step.retry, attempt + 1, unit_random());
             t.step_status = "waiting";
@@ -453,7 +553,8 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
             t.run_at = at + ms(delay);
             t.audit_event = "step.failed";
             t.audit_detail = json::serialize(
-                json::object{{"step", step.id}, {"attempt", attempt}, {"retry_at", *t.run_at}, {"error", result.error}});
+                json::object{{"step", step.id}, {"attempt", attempt}, {"retry_at", *t.run_at},
+                         {"error", runs::bounded_error(result.error)}});
           } else {
             t.step_status = "failed";
             t.error = result.error;
@@ -461,8 +562,10 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
             t.reason = "step " + step.id + " failed";
             t.audit_event = "step.failed";
             t.audit_detail = json::serialize(
-                json::object{{"step", step.id}, {"attempt", attempt}, {"final", true}, {"error", result.error}});
-            log.warn("request failed", {{"request_id", row->id}, {"step", step.id}, {"error", result.error}});
+                json::object{{"step", step.id}, {"attempt", attempt}, {"final", true},
+                             {"error", runs::bounded_error(result.error)}});
+            log.warn("request failed", {{"request_id", row->id}, {"step", step.id},
+                                        {"error", runs::bounded_error(result.error)}});
           }
           break;
         case ActionResult::Kind::wait:
@@ -484,6 +587,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           // Woken by the notifier when every notice is delivered or dead.
           t.step_status = "waiting";
           t.attempts = attempt;
+          t.await_notices = true;
           json::array ids;
           for (auto& n : result.notices) {
             ids.emplace_back(n.id);
@@ -521,7 +625,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
     }
   } catch (const std::exception& e) {
     // The lease runs out and the request is picked up again.
-    log.warn("engine: request interrupted", {{"request_id", run->id}, {"error", e.what()}});
+    log.warn("engine: request interrupted", {{"request_id", run->id}, {"error", describe_failure(e)}});
   }
   {
     std::lock_guard lock(mutex);

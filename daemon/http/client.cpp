@@ -31,6 +31,8 @@ std::string_view ClientResponse::header(std::string_view name) const {
 
 namespace {
 
+constexpr std::uint32_t kMaxResponseHeader = 16 * 1024;
+
 // Fails with a message naming the phase (never data): callers log it.
 void check(const boost::system::error_code& ec, const char* doing, long long timeout_ms) {
   if (!ec) return;
@@ -55,8 +57,12 @@ net::awaitable<ClientResponse> exchange(Stream& stream, const ClientRequest& req
   (void)written;
   check(write_ec, "request", timeout_ms);
 
-  beast::flat_buffer buffer;
+  // Bounded like the server's: a peer that sends an endless chunk
+  // extension, trailer or header line fills this and the read fails,
+  // instead of growing it until the deadline.
+  beast::flat_buffer buffer(kMaxResponseHeader + 8 * 1024);
   bhttp::response_parser<bhttp::string_body> parser;
+  parser.header_limit(kMaxResponseHeader);
   parser.body_limit(request.max_response_body);
   auto [read_ec, read] = co_await bhttp::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
   (void)read;

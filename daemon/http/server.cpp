@@ -13,8 +13,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <map>
 #include <mutex>
 #include <set>
+#include <strings.h>
 
 namespace privacyd::http {
 
@@ -23,11 +25,14 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = net::ip::tcp;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+// What the read buffer holds beyond the header limit: a chunk header, a
+// trailer, and the start of a pipelined request.
+constexpr std::size_t kLineSlack = 8 * 1024;
 
 namespace {
 
 struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(tcp::socket socket, net::ssl::context* tls) {
+  Connection(tcp::socket socket, net::ssl::context* tls, net::ip::address from) : client(std::move(from)) {
     if (tls != nullptr) {
       secure.emplace(std::move(socket), *tls);
     } else {
@@ -37,6 +42,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   std::atomic<bool> idle{true};  // waiting for the first byte of a request
+  net::ip::address client;       // counted against its address's cap until forgotten
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
 };
 
@@ -52,6 +58,30 @@ std::unique_ptr<net::ssl::context> tls_context(const TlsConfig& tls) {
   ctx->use_private_key_file(tls.key_file.string(), net::ssl::context::pem, ec);
   if (ec) throw std::runtime_error(tls.key_file.string() + ": cannot load the TLS private key: " + ec.message());
   return ctx;
+}
+
+// Beast refuses a Content-Length that overflows 64 bits as malformed; it
+// is a body larger than any route takes, so it is answered 413 like one.
+// `raw` is what was buffered of the header.
+bool announces_huge_body(std::string_view raw) {
+  for (std::size_t at = raw.find('\n'); at != std::string_view::npos; at = raw.find('\n', at + 1)) {
+    std::string_view line = raw.substr(at + 1, raw.find('\n', at + 1) - (at + 1));
+    constexpr std::string_view name = "content-length:";
+    if (line.size() < name.size() || strncasecmp(line.data(), name.data(), name.size()) != 0) continue;
+    line.remove_prefix(name.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    return line.size() > 19 && line.find_first_not_of("0123456789") == std::string_view::npos;
+  }
+  return false;
+}
+
+// Chunked is the only transfer coding privacyd reads; anything else (gzip,
+// "chunked, gzip") would otherwise be taken for an empty or raw body.
+bool unsupported_transfer_coding(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return !value.empty() && !(value.size() == 7 && strncasecmp(value.data(), "chunked", 7) == 0);
 }
 
 bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
@@ -88,9 +118,21 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   tcp::acceptor acceptor;
   std::atomic<bool> draining{false};
   std::atomic<std::size_t> active{0};
-  std::mutex mutex;
+  std::mutex mutex;  // guards live, per_client and refused
   std::set<std::shared_ptr<Connection>> live;
+  std::map<net::ip::address, std::size_t> per_client;  // open connections by client address
+  // Refused connections since the last log line: one line per interval,
+  // with the count, so a flood of refusals is not a flood of log lines.
+  struct {
+    std::size_t max_connections = 0;
+    std::size_t per_client = 0;
+    std::chrono::steady_clock::time_point logged{};
+  } refused;
   std::unique_ptr<net::ssl::context> tls;  // null: plain HTTP
+
+  // Registers a new connection, or says why it is refused.
+  const char* admit(const std::shared_ptr<Connection>& conn);
+  void log_refusal(const char* reason);
 
   net::awaitable<void> accept_loop();
   // Coroutine parameters are references or pointers only: GCC 12 may
@@ -106,7 +148,12 @@ Server::Server(net::io_context& ioc, ServerOptions options, const Router& router
                std::vector<net::io_context*> connection_contexts)
     : impl_(std::make_shared<Impl>(ioc, std::move(options), router, log, std::move(connection_contexts))) {}
 
-Server::~Server() = default;
+// The connections hold sockets of the connection contexts, which may be
+// destroyed before the last coroutine lets go of this Impl.
+Server::~Server() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->live.clear();
+}
 
 std::size_t Server::connections() const { return impl_->active.load(); }
 
@@ -146,7 +193,38 @@ void Server::drain() {
 void Server::Impl::forget(const std::shared_ptr<Connection>& conn) {
   std::lock_guard lock(mutex);
   live.erase(conn);
+  if (auto it = per_client.find(conn->client); it != per_client.end() && --it->second == 0) per_client.erase(it);
   --active;
+}
+
+const char* Server::Impl::admit(const std::shared_ptr<Connection>& conn) {
+  std::lock_guard lock(mutex);
+  if (active.load() >= options.limits.max_connections) return "max_connections";
+  auto& mine = per_client[conn->client];
+  if (mine >= options.limits.max_connections_per_client) return "max_connections_per_client";
+  ++mine;
+  live.insert(conn);
+  ++active;
+  return nullptr;
+}
+
+void Server::Impl::log_refusal(const char* reason) {
+  constexpr auto every = std::chrono::seconds(10);
+  std::size_t max_total = 0;
+  std::size_t per_address = 0;
+  {
+    std::lock_guard lock(mutex);
+    (std::string_view(reason) == "max_connections" ? refused.max_connections : refused.per_client)++;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - refused.logged < every) return;
+    refused.logged = now;
+    max_total = std::exchange(refused.max_connections, 0);
+    per_address = std::exchange(refused.per_client, 0);
+  }
+  log.warn("connections refused", {{"listener", options.name},
+                                   {"max_connections", max_total},
+                                   {"max_connections_per_client", per_address},
+                                   {"interval", "10s"}});
 }
 
 net::awaitable<void> Server::Impl::accept_loop() {
@@ -166,21 +244,22 @@ net::awaitable<void> Server::Impl::accept_loop() {
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    if (active.load() >= options.limits.max_connections) {
+    boost::system::error_code peer_ec;
+    auto peer = socket.remote_endpoint(peer_ec);
+    if (peer_ec) continue;  // gone already
+    auto conn = std::make_shared<Connection>(std::move(socket), tls.get(), peer.address());
+    if (const char* reason = admit(conn)) {
+      // Refused before a byte is read, on the accepting thread, without
+      // waiting: a client may not make us hold its connection to say no.
       static constexpr std::string_view busy =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+      auto& refused_socket = conn->lowest().socket();
       boost::system::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(net::buffer(busy), ignored);
-      socket.close(ignored);
-      log.warn("connection refused", {{"listener", options.name}, {"reason", "max_connections"}});
+      refused_socket.non_blocking(true, ignored);
+      refused_socket.write_some(net::buffer(busy), ignored);
+      refused_socket.close(ignored);
+      log_refusal(reason);
       continue;
-    }
-    auto conn = std::make_shared<Connection>(std::move(socket), tls.get());
-    {
-      std::lock_guard lock(mutex);
-      live.insert(conn);
-      ++active;
     }
     net::co_spawn(conn->lowest().get_executor(), session(conn.get()), net::detached);
   }
@@ -198,7 +277,11 @@ net::awaitable<Response> Server::Impl::handle(Request& request, const Route* rou
 net::awaitable<void> Server::Impl::session(Connection* raw) {
   auto self = shared_from_this();
   auto conn = raw->shared_from_this();  // `live` owns it until forget()
-  beast::flat_buffer buffer;
+  // Bounded: Beast limits the header and the body, not what it buffers
+  // while it looks for the end of a line, so an endless chunk extension or
+  // trailer (no CRLF) would grow it without end. The header limit fires
+  // first for headers; a chunk line or trailer past this is refused.
+  beast::flat_buffer buffer(options.limits.max_header + kLineSlack);
   std::string remote;
   {
     boost::system::error_code ec;
@@ -232,6 +315,10 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header));
+    // No limit while the header is read: Beast would refuse a large
+    // Content-Length as a malformed request; the route's limit is applied
+    // (413) once the header says where the request goes.
+    parser.body_limit(boost::none);
     conn->idle = true;
     if (draining) break;
     beast::get_lowest_layer(stream).expires_after(first ? limits.read_timeout : limits.idle_timeout);
@@ -241,8 +328,11 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
     (void)n;
     if (ec) {
       Response rejection;
-      if (ec == bhttp::error::header_limit) {
+      if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
         rejection = error(431, "header_too_large", "request header too large");
+      } else if (ec == bhttp::error::bad_content_length &&
+                 announces_huge_body({static_cast<const char*>(buffer.data().data()), buffer.size()})) {
+        rejection = error(413, "body_too_large", "request body too large");
       } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
                  ec == net::error::operation_aborted || ec == net::error::connection_reset ||
                  ec == net::error::bad_descriptor || ec == net::error::eof ||
@@ -284,7 +374,11 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
       }
       std::uint64_t max_body = route != nullptr ? route->max_body : 0;
       auto length = parser.content_length();
-      if (length && *length > max_body) {
+      if (unsupported_transfer_coding(header[bhttp::field::transfer_encoding])) {
+        if (route != nullptr) response = error(501, "unsupported_transfer_coding", "only chunked transfer coding is supported");
+        route = nullptr;
+        read_body = false;
+      } else if (length && *length > max_body) {
         if (route != nullptr) response = error(413, "body_too_large", "request body too large");
         route = nullptr;
         read_body = false;  // never read what we will not accept
@@ -300,6 +394,11 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
       (void)m;
       if (body_ec == bhttp::error::body_limit) {
         if (route != nullptr) response = error(413, "body_too_large", "request body too large");
+        route = nullptr;
+        keep_alive = false;
+      } else if (body_ec == bhttp::error::buffer_overflow) {
+        // An endless chunk header or trailer: the read buffer is full.
+        if (route != nullptr) response = error(400, "bad_request", "chunk header or trailer too long");
         route = nullptr;
         keep_alive = false;
       } else if (body_ec) {

@@ -146,6 +146,8 @@ class NoticeAction : public engine::Action {
     r.kind = ActionResult::Kind::await_notices;
     try {
       r.notices = co_await draft(ctx);
+    } catch (const engine::PermanentFailure&) {
+      throw;
     } catch (const std::exception& e) {
       co_return ActionResult::failure(std::string(spec_.name) + ": " + e.what(), false);
     }
@@ -165,7 +167,7 @@ class NoticeAction : public engine::Action {
     body["notice_id"] = n.id;
     body["request_id"] = ctx.request_id;
     body["partner_id"] = partner.id;
-    body["subject"] = json::object{{"huawei_id", text(ctx.context, {"subject", "huawei_id"})}};
+    body["subject"] = json::object{{"huawei_id", engine::required_huawei_id(ctx)}};
     json::object values = body;
     values["partner_name"] = partner.name;
     values["categories"] = described(*deps_.policies.current(), body["categories"].as_array());

@@ -22,6 +22,8 @@
 #include "daemon/audit/audit.hpp"
 #include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/http/client.hpp"
+#include "daemon/crypto/primitives.hpp"
+#include "daemon/store/runs.hpp"
 #include "daemon/store/async.hpp"
 
 namespace privacyd::notify {
@@ -56,7 +58,13 @@ struct Claimed {
   std::string recipient;
   std::string payload_enc;
   int attempts = 0;
+  std::string token;  // the claim's: the outcome is recorded only under it
 };
+
+// Subject mails go out on this many threads (libcurl blocks).
+constexpr std::size_t kMailThreads = 4;
+// Notices claimed per round.
+constexpr int kClaimBatch = 16;
 
 struct Outcome {
   bool delivered = false;
@@ -67,15 +75,17 @@ struct Outcome {
 
 // The header lines of a subject mail, each ending in CRLF (the blank line
 // that ends the header is the caller's).
-std::string mail_headers(const json::object& m) {
+// The Message-ID is the notice's id, the same on every attempt, so a mail
+// sent again after a crash is recognisably the same mail.
+std::string mail_headers(const std::string& id, const json::object& m) {
   return "To: <" + std::string(m.at("to").as_string()) + ">\r\nFrom: <" + std::string(m.at("from").as_string()) +
-         ">\r\nSubject: " + std::string(m.at("subject").as_string()) +
-         "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
+         ">\r\nSubject: " + std::string(m.at("subject").as_string()) + "\r\nMessage-ID: <" + id +
+         "@privacyd>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
          std::string(m.at("locale").as_string()) + "\r\n";
 }
 
 // libcurl SMTP, blocking: run on the notifier's own thread.
-Outcome send_mail(const std::string& url, const json::object& m, Duration timeout) {
+Outcome send_mail(const std::string& url, const std::string& id, const json::object& m, Duration timeout) {
   struct Reader {
     std::string data;
     std::size_t offset = 0;
@@ -83,7 +93,7 @@ Outcome send_mail(const std::string& url, const json::object& m, Duration timeou
   auto header_safe = [](std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; };
   std::string to(m.at("to").as_string()), from(m.at("from").as_string()), subject(m.at("subject").as_string());
   if (!header_safe(to) || !header_safe(from) || !header_safe(subject)) return {false, false, "unsafe header", {}};
-  reader.data = mail_headers(m) + "\r\n";
+  reader.data = mail_headers(id, m) + "\r\n";
   for (char c : std::string(m.at("body").as_string())) {
     if (c == '\n') reader.data += "\r\n";
     else reader.data += c;
@@ -125,7 +135,7 @@ Outcome write_file(const fs::path& dir, const std::string& id, const json::objec
   auto tmp = dir / (id + ".eml.tmp");
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << mail_headers(m) << "Message-ID: <" << id << "@privacyd>\r\n\r\n" << m.at("body").as_string().c_str();
+    out << mail_headers(id, m) << "\r\n" << m.at("body").as_string().c_str();
     if (!out) return {false, true, "cannot write the notice file", {}};
   }
   fs::rename(tmp, dir / (id + ".eml"), ec);
@@ -147,7 +157,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
         log(l),
         config(cfg),
         poll(poll_every),
-        mail_thread(1),
+        mail_thread(kMailThreads),
         rng(std::random_device{}()) {}
 
   net::strand<net::io_context::executor_type> strand;
@@ -232,15 +242,15 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     auto ex = co_await net::this_coro::executor;
     // Only named locals and a pointer-capturing initiation go into the
     // co_await (GCC 12 destroys temporaries of a co_await expression twice).
-    auto initiate = [this](auto handler, const std::string& to_url, const json::object& mail, Duration limit,
-                           net::any_io_executor back) {
-      net::post(mail_thread, [to_url, mail, limit, back, handler = std::move(handler)]() mutable {
-        Outcome o = send_mail(to_url, mail, limit);
+    auto initiate = [this](auto handler, const std::string& to_url, const std::string& id, const json::object& mail,
+                           Duration limit, net::any_io_executor back) {
+      net::post(mail_thread, [to_url, id, mail, limit, back, handler = std::move(handler)]() mutable {
+        Outcome o = send_mail(to_url, id, mail, limit);
         net::post(back, [handler = std::move(handler), o = std::move(o)]() mutable { std::move(handler)(std::move(o)); });
       });
     };
     Outcome sent = co_await net::async_initiate<decltype(net::use_awaitable), void(Outcome)>(
-        initiate, net::use_awaitable, url, message, timeout, ex);
+        initiate, net::use_awaitable, url, n.id, message, timeout, ex);
     co_return sent;
   }
 
@@ -267,14 +277,27 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       if (o.retry_after) wait = std::max<long long>(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*o.retry_after).count());
       next = at + wait;
     }
+    o.error = runs::bounded_error(o.error);
     auto finish = [&](soci::session& sql) {
       soci::transaction tr(sql);
+      // The request's row lock first: the step awaiting this notice decides
+      // under the same lock whether it waits (runs::Transition::await_notices).
+      runs::lock_request(sql, n.request_id);
       soci::indicator error_ind = o.error.empty() ? soci::i_null : soci::i_ok;
       soci::indicator delivered_ind = o.delivered ? soci::i_ok : soci::i_null;
-      sql << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
-             " lease_until = NULL, last_error = :error, delivered_at = :delivered WHERE id = :id",
-          soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
-          soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id");
+      const int before = n.attempts;
+      // Fenced: only this claim, on the attempt it claimed, records an
+      // outcome; a late one (after the lease lapsed and another attempt
+      // was claimed) cannot overwrite what that attempt found.
+      soci::statement update =
+          (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+                          " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
+                          " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
+           soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+           soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id"),
+           soci::use(n.token, "token"), soci::use(before, "before"));
+      update.execute(true);
+      if (update.get_affected_rows() != 1) return false;
       if (status != "pending") {
         // The step that queued it looks again.
         sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
@@ -284,8 +307,12 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
                     json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
                                                  {"attempt", attempts}, {"error", o.error}}));
       tr.commit();
+      return true;
     };
-    co_await run_in_db(db, finish);
+    if (!co_await run_in_db(db, finish)) {
+      log.warn("notice attempt outcome dropped: its claim was lost", {{"notice_id", n.id}, {"attempt", attempts}});
+      co_return;
+    }
     log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
                                 {"status", status}, {"error", o.error}});
     if (metrics != nullptr) {
@@ -298,23 +325,29 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     const long long now = to_unix_ms(clock.now());
     // Long enough for one attempt to finish; a crash mid-attempt frees the
     // notice soon after, and it is sent again with the same id.
-    const long long lease = now + 2 * std::chrono::duration_cast<std::chrono::milliseconds>(config.notices.timeout).count() + 1000;
-    auto claim = [now, lease](soci::session& sql) {
+    // Subject mails of one round queue for kMailThreads threads, so the last
+    // may start after several others' timeouts.
+    const long long attempt_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config.notices.timeout).count();
+    const long long lease = now + (2 + kClaimBatch / static_cast<long long>(kMailThreads)) * attempt_ms + 1000;
+    const std::string token = crypto::hex(crypto::random_bytes(12));
+    auto claim = [now, lease, token](soci::session& sql) {
       const bool pg = sql.get_backend_name() == "postgresql";
       std::vector<Claimed> due;
       soci::transaction tr(sql);
       soci::rowset<soci::row> rows =
           (sql.prepare << std::string("SELECT id, request_id, channel, recipient, payload_enc, attempts FROM notices"
                                       " WHERE status = 'pending' AND next_attempt_at <= :now"
-                                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY next_attempt_at LIMIT 16") +
+                                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY next_attempt_at LIMIT " +
+                                      std::to_string(kClaimBatch)) +
                               (pg ? " FOR UPDATE SKIP LOCKED" : ""),
            soci::use(now, "now"), soci::use(now, "now2"));
       for (const auto& r : rows) {
         due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2), r.get<std::string>(3),
-                       r.get<std::string>(4), r.get<int>(5)});
+                       r.get<std::string>(4), r.get<int>(5), token});
       }
       for (const auto& d : due) {
-        sql << "UPDATE notices SET lease_until = :lease WHERE id = :id", soci::use(lease, "lease"), soci::use(d.id, "id");
+        sql << "UPDATE notices SET lease_until = :lease, claim_token = :token WHERE id = :id", soci::use(lease, "lease"),
+            soci::use(token, "token"), soci::use(d.id, "id");
       }
       tr.commit();
       return due;

@@ -6,23 +6,26 @@
 
 namespace privacyd {
 
+namespace {
+constexpr auto kProbeTimeout = std::chrono::seconds(2);
+}
+
 void Health::mount(http::Router& router) {
   router.add("GET", "/healthz", [](http::Request&) -> boost::asio::awaitable<http::Response> {
     co_return http::Response::json(200, R"({"status":"ok"})");
   });
   router.add("GET", "/readyz", [this](http::Request&) -> boost::asio::awaitable<http::Response> {
     if (draining_) co_return http::Response::json(503, R"({"status":"draining"})");
-    bool up = false;
-    try {
-      int one = co_await run_in_db(db_, [](soci::session& sql) {
-        int value = 0;
-        sql << "SELECT 1", soci::into(value);
-        return value;
-      });
-      up = one == 1;
-    } catch (const std::exception& e) {
-      if (database_up_.exchange(false)) log_.warn("database unreachable", {{"error", e.what()}});
-    }
+    auto probe = [](soci::session& sql) {
+      int value = 0;
+      sql << "SELECT 1", soci::into(value);
+      return value;
+    };
+    // Bounded: with every database thread stuck (a half-open connection, a
+    // lock wait), readiness is "no", not a hang.
+    auto answer = co_await run_in_db_within(db_, probe, kProbeTimeout);
+    const bool up = answer.value == 1;
+    if (!up && database_up_.exchange(false)) log_.warn("database unreachable", {{"error", answer.error}});
     if (!up) co_return http::Response::json(503, R"({"status":"unavailable","database":"unreachable"})");
     if (!database_up_.exchange(true)) log_.info("database reachable again");
     co_return http::Response::json(200, R"({"status":"ready","database":"ok"})");

@@ -3,12 +3,18 @@
 // threads and the coroutine resumes on its own executor, so an I/O thread
 // never blocks on SOCI.
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <exception>
+#include <memory>
+#include <optional>
+#include <string>
 #include <type_traits>
 
 #include "daemon/store/database.hpp"
@@ -82,6 +88,47 @@ auto run_in_db(Database& db, WorkRef&& work_ref) {
     };
     return run_blocking(db, std::move(with_session));
   }
+}
+
+// What run_in_db_within answers: the work's result, or why there is none.
+template <class Result>
+struct Bounded {
+  std::optional<Result> value;  // nullopt: failed, or not done in time
+  std::string error;            // describe_failure's, or "timed out"
+};
+
+// Like run_in_db, but stops waiting after `limit`: a probe (/readyz) must
+// answer even when every database thread is stuck on a dead connection.
+// The work still runs to its end on its thread; its result is dropped.
+// `work` is copied before the first suspension.
+template <class Work>
+boost::asio::awaitable<Bounded<std::invoke_result_t<Work&, soci::session&>>> run_in_db_within(Database& db,
+                                                                                              const Work& work,
+                                                                                              Duration limit) {
+  namespace net = boost::asio;
+  using Result = std::invoke_result_t<Work&, soci::session&>;
+  struct State {
+    explicit State(const net::any_io_executor& ex) : timer(ex, net::steady_timer::time_point::max()) {}
+    net::steady_timer timer;
+    Bounded<Result> out{std::nullopt, "timed out"};
+  };
+  auto ex = co_await net::this_coro::executor;
+  auto state = std::make_shared<State>(ex);
+  state->timer.expires_after(limit);
+  net::post(db.threads(), [&db, state, work]() mutable {
+    Bounded<Result> done;
+    try {
+      db.with_session([&](soci::session& sql) { done.value = work(sql); });
+    } catch (const std::exception& e) {
+      done.error = describe_failure(e);
+    }
+    net::post(state->timer.get_executor(), [state, done = std::move(done)]() mutable {
+      state->out = std::move(done);
+      state->timer.cancel();
+    });
+  });
+  co_await state->timer.async_wait(net::as_tuple(net::use_awaitable));
+  co_return std::move(state->out);
 }
 
 }  // namespace privacyd

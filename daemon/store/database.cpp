@@ -1,5 +1,6 @@
 #include "daemon/store/database.hpp"
 
+#include <filesystem>
 #include <soci/connection-pool.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
@@ -16,9 +17,46 @@ bool is_unavailable_sqlstate(const std::string& state) {
   return state.starts_with("08") || state.starts_with("57") || state.starts_with("53");
 }
 
-bool is_conflict_sqlstate(const std::string& state) { return state == "40001" || state == "40P01"; }
+// 40001 serialisation failure, 40P01 deadlock, 55P03 lock_timeout: retrying
+// later may succeed. 57014 (statement_timeout) is "unavailable": the server
+// or a lock is stuck.
+bool is_conflict_sqlstate(const std::string& state) {
+  return state == "40001" || state == "40P01" || state == "55P03";
+}
+
+long long whole_ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+// The file a sqlite3 connection string names (db=PATH, made absolute by
+// the config).
+std::string sqlite_file(const std::string& parameters) {
+  std::size_t pos = 0;
+  while (pos < parameters.size()) {
+    auto end = parameters.find(' ', pos);
+    if (end == std::string::npos) end = parameters.size();
+    auto token = parameters.substr(pos, end - pos);
+    if (token.starts_with("db=")) return token.substr(3);
+    pos = end + 1;
+  }
+  return {};
+}
 
 }  // namespace
+
+std::string describe_failure(const std::exception& e) {
+  if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
+    return "the query failed (SQLSTATE " + pg->sqlstate() + ")";
+  }
+  if (const auto* lite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
+    return "the query failed (SQLite error " + std::to_string(lite->result()) + ")";
+  }
+  if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return "the query failed";
+  std::string_view what = e.what();
+  constexpr std::size_t kMax = 200;
+  if (what.size() <= kMax) return std::string(what);
+  std::size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(what.substr(0, cut)) + "…";
+}
 
 Database::Database(DatabaseConfig config, Logger& log, bool connect_now)
     : config_(std::move(config)),
@@ -49,15 +87,34 @@ void Database::connect(std::size_t slot) {
     sql.close();
     if (is_postgresql()) {
       std::string params = config_.parameters;
-      // An unreachable host must not hang a database thread forever.
+      // An unreachable host must not hang a database thread forever, nor
+      // may a half-open connection: TCP keepalives find it within ~30s.
       if (params.find("connect_timeout") == std::string::npos) params += " connect_timeout=5";
+      if (params.find("keepalives") == std::string::npos) {
+        params += " keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3";
+      }
+      if (params.find("tcp_user_timeout") == std::string::npos) params += " tcp_user_timeout=30000";
       sql.open(soci::postgresql, params);
+      // Session deadlines: a stuck statement or a lock wait fails instead
+      // of holding the thread (and with it /readyz and shutdown).
+      sql << "SET statement_timeout = " + std::to_string(whole_ms(config_.statement_timeout));
+      sql << "SET lock_timeout = " + std::to_string(whole_ms(config_.lock_timeout));
     } else {
+      if (config_.foreign) {
+        // Someone else's database: never create a missing file, never
+        // change its journal mode (a permanent change to their file).
+        std::error_code ec;
+        if (!std::filesystem::exists(sqlite_file(config_.parameters), ec)) {
+          throw DatabaseUnavailable("the SQLite database file does not exist");
+        }
+      }
       sql.open(soci::sqlite3, config_.parameters);
-      sql << "PRAGMA journal_mode=WAL";
-      sql << "PRAGMA synchronous=FULL";
-      sql << "PRAGMA busy_timeout=5000";
-      sql << "PRAGMA foreign_keys=ON";
+      if (!config_.foreign) {
+        sql << "PRAGMA journal_mode=WAL";
+        sql << "PRAGMA synchronous=FULL";
+        sql << "PRAGMA foreign_keys=ON";
+      }
+      sql << "PRAGMA busy_timeout=" + std::to_string(whole_ms(config_.lock_timeout) / 2);
     }
     broken_[slot] = 0;
   } catch (const soci::soci_error& e) {

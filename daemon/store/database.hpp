@@ -36,6 +36,12 @@ class DatabaseConflict : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What went wrong in database work, safe to store, audit and log: SOCI adds
+// the bound values (a HUAWEI ID, a sealed blob of megabytes) to its
+// messages and servers quote rows in theirs, so only the kind of failure
+// and its SQLSTATE or SQLite code are kept; any other message is bounded.
+std::string describe_failure(const std::exception& e);
+
 class Database {
  public:
   // Connects one session at once (so a bad connection string or an

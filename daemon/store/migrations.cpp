@@ -201,6 +201,17 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({4, "notices", common, common});
     }
+    {
+      // Claims are fenced: each claim of a request or of a notice gets a
+      // token of its own, and every write the claim makes checks it, so a
+      // holder that lost its claim (to another instance, or to its own
+      // earlier self) changes nothing.
+      std::vector<std::string> common = {
+          "ALTER TABLE requests ADD COLUMN lease_token TEXT",
+          "ALTER TABLE notices ADD COLUMN claim_token TEXT",
+      };
+      list.push_back({5, "claim_tokens", common, common});
+    }
     return list;
   }();
   return all;

@@ -5,6 +5,7 @@
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
+#include "daemon/crypto/primitives.hpp"
 
 namespace privacyd::runs {
 
@@ -48,21 +49,49 @@ void insert_notices(soci::session& sql, const std::string& request_id, int step_
 
 }  // namespace
 
-std::vector<std::string> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
-                               int limit) {
+std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
+                         int limit, const std::vector<std::string>& driving) {
   const bool pg = sql.get_backend_name() == "postgresql";
-  std::vector<std::string> ids(static_cast<std::size_t>(limit));
+  // Enough candidates that skipping the ones still driven here leaves `limit`.
+  int candidates = limit + static_cast<int>(driving.size());
+  std::vector<std::string> ids(static_cast<std::size_t>(candidates));
   long long at = now;
   sql << std::string("SELECT id FROM requests WHERE run_at IS NOT NULL AND run_at <= :now"
                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n") +
              (pg ? " FOR UPDATE SKIP LOCKED" : ""),
-      soci::use(at, "now"), soci::use(at, "now2"), soci::use(limit, "n"), soci::into(ids);
+      soci::use(at, "now"), soci::use(at, "now2"), soci::use(candidates, "n"), soci::into(ids);
   long long until = lease_until;
+  std::vector<Claim> claimed;
   for (const auto& id : ids) {
-    sql << "UPDATE requests SET lease_owner = :owner, lease_until = :until WHERE id = :id", soci::use(owner, "owner"),
-        soci::use(until, "until"), soci::use(id, "id");
+    if (static_cast<int>(claimed.size()) == limit) break;
+    if (std::find(driving.begin(), driving.end(), id) != driving.end()) continue;
+    Claim c{id, crypto::hex(crypto::random_bytes(12))};
+    sql << "UPDATE requests SET lease_owner = :owner, lease_until = :until, lease_token = :token WHERE id = :id",
+        soci::use(owner, "owner"), soci::use(until, "until"), soci::use(c.token, "token"), soci::use(id, "id");
+    claimed.push_back(std::move(c));
   }
-  return ids;
+  return claimed;
+}
+
+bool renew(soci::session& sql, const std::string& id, const std::string& token, UnixMillis lease_until) {
+  long long until = lease_until;
+  soci::statement update = (sql.prepare << "UPDATE requests SET lease_until = :until WHERE id = :id AND lease_token = :token",
+                            soci::use(until, "until"), soci::use(id, "id"), soci::use(token, "token"));
+  update.execute(true);
+  return update.get_affected_rows() == 1;
+}
+
+void lock_request(soci::session& sql, const std::string& id) {
+  if (sql.get_backend_name() != "postgresql") return;  // SQLite: one writer at a time anyway
+  std::string locked;
+  sql << "SELECT id FROM requests WHERE id = :id FOR UPDATE", soci::use(id, "id"), soci::into(locked);
+}
+
+std::string bounded_error(std::string_view error) {
+  if (error.size() <= kMaxStoredError) return std::string(error);
+  std::size_t cut = kMaxStoredError;
+  while (cut > 0 && (static_cast<unsigned char>(error[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+  return std::string(error.substr(0, cut)) + "…";
 }
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id) {
@@ -119,6 +148,7 @@ bool apply(soci::session& sql, const Transition& t) {
   Maybe<long long> run_at(t.run_at ? std::optional<long long>(*t.run_at) : std::nullopt);
   Maybe<long long> lease_until(t.lease_until ? std::optional<long long>(*t.lease_until) : std::nullopt);
   Maybe<std::string> owner(t.lease_until ? std::optional<std::string>(t.owner) : std::nullopt);
+  Maybe<std::string> token(t.lease_until ? std::optional<std::string>(t.token) : std::nullopt);
   Maybe<std::string> reason(t.reason);
   Maybe<std::string> wf_name(t.workflow_name);
   Maybe<int> wf_version(t.workflow_version);
@@ -128,21 +158,22 @@ bool apply(soci::session& sql, const Transition& t) {
   std::string updated;
   soci::indicator updated_ind = soci::i_null;
   sql << "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
-         " lease_owner = :new_owner, lease_until = :lease_until, reason = COALESCE(:reason, reason),"
-         " workflow_name = COALESCE(:wf_name, workflow_name),"
+         " lease_owner = :new_owner, lease_until = :lease_until, lease_token = :new_token,"
+         " reason = COALESCE(:reason, reason), workflow_name = COALESCE(:wf_name, workflow_name),"
          " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
-         " WHERE id = :id AND lease_owner = :owner RETURNING id",
+         " WHERE id = :id AND lease_token = :token RETURNING id",
       soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
       soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
-      soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(reason.value, reason.ind, "reason"),
+      soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(token.value, token.ind, "new_token"),
+      soci::use(reason.value, reason.ind, "reason"),
       soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
-      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.owner, "owner"),
+      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"),
       soci::into(updated, updated_ind);
-  if (!sql.got_data()) return false;  // the lease was lost to another instance
+  if (!sql.got_data()) return false;  // the claim was lost
 
   if (t.step_idx >= 0) {
     Maybe<std::string> output(t.output);
-    Maybe<std::string> error(t.error);
+    Maybe<std::string> error(t.error ? std::optional<std::string>(bounded_error(*t.error)) : std::nullopt);
     Maybe<long long> wake(t.wake_at ? std::optional<long long>(*t.wake_at) : std::nullopt);
     bool finished = t.step_status == "succeeded" || t.step_status == "skipped" || t.step_status == "failed";
     Maybe<long long> finished_at(finished ? std::optional<long long>(now) : std::nullopt);
@@ -159,6 +190,16 @@ bool apply(soci::session& sql, const Transition& t) {
         soci::use(wake.value, wake.ind, "wake");
   }
   insert_notices(sql, t.request_id, t.step_idx, t.notices, now);
+  if (t.await_notices) {
+    // The row lock is ours (the UPDATE above); this statement sees every
+    // settlement committed before it, and any later one finds run_at NULL.
+    int pending = 0;
+    sql << "SELECT COUNT(*) FROM notices WHERE request_id = :id AND step_idx = :idx AND status = 'pending'",
+        soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::into(pending);
+    if (pending == 0) {
+      sql << "UPDATE requests SET run_at = :now WHERE id = :id", soci::use(now, "now"), soci::use(t.request_id, "id");
+    }
+  }
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
   return true;
 }
@@ -187,9 +228,10 @@ void advance(RunRow& row, const Transition& t) {
   it->wake_at = t.wake_at;
 }
 
-void release(soci::session& sql, const std::string& id, const std::string& owner) {
-  sql << "UPDATE requests SET lease_owner = NULL, lease_until = NULL WHERE id = :id AND lease_owner = :owner",
-      soci::use(id, "id"), soci::use(owner, "owner");
+void release(soci::session& sql, const std::string& id, const std::string& token) {
+  sql << "UPDATE requests SET lease_owner = NULL, lease_until = NULL, lease_token = NULL"
+         " WHERE id = :id AND lease_token = :token",
+      soci::use(id, "id"), soci::use(token, "token");
 }
 
 std::optional<std::string> stored_workflow_sha(soci::session& sql, const std::string& name, int version) {
@@ -287,7 +329,7 @@ bool retry_request(soci::session& sql, const std::string& id, const std::string&
   long long at = now;
   soci::statement update =
       (sql.prepare << "UPDATE requests SET status = 'running', reason = NULL, run_at = NULL, lease_owner = NULL,"
-                      " lease_until = NULL, updated_at = :at WHERE id = :r AND status = 'failed'",
+                      " lease_token = NULL, lease_until = NULL, updated_at = :at WHERE id = :r AND status = 'failed'",
        soci::use(at, "at"), soci::use(id, "r"));
   if (!changed(update)) return false;
   // A notify step that failed on a dead notice waits for that notice's

@@ -48,18 +48,33 @@ struct RunRow {
   std::vector<StepRow> steps;
 };
 
+// One claim of a request: the token every write of the claim checks.
+struct Claim {
+  std::string id;
+  std::string token;
+};
+
 // Takes up to `limit` requests that are due and not leased by a live
-// instance. On PostgreSQL, FOR UPDATE SKIP LOCKED keeps instances apart.
-std::vector<std::string> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
-                               int limit);
+// instance, skipping those in `driving` (this process drives them still,
+// whatever their lease says). Each gets a fresh token, so whoever held it
+// before can no longer write. On PostgreSQL, FOR UPDATE SKIP LOCKED keeps
+// instances apart.
+std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
+                         int limit, const std::vector<std::string>& driving = {});
+
+// Extends a claim's lease while its step runs. False when the claim was
+// lost (its token replaced or cleared).
+bool renew(soci::session& sql, const std::string& id, const std::string& token, UnixMillis lease_until);
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id);
 
 // One committed step of progress. Fails (returns false, changes nothing)
-// when `owner` no longer holds the request's lease.
+// when `token` is no longer the request's claim.
 struct Transition {
   std::string request_id;
-  std::string owner;
+  std::string owner;  // shown as the lease's holder
+  std::string token;  // the claim's
+
   UnixMillis now = 0;
   // The step (skipped when step_idx < 0).
   int step_idx = -1;
@@ -90,6 +105,12 @@ struct Transition {
     std::string payload_enc;
   };
   std::vector<Notice> notices;
+  // The step waits for its notices (step_idx's): whether it is woken now or
+  // by the notifier is decided in this transaction, under the request's row
+  // lock, from the notices' statuses as committed (the notifier takes the
+  // same lock before it settles a notice), so a settlement cannot slip
+  // between a read and this commit and go unheard.
+  bool await_notices = false;
 };
 bool apply(soci::session& sql, const Transition& t);
 
@@ -97,8 +118,16 @@ bool apply(soci::session& sql, const Transition& t);
 // the holder of the lease need not read back what it just wrote).
 void advance(RunRow& row, const Transition& t);
 
-// Gives a request's lease back (when draining), if `owner` still holds it.
-void release(soci::session& sql, const std::string& id, const std::string& owner);
+// Gives a request's lease back (when draining), if `token` is still its claim.
+void release(soci::session& sql, const std::string& id, const std::string& token);
+
+// Takes the request's row lock (PostgreSQL) before a notice of it settles:
+// see Transition::await_notices.
+void lock_request(soci::session& sql, const std::string& id);
+
+// At most this much of an error is stored, audited or logged.
+inline constexpr std::size_t kMaxStoredError = 300;
+std::string bounded_error(std::string_view error);
 
 // Stores a workflow version's text; returns the sha256 already stored for
 // (name, version) when it differs (the file changed under one version).

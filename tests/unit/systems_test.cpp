@@ -33,7 +33,7 @@ TEST_CASE("a data system's failure is described without the values bound to it",
   try {
     f.db->with_session([&](soci::session& sql) { read_rows(sql, q, {"hw-secret-subject-77", ""}); });
   } catch (const std::exception& e) {
-    described = describe_failure(e);
+    described = describe_system_failure(e);
   }
   CHECK(described.starts_with("the query failed (SQLite error "));
   CHECK(described.find("hw-secret-subject-77") == std::string::npos);
@@ -50,7 +50,7 @@ TEST_CASE("more rows than the bound is an error, not a silent cut", "[systems]")
   try {
     f.db->with_session([&](soci::session& sql) { read_rows(sql, q, {"hw", ""}); });
   } catch (const std::exception& e) {
-    described = describe_failure(e);
+    described = describe_system_failure(e);
   }
   CHECK(described == "a query returned more than 10000 rows");
 }
