@@ -23,6 +23,11 @@ Database& SystemConnections::of(const policy::DataSystem& system) {
   return *pool;
 }
 
+void SystemConnections::shutdown() {
+  std::lock_guard lock(mutex_);
+  for (auto& [key, pool] : pools_) pool->shutdown();
+}
+
 namespace {
 
 bool uses(const policy::Query& q, std::string_view name) {

@@ -25,6 +25,8 @@ class SystemConnections {
   // The pool for `system` as the policies describe it now; a changed
   // connection string gets a new pool.
   Database& of(const policy::DataSystem& system);
+  // Waits for every pool's threads (at shutdown).
+  void shutdown();
 
  private:
   Logger& log_;

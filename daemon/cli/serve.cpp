@@ -3,7 +3,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "daemon/cli/commands.hpp"
@@ -34,6 +38,36 @@ namespace privacyd::cli {
 namespace net = boost::asio;
 
 namespace {
+
+// A test hook's file, from the environment; empty when unset.
+std::filesystem::path test_hook(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::filesystem::path(value) : std::filesystem::path();
+}
+
+// Runs `finish` (joining the database threads), but exits the process if it
+// has not returned within `limit`: a thread stuck on a dead connection
+// must not keep a stopping daemon alive, and everything accepted is
+// committed already.
+void finish_within(Duration limit, Logger& log, const std::function<void()>& finish) {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock lock(mutex);
+    if (!done_cv.wait_for(lock, limit, [&] { return done; })) {
+      log.warn("database threads still busy after the grace period; exiting without them", {});
+      std::_Exit(0);
+    }
+  });
+  finish();
+  {
+    std::lock_guard lock(mutex);
+    done = true;
+  }
+  done_cv.notify_one();
+  watchdog.join();
+}
 
 // Waits, on the io_context, until both servers have no connections or the
 // grace period is over, then stops the loop.
@@ -154,7 +188,8 @@ int serve(const std::filesystem::path& config_file) {
                            .rejection_notices = [&notice_deps](const boost::json::value& context,
                                                                const std::string& reason, UnixMillis now) {
                              return notify::rejection_notices(notice_deps, context, reason, false, now);
-                           }});
+                           },
+                           .await_gate = test_hook("PRIVACYD_TEST_AWAIT_GATE")});
     if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
     problems = engine.install(std::move(workflows));
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
@@ -277,7 +312,10 @@ int serve(const std::filesystem::path& config_file) {
     }
     ioc.run();
     for (auto& t : threads) t.join();
-    db.shutdown();
+    finish_within(config.limits.shutdown_grace, log, [&] {
+      db.shutdown();
+      systems.shutdown();
+    });
     log.info("stopped");
     return 0;
   } catch (const std::exception& e) {

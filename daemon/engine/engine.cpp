@@ -103,6 +103,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   net::awaitable<void> loop();
   net::awaitable<void> drive(Run* run);
   net::awaitable<void> run_job(ActionJob* job);
+  net::awaitable<void> hold_at_gate(const std::string& request_id);
   // Waits for the job, renewing the run's lease every third of it, until it
   // finishes, `timeout` passes (a retryable failure), or the claim is lost
   // (nullopt: stop driving).
@@ -307,6 +308,17 @@ json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys
                       {"subject", std::move(subject)},
                       {"partner", std::move(partner)},
                       {"steps", std::move(steps)}};
+}
+
+net::awaitable<void> Engine::Impl::hold_at_gate(const std::string& request_id) {
+  log.warn("test hook: holding a notify step's commit", {{"request_id", request_id}});
+  net::steady_timer pause(strand);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::error_code ec;
+  while (!std::filesystem::exists(options.await_gate, ec) && std::chrono::steady_clock::now() < until) {
+    pause.expires_after(std::chrono::milliseconds(20));
+    co_await pause.async_wait(net::as_tuple(net::use_awaitable));
+  }
 }
 
 net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
@@ -617,6 +629,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           }
           break;
       }
+      if (t.await_notices && t.notices.empty() && !options.await_gate.empty()) co_await hold_at_gate(row->id);
       if (!co_await commit(t)) break;
       if (t.request_status == "failed" || t.request_status == "rejected") finished(*row, t.request_status, at);
       if (!t.notices.empty() && notices_queued) notices_queued();

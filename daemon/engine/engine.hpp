@@ -7,6 +7,7 @@
 // (at least once; actions carry idempotency keys).
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <boost/asio/awaitable.hpp>
 #include <map>
@@ -44,6 +45,10 @@ struct EngineOptions {
   // committed with the rejection (main wires notify's here).
   std::function<std::vector<NoticeDraft>(const boost::json::value& context, const std::string& reason, UnixMillis now)>
       rejection_notices;
+  // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
+  // still undelivered holds its commit until this file exists, which widens
+  // the window in which a notice can settle between the read and the commit.
+  std::filesystem::path await_gate;
 };
 
 // What a step's `if:` and its action see of a request: request, subject

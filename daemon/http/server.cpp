@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/_experimental/test/stream.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -62,10 +63,13 @@ std::unique_ptr<net::ssl::context> tls_context(const TlsConfig& tls) {
 
 // Beast refuses a Content-Length that overflows 64 bits as malformed; it
 // is a body larger than any route takes, so it is answered 413 like one.
-// `raw` is what was buffered of the header.
+// `raw` is what Beast left unconsumed of the header: it starts at the
+// field it refused.
 bool announces_huge_body(std::string_view raw) {
-  for (std::size_t at = raw.find('\n'); at != std::string_view::npos; at = raw.find('\n', at + 1)) {
-    std::string_view line = raw.substr(at + 1, raw.find('\n', at + 1) - (at + 1));
+  for (std::size_t start = 0; start < raw.size();) {
+    const std::size_t end = raw.find('\n', start);
+    std::string_view line = raw.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    start = end == std::string_view::npos ? raw.size() : end + 1;
     constexpr std::string_view name = "content-length:";
     if (line.size() < name.size() || strncasecmp(line.data(), name.data(), name.size()) != 0) continue;
     line.remove_prefix(name.size());
@@ -83,6 +87,12 @@ bool unsupported_transfer_coding(std::string_view value) {
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   return !value.empty() && !(value.size() == 7 && strncasecmp(value.data(), "chunked", 7) == 0);
 }
+
+// Deadlines are set on the lowest layer: the TCP stream under TLS or not.
+// The in-memory stream of serve_for_testing has no clock; nothing there
+// waits on a peer that may stall.
+void expires_after(beast::tcp_stream& lowest, Duration after) { lowest.expires_after(after); }
+void expires_after(beast::test::stream&, Duration) {}
 
 bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(r.status), version};
@@ -138,8 +148,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // Coroutine parameters are references or pointers only: GCC 12 may
   // destroy a coroutine's by-value class parameters twice.
   net::awaitable<void> session(Connection* conn);
+  // Reads, routes and answers requests on one connection until it closes;
+  // `idle` says when it waits for the first byte of a request.
   template <class Stream>
-  net::awaitable<void> exchange(Connection* conn, Stream& stream, beast::flat_buffer& buffer, const std::string& remote);
+  net::awaitable<void> exchange(std::atomic<bool>& idle, Stream& stream, const std::string& remote);
   net::awaitable<Response> handle(Request& request, const Route* route);
   void forget(const std::shared_ptr<Connection>& conn);
 };
@@ -277,11 +289,6 @@ net::awaitable<Response> Server::Impl::handle(Request& request, const Route* rou
 net::awaitable<void> Server::Impl::session(Connection* raw) {
   auto self = shared_from_this();
   auto conn = raw->shared_from_this();  // `live` owns it until forget()
-  // Bounded: Beast limits the header and the body, not what it buffers
-  // while it looks for the end of a line, so an endless chunk extension or
-  // trailer (no CRLF) would grow it without end. The header limit fires
-  // first for headers; a chunk line or trailer past this is refused.
-  beast::flat_buffer buffer(options.limits.max_header + kLineSlack);
   std::string remote;
   {
     boost::system::error_code ec;
@@ -294,12 +301,12 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
     conn->lowest().expires_after(options.limits.read_timeout);
     auto [ec] = co_await conn->secure->async_handshake(net::ssl::stream_base::server, use_tuple);
     if (!ec) {
-      co_await exchange(conn.get(), *conn->secure, buffer, remote);
+      co_await exchange(conn->idle, *conn->secure, remote);
       conn->lowest().expires_after(std::chrono::seconds(2));
       co_await conn->secure->async_shutdown(use_tuple);
     }
   } else {
-    co_await exchange(conn.get(), *conn->plain, buffer, remote);
+    co_await exchange(conn->idle, *conn->plain, remote);
   }
   boost::system::error_code ignored;
   conn->lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -308,9 +315,13 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
 }
 
 template <class Stream>
-net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, beast::flat_buffer& buffer,
-                                            const std::string& remote) {
+net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& stream, const std::string& remote) {
   const auto& limits = options.limits;
+  // Bounded: Beast limits the header and the body, not what it buffers
+  // while it looks for the end of a line, so an endless chunk extension or
+  // trailer (no CRLF) would grow it without end. The header limit fires
+  // first for headers; a chunk line or trailer past this is refused.
+  beast::flat_buffer buffer(limits.max_header + kLineSlack);
   bool first = true;
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
@@ -319,12 +330,12 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
     // Content-Length as a malformed request; the route's limit is applied
     // (413) once the header says where the request goes.
     parser.body_limit(boost::none);
-    conn->idle = true;
+    idle = true;
     if (draining) break;
-    beast::get_lowest_layer(stream).expires_after(first ? limits.read_timeout : limits.idle_timeout);
+    expires_after(beast::get_lowest_layer(stream), first ? limits.read_timeout : limits.idle_timeout);
     first = false;
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
-    conn->idle = false;
+    idle = false;
     (void)n;
     if (ec) {
       Response rejection;
@@ -342,7 +353,7 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
         rejection = error(400, "bad_request", "malformed HTTP request");
       }
       auto out = to_beast(std::move(rejection), 11, false);
-      beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+      expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
       co_await bhttp::async_write(stream, out, use_tuple);
       break;
     }
@@ -389,7 +400,7 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
 
     bool keep_alive = header.keep_alive();
     if (read_body && !parser.is_done()) {
-      beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+      expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
       auto [body_ec, m] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       (void)m;
       if (body_ec == bhttp::error::body_limit) {
@@ -424,11 +435,31 @@ net::awaitable<void> Server::Impl::exchange(Connection* conn, Stream& stream, be
     }
     keep_alive = keep_alive && !draining;
     auto out = to_beast(std::move(response), parser.get().version(), keep_alive);
-    beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
+    expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
     auto [write_ec, w] = co_await bhttp::async_write(stream, out, use_tuple);
     (void)w;
     if (write_ec || !keep_alive) break;
   }
+}
+
+std::string Server::serve_for_testing(ServerOptions options, const Router& router, Logger& log,
+                                      std::string_view input, std::size_t read_size) {
+  net::io_context ioc;
+  options.tls = {};  // the bytes are HTTP, never a TLS record
+  auto impl = std::make_shared<Impl>(ioc, std::move(options), router, log, std::vector<net::io_context*>{});
+  beast::test::stream stream(ioc);
+  beast::test::stream client(ioc);
+  stream.connect(client);
+  if (read_size != 0) stream.read_size(read_size);
+  stream.append(input);
+  stream.close_remote();  // the client has sent everything and shut down its side
+  std::atomic<bool> idle{true};
+  const std::string remote = "test";
+  std::exception_ptr failure;
+  net::co_spawn(ioc, impl->exchange(idle, stream, remote), [&failure](std::exception_ptr e) { failure = e; });
+  ioc.run();
+  if (failure) std::rethrow_exception(failure);
+  return std::string(client.str());
 }
 
 }  // namespace privacyd::http

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/base/log.hpp"
@@ -50,6 +51,16 @@ class Server {
   // finish with `Connection: close`. Thread-safe.
   void drain();
   std::size_t connections() const;
+
+  // For the fuzzer and tests: serves one plain-HTTP connection on an
+  // in-memory stream through the code every connection runs (the header
+  // and read-buffer limits, routing, the routes' body limits, keep-alive
+  // and pipelining), without the timeouts. The client sends `input`, at
+  // most `read_size` bytes per read (0: all at once), then shuts down its
+  // side; returns every byte the server wrote back. Rethrows what escapes
+  // the connection's coroutine.
+  static std::string serve_for_testing(ServerOptions options, const Router& router, Logger& log,
+                                       std::string_view input, std::size_t read_size = 0);
 
  private:
   struct Impl;

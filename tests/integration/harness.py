@@ -348,6 +348,8 @@ class Receiver:
         self.script = {}              # step (or notice type) -> [(status, headers)] answered in turn
         self.halt_steps = set()
         self.hang_steps = set()
+        self.hold_steps = set()             # answered normally, but only once `release` is set
+        self.holding = threading.Event()    # set when a held delivery arrived
         self.hanging = threading.Event()   # set when a hung delivery arrived
         self.release = threading.Event()   # set to let hung deliveries finish
         self.bad_signatures = 0
@@ -385,6 +387,9 @@ class Receiver:
                     scripted = receiver.script.get(step)
                     answer_now = scripted.pop(0) if scripted else None
                 try:
+                    if step in receiver.hold_steps and not receiver.release.is_set():
+                        receiver.holding.set()
+                        receiver.release.wait(60)
                     if step in receiver.hang_steps and not receiver.release.is_set():
                         receiver.hanging.set()
                         receiver.release.wait(60)
