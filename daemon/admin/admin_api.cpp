@@ -190,6 +190,12 @@ net::awaitable<Response> AdminApi::guard(Request& request, Role role, Endpoint e
     auto r = http::error(503, "unavailable", "the database is unavailable; retry later");
     r.headers.emplace_back("Retry-After", "5");
     co_return r;
+  } catch (const DatabaseConflict&) {
+    // Busy or a lost serialisation race, after with_session's own retries:
+    // the operator's action changed nothing and can be sent again.
+    auto r = http::error(503, "busy", "the database is busy; retry");
+    r.headers.emplace_back("Retry-After", "1");
+    co_return r;
   }
 }
 

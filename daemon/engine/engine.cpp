@@ -137,7 +137,11 @@ Diagnostics Engine::install(WorkflowSet set) {
                             "workflow"});
       }
     }
-    if (problems.empty()) tr.commit();
+    if (!problems.empty()) return;
+    // A request that waited for a workflow for its type need not wait out
+    // its minute: this set may have one.
+    runs::wake_received(sql, at);
+    tr.commit();
   });
   if (!problems.empty()) return problems;
   auto shared = std::make_shared<const WorkflowSet>(std::move(set));

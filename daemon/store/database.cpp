@@ -1,6 +1,7 @@
 #include "daemon/store/database.hpp"
 
 #include <filesystem>
+#include <thread>
 #include <soci/connection-pool.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
@@ -9,6 +10,8 @@
 namespace privacyd {
 
 namespace {
+
+constexpr int kSqliteConflictAttempts = 3;
 
 // SQLSTATE classes that mean "the connection or server is gone" rather than
 // "this statement is wrong": 08 connection exception, 57 operator
@@ -130,7 +133,21 @@ Database::ErrorCounts Database::errors() const {
 
 void Database::with_session(const std::function<void(soci::session&)>& work) {
   try {
-    run_session(work);
+    // SQLite: a transaction that read and then writes fails with
+    // SQLITE_BUSY_SNAPSHOT when another connection (another process on the
+    // file, or a second pooled session) committed in between; no busy
+    // handler waits for that, but a new transaction sees the new snapshot.
+    // The work rolled back whole (RAII transactions), so it runs again.
+    for (int attempt = 1;; ++attempt) {
+      try {
+        run_session(work);
+        break;
+      } catch (const DatabaseConflict&) {
+        if (is_postgresql() || attempt == kSqliteConflictAttempts) throw;
+        conflicts_.fetch_add(1, std::memory_order_relaxed);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
+      }
+    }
   } catch (const DatabaseUnavailable&) {
     unavailable_.fetch_add(1, std::memory_order_relaxed);
     throw;

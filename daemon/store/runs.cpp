@@ -257,6 +257,12 @@ std::optional<std::string> store_workflow(soci::session& sql, const std::string&
   return std::nullopt;
 }
 
+void wake_received(soci::session& sql, UnixMillis now) {
+  long long at = now;
+  sql << "UPDATE requests SET run_at = :now WHERE status = 'received' AND run_at > :now2", soci::use(at, "now"),
+      soci::use(at, "now2");
+}
+
 std::optional<std::string> workflow_source(soci::session& sql, const std::string& name, int version) {
   std::string source;
   soci::indicator ind = soci::i_null;

@@ -133,6 +133,10 @@ std::string bounded_error(std::string_view error);
 // (name, version) when it differs (the file changed under one version).
 std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
                                           const std::string& sha256, const std::string& source, UnixMillis now);
+// Requests still `received` (waiting for a workflow for their type) are due
+// now: called when a new set of workflows is installed.
+void wake_received(soci::session& sql, UnixMillis now);
+
 // The sha256 stored for (name, version), if any.
 std::optional<std::string> stored_workflow_sha(soci::session& sql, const std::string& name, int version);
 std::optional<std::string> workflow_source(soci::session& sql, const std::string& name, int version);
