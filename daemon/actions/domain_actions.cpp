@@ -153,7 +153,14 @@ class Unlink final : public DomainAction {
                             soci::use(now, "now"), soci::use(request_id, "request"), soci::use(subject.id, "subject"),
                             soci::use(partner, "partner"));
       st.execute(true);
-      auto n = st.get_affected_rows();
+      long long n = st.get_affected_rows();
+      if (n == 0) {
+        // Another attempt of this step (one given up on at its timeout,
+        // or a holder that lost its claim) may have ended it meanwhile:
+        // that is this request's disassociation, not "not associated".
+        sql << "SELECT COUNT(*) FROM associations WHERE ended_by = :request", soci::use(request_id, "request"),
+            soci::into(n);
+      }
       tr.commit();
       return n;
     };
@@ -352,7 +359,17 @@ class Erase final : public DomainAction {
     // Rows erased by earlier attempts count: the person is told of every
     // category erased, not only of those the last attempt found rows in.
     auto before = earlier_counts(ctx, "erased");
-    auto so_far = [&] { return json::object{{"erased", erased}, {"retained", retained}}; };
+    // Earlier attempts' rows in places this attempt has not reached (or,
+    // the policies having changed, will not reach) still count.
+    auto so_far = [&] {
+      for (const auto& [key, n] : before) {
+        auto slash = key.find('/');
+        erased.push_back(json::object{{"system", key.substr(0, slash)}, {"category", key.substr(slash + 1)},
+                                      {"rows", n}});
+      }
+      before.clear();
+      return json::object{{"erased", erased}, {"retained", retained}};
+    };
     for (const auto& system : policies->systems) {
       for (const auto& [category, queries] : system.categories) {
         if (!queries.erase || !in(wanted, category)) continue;
@@ -387,12 +404,6 @@ class Erase final : public DomainAction {
         try {
           rows = co_await run_in_db(deps_.systems.of(system), work);
         } catch (const std::exception& e) {
-          // Earlier attempts' counts for the systems not reached yet stay.
-          for (const auto& [key, n] : before) {
-            auto slash = key.find('/');
-            erased.push_back(json::object{{"system", key.substr(0, slash)}, {"category", key.substr(slash + 1)},
-                                          {"rows", n}});
-          }
           co_return ActionResult::failure("systems.erase on " + system.name + ": " + describe_system_failure(e), true,
                                           so_far());
         }
@@ -403,7 +414,7 @@ class Erase final : public DomainAction {
         erased.push_back(json::object{{"system", system.name}, {"category", category}, {"rows", rows}});
       }
     }
-    co_return ActionResult::success(json::object{{"erased", std::move(erased)}, {"retained", std::move(retained)}});
+    co_return ActionResult::success(so_far());
   }
 };
 

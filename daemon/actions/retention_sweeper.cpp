@@ -50,7 +50,7 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
       try {
         co_await sweep();
       } catch (const std::exception& e) {
-        log.warn("retention sweep failed", {{"error", e.what()}});
+        log.warn("retention sweep failed", {{"error", describe_failure(e)}});
       }
       timer.expires_after(every);
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));

@@ -48,6 +48,12 @@ struct ActionJob : std::enable_shared_from_this<ActionJob> {
   Action* action = nullptr;
   std::optional<ActionResult> result;
   net::steady_timer finished;  // cancelled when `result` is set
+  // Set when the driver gave up waiting (the step's timeout): the request
+  // stays among those this process drives, and counts against its
+  // concurrency, until the attempt has ended, so no second attempt of the
+  // step starts here while this one still runs.
+  std::string request_id;
+  bool holds_run = false;
 };
 
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
@@ -128,6 +134,7 @@ Diagnostics Engine::install(WorkflowSet set) {
   Diagnostics problems;
   const auto at = impl_->now();
   impl_->db.with_session([&](soci::session& sql) {
+    problems.clear();  // the work may run again (Database::with_session)
     soci::transaction tr(sql);
     for (const auto& w : set.workflows) {
       if (auto stored = runs::store_workflow(sql, w.name, w.version, w.sha256, w.source, at)) {
@@ -140,7 +147,9 @@ Diagnostics Engine::install(WorkflowSet set) {
     if (!problems.empty()) return;
     // A request that waited for a workflow for its type need not wait out
     // its minute: this set may have one.
-    runs::wake_received(sql, at);
+    for (const auto& w : set.workflows) {
+      if (w.trigger.starts_with("request.")) runs::wake_received(sql, w.trigger.substr(8), at);
+    }
     tr.commit();
   });
   if (!problems.empty()) return problems;
@@ -221,7 +230,7 @@ net::awaitable<void> Engine::Impl::loop() {
         if (database_down) log.info("engine: database reachable again");
         database_down = false;
       } catch (const std::exception& e) {
-        if (!database_down) log.warn("engine: cannot claim work", {{"error", e.what()}});
+        if (!database_down) log.warn("engine: cannot claim work", {{"error", describe_failure(e)}});
         database_down = true;
       }
       for (auto& claimed : ids) {
@@ -340,6 +349,14 @@ net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
   }
   job->result = std::move(r);
   job->finished.cancel();
+  if (job->holds_run) {
+    {
+      std::lock_guard lock(mutex);
+      running.erase(job->request_id);
+    }
+    --active;
+    wakeup.cancel();  // capacity freed
+  }
 }
 
 net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* job, const Run& run,
@@ -358,8 +375,8 @@ net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* j
           job->ctx->step.action + " timed out after " + std::to_string(ms(timeout)) + "ms", true);
     }
     const UnixMillis until = now() + ms(options.lease);
-    auto renew = [id = run.id, token = run.token, until](soci::session& sql) {
-      return runs::renew(sql, id, token, until);
+    auto renew = [id = run.id, owner = options.instance, token = run.token, until](soci::session& sql) {
+      return runs::renew(sql, id, owner, token, until);
     };
     try {
       if (!co_await run_in_db(db, renew)) co_return std::nullopt;
@@ -376,6 +393,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
   auto self = shared_from_this();
   auto run = raw->shared_from_this();
   const std::string& owner = options.instance;
+  std::shared_ptr<ActionJob> outstanding;  // an attempt given up on at its timeout, still running
   try {
     // Loaded once; after each transition this coroutine commits while it
     // holds the lease, the row is brought up to date in memory (a commit
@@ -518,6 +536,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         result = ActionResult::failure("action " + step.action + " is not available", false);
       } else {
         auto job = std::make_shared<ActionJob>(strand);
+        job->request_id = row->id;
         job->workflow = workflow;
         job->action = action;
         job->context = context;
@@ -531,6 +550,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
                                        job->earlier.is_null() ? nullptr : &job->earlier});
         net::co_spawn(strand, run_job(job.get()), net::detached);
         auto finished = co_await await_job(job.get(), *run, step.timeout);
+        if (!job->result) outstanding = job;
         if (!finished) {
           log.warn("engine: claim lost while a step ran; another holder goes on", {{"request_id", row->id},
                                                                                     {"step", step.id}});
@@ -628,7 +648,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
             } catch (const std::exception& e) {
               // Templates are checked at load, so this is not expected; the
               // rejection itself must still be recorded.
-              log.error("rejection notice not written", {{"request_id", row->id}, {"error", e.what()}});
+              log.error("rejection notice not written", {{"request_id", row->id}, {"error", describe_failure(e)}});
             }
           }
           break;
@@ -643,6 +663,10 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
   } catch (const std::exception& e) {
     // The lease runs out and the request is picked up again.
     log.warn("engine: request interrupted", {{"request_id", run->id}, {"error", describe_failure(e)}});
+  }
+  if (outstanding && !outstanding->result) {
+    outstanding->holds_run = true;  // run_job lets go of the request when the attempt ends
+    co_return;
   }
   {
     std::lock_guard lock(mutex);

@@ -336,7 +336,11 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
     first = false;
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
     idle = false;
-    (void)n;
+    // Beast counts its header limit from the request line when the header
+    // arrives in pieces but from the first field when the request line came
+    // in the same read as fields, so up to a request line more would pass
+    // depending on how the bytes were split: the limit is the whole header.
+    if (!ec && n > limits.max_header) ec = bhttp::error::header_limit;
     if (ec) {
       Response rejection;
       if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {

@@ -131,7 +131,7 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   try {
     co_await commits_.run(std::move(work));
   } catch (const std::exception& e) {
-    log_.error("webhook not committed", {{"webhook_id", webhook_id}, {"error", e.what()}});
+    log_.error("webhook not committed", {{"webhook_id", webhook_id}, {"error", describe_failure(e)}});
     auto r = refuse(503, "unavailable", "the request could not be stored; retry later");
     r.headers.emplace_back("Retry-After", "5");
     co_return r;

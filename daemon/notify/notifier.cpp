@@ -184,7 +184,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       try {
         handled = co_await round();
       } catch (const std::exception& e) {
-        log.warn("notifier round failed", {{"error", e.what()}});
+        log.warn("notifier round failed", {{"error", describe_failure(e)}});
       }
       if (handled > 0 && !stopping) continue;
       // A wake-up that came while a round ran found no wait to cut short.
@@ -365,7 +365,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
             std::rethrow_exception(e);
           } catch (const std::exception& failure) {
             // The lease lapses and the notice is attempted again.
-            log.warn("notice attempt not recorded", {{"error", failure.what()}});
+            log.warn("notice attempt not recorded", {{"error", describe_failure(failure)}});
           }
         }
         if (--remaining == 0) all_done.cancel();

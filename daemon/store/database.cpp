@@ -13,6 +13,13 @@ namespace {
 
 constexpr int kSqliteConflictAttempts = 3;
 
+// A SQLite transaction read, then found another connection had written
+// since: run it again (Database::with_session does).
+class SnapshotLost : public DatabaseConflict {
+ public:
+  using DatabaseConflict::DatabaseConflict;
+};
+
 // SQLSTATE classes that mean "the connection or server is gone" rather than
 // "this statement is wrong": 08 connection exception, 57 operator
 // intervention (shutdown), 53 insufficient resources.
@@ -59,6 +66,12 @@ std::string describe_failure(const std::exception& e) {
   std::size_t cut = kMax;
   while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
   return std::string(what.substr(0, cut)) + "…";
+}
+
+void lift_deadlines(soci::session& sql) {
+  if (sql.get_backend_name() != "postgresql") return;
+  sql << "SET LOCAL statement_timeout = 0";
+  sql << "SET LOCAL lock_timeout = 0";
 }
 
 Database::Database(DatabaseConfig config, Logger& log, bool connect_now)
@@ -112,6 +125,10 @@ void Database::connect(std::size_t slot) {
         }
       }
       sql.open(soci::sqlite3, config_.parameters);
+      // Extended result codes tell a lost snapshot (SQLITE_BUSY_SNAPSHOT,
+      // worth running again at once) from a busy file (already waited for).
+      auto* backend = static_cast<soci::sqlite3_session_backend*>(sql.get_backend());
+      sqlite_api::sqlite3_extended_result_codes(backend->conn_, 1);
       if (!config_.foreign) {
         sql << "PRAGMA journal_mode=WAL";
         sql << "PRAGMA synchronous=FULL";
@@ -142,8 +159,8 @@ void Database::with_session(const std::function<void(soci::session&)>& work) {
       try {
         run_session(work);
         break;
-      } catch (const DatabaseConflict&) {
-        if (is_postgresql() || attempt == kSqliteConflictAttempts) throw;
+      } catch (const SnapshotLost&) {
+        if (attempt == kSqliteConflictAttempts) throw;
         conflicts_.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
       }
@@ -181,6 +198,7 @@ void Database::run_session(const std::function<void(soci::session&)>& work) {
     }
     throw;
   } catch (const soci::sqlite3_soci_error& e) {
+    if (e.result() == 517 /* SQLITE_BUSY_SNAPSHOT */) throw SnapshotLost("another connection wrote since this one read");
     int code = e.result() & 0xff;
     if (code == 5 /* SQLITE_BUSY */ || code == 6 /* SQLITE_LOCKED */) throw DatabaseConflict("database is busy");
     if (code == 10 /* SQLITE_IOERR */ || code == 13 /* SQLITE_FULL */ || code == 14 /* SQLITE_CANTOPEN */) {

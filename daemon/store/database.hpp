@@ -42,6 +42,12 @@ class DatabaseConflict : public std::runtime_error {
 // and its SQLSTATE or SQLite code are kept; any other message is bounded.
 std::string describe_failure(const std::exception& e);
 
+// Inside a transaction on PostgreSQL: no statement_timeout or lock_timeout
+// until it ends (SET LOCAL), for work that is long by nature and must not
+// be cut (migrations, which also wait for each other's lock, and walking
+// the whole audit chain). Nothing on SQLite.
+void lift_deadlines(soci::session& sql);
+
 class Database {
  public:
   // Connects one session at once (so a bad connection string or an

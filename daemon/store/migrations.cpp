@@ -254,9 +254,11 @@ int schema_version(Database& db) {
 MigrationReport migrate(Database& db, Logger& log) {
   MigrationReport report;
   db.with_session([&](soci::session& sql) {
+    report = MigrationReport{};  // the work may run again (Database::with_session)
     if (db.is_postgresql()) {
       // Two instances starting together must not both create a table.
       soci::transaction tr(sql);
+      lift_deadlines(sql);
       sql << "SELECT pg_advisory_xact_lock(" << kMigrationLock << ")";
       ensure_bookkeeping(sql);
       tr.commit();
@@ -267,6 +269,7 @@ MigrationReport migrate(Database& db, Logger& log) {
     report.to = report.from;
     for (const auto& m : migrations()) {
       soci::transaction tr(sql);
+      lift_deadlines(sql);
       if (db.is_postgresql()) sql << "SELECT pg_advisory_xact_lock(" << kMigrationLock << ")";
       if (current_version(sql) >= m.version) continue;  // another instance got here first
       for (const auto& statement : db.is_postgresql() ? m.postgresql : m.sqlite) sql << statement;

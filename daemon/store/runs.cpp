@@ -73,10 +73,13 @@ std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& 
   return claimed;
 }
 
-bool renew(soci::session& sql, const std::string& id, const std::string& token, UnixMillis lease_until) {
+bool renew(soci::session& sql, const std::string& id, const std::string& owner, const std::string& token,
+           UnixMillis lease_until) {
   long long until = lease_until;
-  soci::statement update = (sql.prepare << "UPDATE requests SET lease_until = :until WHERE id = :id AND lease_token = :token",
-                            soci::use(until, "until"), soci::use(id, "id"), soci::use(token, "token"));
+  soci::statement update =
+      (sql.prepare << "UPDATE requests SET lease_until = :until WHERE id = :id AND lease_token = :token"
+                      " AND lease_owner = :owner",
+       soci::use(until, "until"), soci::use(id, "id"), soci::use(token, "token"), soci::use(owner, "owner"));
   update.execute(true);
   return update.get_affected_rows() == 1;
 }
@@ -161,13 +164,13 @@ bool apply(soci::session& sql, const Transition& t) {
          " lease_owner = :new_owner, lease_until = :lease_until, lease_token = :new_token,"
          " reason = COALESCE(:reason, reason), workflow_name = COALESCE(:wf_name, workflow_name),"
          " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
-         " WHERE id = :id AND lease_token = :token RETURNING id",
+         " WHERE id = :id AND lease_token = :token AND lease_owner = :owner RETURNING id",
       soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
       soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
       soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(token.value, token.ind, "new_token"),
       soci::use(reason.value, reason.ind, "reason"),
       soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
-      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"),
+      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"), soci::use(t.owner, "owner"),
       soci::into(updated, updated_ind);
   if (!sql.got_data()) return false;  // the claim was lost
 
@@ -257,10 +260,10 @@ std::optional<std::string> store_workflow(soci::session& sql, const std::string&
   return std::nullopt;
 }
 
-void wake_received(soci::session& sql, UnixMillis now) {
+void wake_received(soci::session& sql, const std::string& type, UnixMillis now) {
   long long at = now;
-  sql << "UPDATE requests SET run_at = :now WHERE status = 'received' AND run_at > :now2", soci::use(at, "now"),
-      soci::use(at, "now2");
+  sql << "UPDATE requests SET run_at = :now WHERE status = 'received' AND type = :type AND run_at > :now2",
+      soci::use(at, "now"), soci::use(type, "type"), soci::use(at, "now2");
 }
 
 std::optional<std::string> workflow_source(soci::session& sql, const std::string& name, int version) {

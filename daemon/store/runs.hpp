@@ -63,8 +63,10 @@ std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& 
                          int limit, const std::vector<std::string>& driving = {});
 
 // Extends a claim's lease while its step runs. False when the claim was
-// lost (its token replaced or cleared).
-bool renew(soci::session& sql, const std::string& id, const std::string& token, UnixMillis lease_until);
+// lost (its token replaced or cleared, or its owner changed: a binary from
+// before tokens claims without touching them).
+bool renew(soci::session& sql, const std::string& id, const std::string& owner, const std::string& token,
+           UnixMillis lease_until);
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id);
 
@@ -133,9 +135,9 @@ std::string bounded_error(std::string_view error);
 // (name, version) when it differs (the file changed under one version).
 std::optional<std::string> store_workflow(soci::session& sql, const std::string& name, int version,
                                           const std::string& sha256, const std::string& source, UnixMillis now);
-// Requests still `received` (waiting for a workflow for their type) are due
-// now: called when a new set of workflows is installed.
-void wake_received(soci::session& sql, UnixMillis now);
+// Requests of `type` still `received` (waiting for a workflow for their
+// type) are due now: called when a set with a workflow for it is installed.
+void wake_received(soci::session& sql, const std::string& type, UnixMillis now);
 
 // The sha256 stored for (name, version), if any.
 std::optional<std::string> stored_workflow_sha(soci::session& sql, const std::string& name, int version);

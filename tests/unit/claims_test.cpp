@@ -63,10 +63,10 @@ TEST_CASE("a lost claim writes nothing: every write checks the claim's token", "
   CHECK(second[0].token != first[0].token);
   CHECK_FALSE(apply(f, first[0].token, 5100));
   bool renewed = true;
-  f.db->with_session([&](soci::session& sql) { renewed = runs::renew(sql, "req_1", first[0].token, 9000); });
+  f.db->with_session([&](soci::session& sql) { renewed = runs::renew(sql, "req_1", "me", first[0].token, 9000); });
   CHECK_FALSE(renewed);
   CHECK(apply(f, second[0].token, 5200));
-  f.db->with_session([&](soci::session& sql) { renewed = runs::renew(sql, "req_1", second[0].token, 9000); });
+  f.db->with_session([&](soci::session& sql) { renewed = runs::renew(sql, "req_1", "me", second[0].token, 9000); });
   CHECK(renewed);
   CHECK(f.scalar<long long>("SELECT lease_until FROM requests") == 9000);
   CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'request.started'") == 1);
