@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -93,6 +94,16 @@ bool unsupported_transfer_coding(std::string_view value) {
 // waits on a peer that may stall.
 void expires_after(beast::tcp_stream& lowest, Duration after) { lowest.expires_after(after); }
 void expires_after(beast::test::stream&, Duration) {}
+
+// What the per-client cap counts by: the address, or for IPv6 its /64 (one
+// host is commonly given a whole /64, and could otherwise open connections
+// from as many addresses as it likes).
+net::ip::address client_key(const net::ip::address& address) {
+  if (!address.is_v6() || address.to_v6().is_v4_mapped()) return address;
+  auto bytes = address.to_v6().to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return net::ip::address_v6(bytes);
+}
 
 bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(r.status), version};
@@ -259,16 +270,19 @@ net::awaitable<void> Server::Impl::accept_loop() {
     boost::system::error_code peer_ec;
     auto peer = socket.remote_endpoint(peer_ec);
     if (peer_ec) continue;  // gone already
-    auto conn = std::make_shared<Connection>(std::move(socket), tls.get(), peer.address());
+    auto conn = std::make_shared<Connection>(std::move(socket), tls.get(), client_key(peer.address()));
     if (const char* reason = admit(conn)) {
       // Refused before a byte is read, on the accepting thread, without
       // waiting: a client may not make us hold its connection to say no.
+      // (Over TLS a plain-text answer would only garble the handshake.)
       static constexpr std::string_view busy =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
       auto& refused_socket = conn->lowest().socket();
       boost::system::error_code ignored;
-      refused_socket.non_blocking(true, ignored);
-      refused_socket.write_some(net::buffer(busy), ignored);
+      if (!tls) {
+        refused_socket.non_blocking(true, ignored);
+        refused_socket.write_some(net::buffer(busy), ignored);
+      }
       refused_socket.close(ignored);
       log_refusal(reason);
       continue;
@@ -295,18 +309,24 @@ net::awaitable<void> Server::Impl::session(Connection* raw) {
     auto peer = conn->lowest().socket().remote_endpoint(ec);
     if (!ec) remote = peer.address().to_string() + ":" + std::to_string(peer.port());
   }
-  if (conn->secure) {
-    // The handshake is bounded like a read: a client that opens a
-    // connection and says nothing is cut at the read timeout.
-    conn->lowest().expires_after(options.limits.read_timeout);
-    auto [ec] = co_await conn->secure->async_handshake(net::ssl::stream_base::server, use_tuple);
-    if (!ec) {
-      co_await exchange(conn->idle, *conn->secure, remote);
-      conn->lowest().expires_after(std::chrono::seconds(2));
-      co_await conn->secure->async_shutdown(use_tuple);
+  try {
+    if (conn->secure) {
+      // The handshake is bounded like a read: a client that opens a
+      // connection and says nothing is cut at the read timeout.
+      conn->lowest().expires_after(options.limits.read_timeout);
+      auto [ec] = co_await conn->secure->async_handshake(net::ssl::stream_base::server, use_tuple);
+      if (!ec) {
+        co_await exchange(conn->idle, *conn->secure, remote);
+        conn->lowest().expires_after(std::chrono::seconds(2));
+        co_await conn->secure->async_shutdown(use_tuple);
+      }
+    } else {
+      co_await exchange(conn->idle, *conn->plain, remote);
     }
-  } else {
-    co_await exchange(conn->idle, *conn->plain, remote);
+  } catch (const std::exception& e) {
+    // Whatever happened, the connection's slot (and its client's) is given
+    // back below.
+    log.warn("connection failed", {{"listener", options.name}, {"error", e.what()}});
   }
   boost::system::error_code ignored;
   conn->lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -414,6 +434,12 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
       } else if (body_ec == bhttp::error::buffer_overflow) {
         // An endless chunk header or trailer: the read buffer is full.
         if (route != nullptr) response = error(400, "bad_request", "chunk header or trailer too long");
+        route = nullptr;
+        keep_alive = false;
+      } else if (body_ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category() &&
+                 body_ec != bhttp::error::end_of_stream && body_ec != bhttp::error::partial_message) {
+        // A malformed chunk or trailer: say so, then close.
+        if (route != nullptr) response = error(400, "bad_request", "malformed request body");
         route = nullptr;
         keep_alive = false;
       } else if (body_ec) {

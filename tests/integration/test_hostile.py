@@ -131,6 +131,11 @@ class Hostile(unittest.TestCase):
             with self.subTest(coding=coding):
                 self.assertEqual(self.announce(f"Transfer-Encoding: {coding}\r\n"), 501)
 
+    def test_a_malformed_chunk_is_answered_400(self):
+        s = self.connect()
+        s.sendall(self.chunked() + b"zz\r\n{}\r\n0\r\n\r\n")
+        self.assertEqual(self.answer(s), 400)
+
     def test_one_address_holding_1000_connections_does_not_stop_another(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < 2000:
