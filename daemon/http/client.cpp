@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
@@ -11,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <memory>
 #include <stdexcept>
 #include <strings.h>
 
@@ -97,8 +99,17 @@ net::awaitable<ClientResponse> fetch(const ClientRequest& request) {
   const auto timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(request.timeout).count();
 
   auto ex = co_await net::this_coro::executor;
-  tcp::resolver resolver(ex);
-  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  auto resolver = std::make_shared<tcp::resolver>(ex);
+  // The deadline covers name resolution too: a resolver that never answers
+  // is cancelled (getaddrinfo runs on Asio's own thread; its late answer is
+  // dropped). The timer's handler may run after this frame is gone.
+  net::steady_timer resolve_deadline(ex, request.timeout);
+  resolve_deadline.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](const boost::system::error_code& ec) {
+    if (auto r = weak.lock(); r && !ec) r->cancel();
+  });
+  auto [resolve_ec, endpoints] = co_await resolver->async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  resolve_deadline.cancel();
+  if (resolve_ec == net::error::operation_aborted) resolve_ec = beast::error::timeout;
   check(resolve_ec, "resolve", timeout_ms);
 
   if (!tls) {

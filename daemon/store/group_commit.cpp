@@ -43,8 +43,12 @@ void GroupCommit::commit_alone(Item& item) {
   }
 }
 
+// One batch per turn on the database threads, then the flush queues itself
+// behind whatever else waits there: under sustained intake a loop here
+// would starve claims, lease renewals, the notifier and /readyz (on SQLite
+// there is one database thread).
 void GroupCommit::flush() {
-  for (;;) {
+  {
     std::vector<Item> batch;
     {
       std::lock_guard lock(mutex_);
@@ -91,6 +95,14 @@ void GroupCommit::flush() {
       for (auto& item : batch) commit_alone(item);
     }
   }
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.empty()) {
+      --inflight_;
+      return;
+    }
+  }
+  boost::asio::post(db_.threads(), [this] { flush(); });
 }
 
 }  // namespace privacyd
