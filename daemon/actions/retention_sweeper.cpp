@@ -43,14 +43,16 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
   Duration every;
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
+  OutageLog outage{"retention sweep failed"};
 
   net::awaitable<void> loop() {
     auto self = shared_from_this();
     while (!stopping) {
       try {
         co_await sweep();
+        outage.succeeded(log);
       } catch (const std::exception& e) {
-        log.warn("retention sweep failed", {{"error", describe_failure(e)}});
+        outage.failed(log, describe_failure(e));
       }
       timer.expires_after(every);
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));

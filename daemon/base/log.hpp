@@ -56,4 +56,22 @@ class Logger {
   std::mutex mutex_;
 };
 
+// A failure that repeats at every poll while something is down (the
+// database during a restart) is logged when it starts and when it ends,
+// not at every poll. Thread-safe.
+class OutageLog {
+ public:
+  explicit OutageLog(std::string_view what) : what_(what) {}
+  void failed(Logger& log, const std::string& error) {
+    if (!down_.exchange(true)) log.warn(what_, {{"error", error}});
+  }
+  void succeeded(Logger& log) {
+    if (down_.exchange(false)) log.info(what_ + ": working again");
+  }
+
+ private:
+  std::string what_;
+  std::atomic<bool> down_{false};
+};
+
 }  // namespace privacyd

@@ -54,6 +54,10 @@ struct ActionJob : std::enable_shared_from_this<ActionJob> {
   // step starts here while this one still runs.
   std::string request_id;
   bool holds_run = false;
+  // privacyd's own database failed under the action (not a data system:
+  // actions report those as failures): no attempt of the step is spent;
+  // the run stops and the request is taken up again after its lease.
+  std::exception_ptr database_failure;
 };
 
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
@@ -97,7 +101,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::atomic<bool> draining{false};
   std::atomic<bool> loop_done{true};  // until start()
   std::atomic<std::size_t> active{0};
-  bool database_down = false;  // to log an outage once
+  OutageLog claim_outage{"engine: cannot claim work"};
 
   UnixMillis now() const { return to_unix_ms(clock.now()); }
 
@@ -227,11 +231,9 @@ net::awaitable<void> Engine::Impl::loop() {
       std::vector<runs::Claim> ids;
       try {
         ids = co_await run_in_db(db, claim);
-        if (database_down) log.info("engine: database reachable again");
-        database_down = false;
+        claim_outage.succeeded(log);
       } catch (const std::exception& e) {
-        if (!database_down) log.warn("engine: cannot claim work", {{"error", describe_failure(e)}});
-        database_down = true;
+        claim_outage.failed(log, describe_failure(e));
       }
       for (auto& claimed : ids) {
         auto run = std::make_shared<Run>(std::move(claimed));
@@ -342,6 +344,12 @@ net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
     r = co_await job->action->run(*job->ctx);
   } catch (const PermanentFailure& e) {
     r = ActionResult::failure(e.what(), false);
+  } catch (const DatabaseUnavailable& e) {
+    job->database_failure = std::current_exception();
+    r = ActionResult::failure(describe_failure(e), true);
+  } catch (const DatabaseConflict& e) {
+    job->database_failure = std::current_exception();
+    r = ActionResult::failure(describe_failure(e), true);
   } catch (const std::exception& e) {
     // Bounded and value-free: a failed statement's message carries what
     // was bound to it.
@@ -551,6 +559,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         net::co_spawn(strand, run_job(job.get()), net::detached);
         auto finished = co_await await_job(job.get(), *run, step.timeout);
         if (!job->result) outstanding = job;
+        if (job->result && job->database_failure) std::rethrow_exception(job->database_failure);
         if (!finished) {
           log.warn("engine: claim lost while a step ran; another holder goes on", {{"request_id", row->id},
                                                                                     {"step", step.id}});
@@ -600,8 +609,6 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
             t.audit_detail = json::serialize(
                 json::object{{"step", step.id}, {"attempt", attempt}, {"final", true},
                              {"error", runs::bounded_error(result.error)}});
-            log.warn("request failed", {{"request_id", row->id}, {"step", step.id},
-                                        {"error", runs::bounded_error(result.error)}});
           }
           break;
         case ActionResult::Kind::wait:
@@ -655,6 +662,9 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       }
       if (t.await_notices && t.notices.empty() && !options.await_gate.empty()) co_await hold_at_gate(row->id);
       if (!co_await commit(t)) break;
+      if (t.request_status == "failed") {
+        log.warn("request failed", {{"request_id", row->id}, {"step", step.id}, {"error", runs::bounded_error(*t.error)}});
+      }
       if (t.request_status == "failed" || t.request_status == "rejected") finished(*row, t.request_status, at);
       if (!t.notices.empty() && notices_queued) notices_queued();
       if (!t.lease_until) break;  // parked, waiting or finished: the lease is released

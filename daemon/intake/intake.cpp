@@ -128,10 +128,18 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   auto outcome = std::make_shared<IntakeOutcome>();
   // A named local, not a temporary in the co_await (see GroupCommit::run).
   GroupCommit::Work work = [write, outcome](soci::session& sql) { *outcome = write_intake(sql, *write); };
+  bool committed = false;
   try {
     co_await commits_.run(std::move(work));
+    committed = true;
+    commit_outage_.succeeded(log_);
+  } catch (const DatabaseUnavailable& e) {
+    // Each is answered 503 and counted; the outage is logged once.
+    commit_outage_.failed(log_, describe_failure(e));
   } catch (const std::exception& e) {
     log_.error("webhook not committed", {{"webhook_id", webhook_id}, {"error", describe_failure(e)}});
+  }
+  if (!committed) {
     auto r = refuse(503, "unavailable", "the request could not be stored; retry later");
     r.headers.emplace_back("Retry-After", "5");
     co_return r;

@@ -45,6 +45,7 @@ class Intake {
   const Directory& directory_;
   const Clock& clock_;
   Logger& log_;
+  OutageLog commit_outage_{"webhooks not committed: the database is unavailable"};
   IntakeOptions options_;
   Current<std::vector<crypto::Bytes>> secrets_;
   std::function<void()> on_request_stored_;

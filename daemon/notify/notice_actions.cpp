@@ -148,6 +148,10 @@ class NoticeAction : public engine::Action {
       r.notices = co_await draft(ctx);
     } catch (const engine::PermanentFailure&) {
       throw;
+    } catch (const DatabaseUnavailable&) {
+      throw;  // privacyd's own database: the engine retries the run, not the step
+    } catch (const DatabaseConflict&) {
+      throw;
     } catch (const std::exception& e) {
       co_return ActionResult::failure(std::string(spec_.name) + ": " + e.what(), false);
     }

@@ -176,6 +176,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
   bool woken = false;  // on the strand: wake() came since the loop last waited
+  OutageLog outage{"notifier round failed"};
 
   net::awaitable<void> loop() {
     auto self = shared_from_this();
@@ -183,8 +184,9 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       std::size_t handled = 0;
       try {
         handled = co_await round();
+        outage.succeeded(log);
       } catch (const std::exception& e) {
-        log.warn("notifier round failed", {{"error", describe_failure(e)}});
+        outage.failed(log, describe_failure(e));
       }
       if (handled > 0 && !stopping) continue;
       // A wake-up that came while a round ran found no wait to cut short.

@@ -62,10 +62,19 @@ std::string describe_failure(const std::exception& e) {
   if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return "the query failed";
   std::string_view what = e.what();
   constexpr std::size_t kMax = 200;
-  if (what.size() <= kMax) return std::string(what);
-  std::size_t cut = kMax;
-  while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(what.substr(0, cut)) + "…";
+  std::string out;
+  if (what.size() <= kMax) {
+    out = what;
+  } else {
+    std::size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
+    out = std::string(what.substr(0, cut)) + "…";
+  }
+  // One line: libpq's messages span several.
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return out;
 }
 
 void lift_deadlines(soci::session& sql) {
