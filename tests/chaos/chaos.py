@@ -3,15 +3,16 @@
 things break.
 
   pg-restart     PostgreSQL (fsync on) restarted every 5-20 s, stopped
-                 `-m fast` or `-m immediate` at random, down 0.5-3 s
+                 `-m fast` or `-m immediate` at random, down 0.5-3 s (one
+                 time in five 6-10 s, past the daemon's connect_timeout)
   two-instances  two `privacyd serve` on one PostgreSQL, each killed with
                  SIGKILL at random instants and started again; the senders
                  spread over both
   partner-503    the partners' notice webhook answers 503 half the time
-  calm           no faults at all: the control (run only when named)
   smtp-drops     subject notices by SMTP to a server that drops half of the
                  connections (after the greeting, mid-DATA, after the whole
                  message before its 250, ...)
+  calm           no faults at all: the control (run only when named)
 
 Each run associates its synthetic subjects, then sends disassociations
 (and some deletions, access requests and disassociations of subjects never
@@ -22,11 +23,15 @@ line. Exit 1 when any scenario fails.
 
   tests/chaos/chaos.py [--short] [SCENARIO ...]     (default: all of them)
 
---short (CTest) runs ~200 requests over 40 s. Environment: PRIVACYD_BIN,
-CHAOS_REQUESTS, CHAOS_SECONDS, CHAOS_CLIENTS, CHAOS_STALL, CHAOS_SEED,
-CHAOS_MIN_FAULTS (2), CHAOS_KEEP=1 (keep the work folder and the logs,
-which a failing run keeps anyway), CHAOS_EVIDENCE (requests shown per
-problem, 5).
+Without --short (`make chaos`): 5,000 requests over 300 s per scenario;
+--short (CTest, `make test`): 200 requests over 40 s. Environment:
+PRIVACYD_BIN, CHAOS_REQUESTS, CHAOS_SECONDS, CHAOS_CLIENTS (senders: 16,
+short 8), CHAOS_STALL (a request not finished once nothing has moved for
+this long is stuck: 120 s, short 60 s), CHAOS_SETTLE_MAX, CHAOS_SEED (the
+mix, the waves and the faults' timing), CHAOS_MIN_FAULTS (2),
+CHAOS_PEER_DELAY (the partner and the mail server answer after up to 0.3 s),
+CHAOS_KEEP=1 (keep the work folder and the logs, which a failing run keeps
+anyway), CHAOS_EVIDENCE (requests shown per problem, 5).
 """
 import argparse
 import collections
@@ -47,28 +52,34 @@ MIN_FAULTS = int(os.environ.get("CHAOS_MIN_FAULTS", "2"))
 def fault_loop(run, rng, low, high, act, count):
     """Calls act() at random intervals of low..high seconds while the
     requests are being sent (and until there were MIN_FAULTS of them)."""
-    while True:
+    while not run.broken:
         until = time.monotonic() + rng.uniform(low, high)
         while time.monotonic() < until:
-            if run.sending_done.is_set() and count() >= MIN_FAULTS:
+            if run.broken or (run.sending_done.is_set() and count() >= MIN_FAULTS):
                 return
             time.sleep(0.1)
-        act()
+        try:
+            act()
+        except Exception as e:  # the fault could not be undone: nothing after it would mean anything
+            run.broken = f"a fault could not be undone: {e!r}"
 
 
 def pg_restarts(run):
     rng = random.Random(run.sizes.seed + 3)
     modes = collections.Counter()
+    run.database_down = True
 
     def restart():
         mode = rng.choice(["fast", "immediate"])
+        long = rng.random() < 0.2   # longer than the daemon's connect_timeout (5 s)
         run.pg._as_owner([f"{run.pg.bindir}/pg_ctl", "-D", run.pg.data, "-m", mode, "-w", "stop"])
-        time.sleep(rng.uniform(0.5, 3.0))
+        time.sleep(rng.uniform(6.0, 10.0) if long else rng.uniform(0.5, 3.0))
         run.pg.start()
         modes[mode] += 1
-    fault_loop(run, rng, 5, 20, restart, lambda: sum(modes.values()))
-    run.faults.append(f"{sum(modes.values())} PostgreSQL restarts ({modes['fast']} -m fast,"
-                      f" {modes['immediate']} -m immediate)")
+        modes["long"] += long
+    fault_loop(run, rng, 5, 20, restart, lambda: modes["fast"] + modes["immediate"])
+    run.faults.append(f"{modes['fast'] + modes['immediate']} PostgreSQL restarts ({modes['fast']} -m fast,"
+                      f" {modes['immediate']} -m immediate; {modes['long']} down 6-10 s, the others 0.5-3 s)")
 
 
 def instance_kills(run):
@@ -86,7 +97,8 @@ def instance_kills(run):
         t.start()
     for t in threads:
         t.join()
-    run.faults.append(f"{sum(kills.values())} SIGKILLs ({', '.join(f'instance {s}: {kills[s]}' for s in sorted(kills))})")
+    each = ", ".join(f"instance {s}: {kills[s]}" for s in sorted(kills))
+    run.faults.append(f"{sum(kills.values())} SIGKILLs ({each})")
 
 
 SCENARIOS = {

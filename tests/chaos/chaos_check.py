@@ -126,7 +126,9 @@ def judge(run):
           f" received {len(p.received)} ids, repeats with the same id {p_repeats} (over {len(p_repeated)} ids),"
           f" answered 503 {sum(p.refused.values())}, delivered but never received"
           f" {len(bad['partner notice delivered, never received'])}")
-    how = "by notice id" if by_ids else "by recipient and subject line (SMTP mail carries no Message-ID)"
+    how = ("files named by notice id: a repeat rewrites its file, so repeats do not show" if not run.mail
+           else "by Message-ID, the notice id" if by_ids
+           else "by recipient and subject line: the mail carries no Message-ID")
     extra = (f", connections {run.mail.connections}, dropped {sum(run.mail.drops.values())}"
              f" {dict(sorted(run.mail.drops.items()))}") if run.mail else ""
     print(f"  subject notices: outbox {len(s_rows)}, delivered {sum(n[5] == 'delivered' for n in s_rows)},"
@@ -137,11 +139,24 @@ def judge(run):
           f" {len(bad['sent, not in the outbox'])}")
     print(f"  notices under two ids: outbox {len(two_ids_db)}, seen by the partner"
           f" {len(bad['two ids (partner)'])}, seen in mail {len(bad['two ids (mail)'])}")
-    print(f"  daemons: exits nobody asked for {len(run.exits)}, SIGTERM exit codes {run.sigterm_codes},"
+    print(f"  daemons: exits nobody asked for {len(run.exits)}, starts that failed {len(run.failed_starts)}, SIGTERM exit codes {run.sigterm_codes},"
           f" webhook answers other than 2xx/503 {run.answers or 0}, deliveries never answered {run.never},"
           f" partner saw bad signatures {p.bad_signatures}, id/body mismatches {p.mismatched},"
           f" one id in flight twice {p.overlaps}")
     print(f"  audit verify: exit {audit.returncode}: {audit_line[0]}")
+    warned = collections.Counter()
+    for _, d in run.all_logs():
+        for line in d.lines:
+            words = line.split(" ")
+            if len(words) > 2 and words[1] in ("warn", "error"):
+                text = []
+                for w in words[2:]:
+                    if "=" in w:
+                        break
+                    text.append(w)
+                warned[words[1] + " " + " ".join(text)] += 1
+    print(f"  daemon warnings and errors: {sum(warned.values())}"
+          + "".join(f"; {c}x {m}" for m, c in warned.most_common(6)))
 
     reasons = []
     check = lambda cond, text: reasons.append(text) if cond else None  # noqa: E731
@@ -149,12 +164,13 @@ def judge(run):
     check(bad["stuck"], f"{len(bad['stuck'])} stuck")
     check(len(items) < len(run.items), f"{len(run.items) - len(items)} never accepted")
     check(two_ids_db or bad["two ids (partner)"] or bad["two ids (mail)"], "notices under two ids")
-    never_got = len(bad["partner notice delivered, never received"]) + len(bad["subject notice delivered, never received"])
+    never_got = sum(len(bad[f"{c} notice delivered, never received"]) for c in ("partner", "subject"))
     check(never_got, f"{never_got} notices delivered but never received")
     check(bad["sent, not in the outbox"], "notices sent that are not in the outbox")
     check(bad["notice missing"] or bad["notice not expected"], "notices missing or not expected")
     check(not_delivered, f"notices not delivered {dict(not_delivered)}")
     check(run.exits, f"{len(run.exits)} daemon exits nobody asked for")
+    check(run.failed_starts and not run.database_down, f"{len(run.failed_starts)} daemon starts failed")
     check(any(c != 0 for c in run.sigterm_codes), "a daemon did not exit 0 on SIGTERM")
     check(run.answers, f"webhook answers other than 2xx/503: {run.answers}")
     check(p.bad_signatures or p.mismatched, "partner notices badly signed or with the wrong id")
@@ -168,8 +184,9 @@ def judge(run):
 def evidence(run, bad, requests):
     t0 = run.t0
     rel = lambda v: f"+{(int(v) - t0) / 1000:.1f}s" if v and v.lstrip("-").isdigit() else (v or "-")  # noqa: E731
-    for slot, code, lines in run.exits:
-        print(f"  evidence: instance {slot} exited with {code}; its last log lines:")
+    for what, slot, code, lines in ([("exited", *e) for e in run.exits]
+                                    + [("failed to start", *e) for e in run.failed_starts]):
+        print(f"  evidence: instance {slot} {what} with {code}; its last log lines:")
         for line in lines:
             print(f"    | {line}")
     logs = [(label, d.lines) for label, d in run.all_logs()]

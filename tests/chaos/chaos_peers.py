@@ -13,6 +13,7 @@ import random
 import socketserver
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import sign  # noqa: E402
@@ -21,13 +22,16 @@ from harness import sign  # noqa: E402
 class Partner:
     """Every partner's notice webhook (the policies point P-1001 and P-1002
     here, with one secret). A delivery whose signature verifies is answered
-    503 with probability `fail_rate`, else 200. Kept per webhook-id: how
+    503 with probability `fail_rate`, else 200, after up to `delay` seconds
+    (so a daemon killed mid-delivery has sent and not heard back). Kept
+    per webhook-id: how
     many times it was answered 2xx (`received`) and refused (`refused`);
     per (request id, partner id): every webhook-id it came under."""
 
-    def __init__(self, secret, fail_rate=0.0, seed=None):
+    def __init__(self, secret, fail_rate=0.0, delay=0.0, seed=None):
         self.secret = secret
         self.fail_rate = fail_rate
+        self.delay = delay
         self.rng = random.Random(seed)
         self.received = collections.Counter()
         self.refused = collections.Counter()
@@ -75,7 +79,9 @@ class Partner:
                         partner.refused[msg_id] += 1
                     else:
                         partner.received[msg_id] += 1
+                    pause = partner.rng.uniform(0, partner.delay)
                 try:
+                    time.sleep(pause)
                     self.answer(503 if refuse else 200)
                 finally:
                     with partner._lock:
@@ -96,7 +102,8 @@ class Partner:
 
 class MailSink:
     """Just enough SMTP (RFC 5321, no TLS offered) to take the subject
-    notices. With probability `drop_rate` a connection is dropped at a
+    notices; a whole message is answered after up to `delay` seconds. With
+    probability `drop_rate` a connection is dropped at a
     random point: right after the greeting, after EHLO, after RCPT, in the
     middle of DATA, or after the whole message but before the 250 (the mail
     arrived, the sender does not know: a repeat must follow, with the same
@@ -106,8 +113,9 @@ class MailSink:
 
     DROPS = ("greeting", "ehlo", "rcpt", "data-mid", "data-end", "421")
 
-    def __init__(self, drop_rate=0.0, seed=None):
+    def __init__(self, drop_rate=0.0, delay=0.0, seed=None):
         self.drop_rate = drop_rate
+        self.delay = delay
         self.rng = random.Random(seed)
         self.mails = collections.defaultdict(list)
         self.drops = collections.Counter()
@@ -168,6 +176,8 @@ class MailSink:
                         with sink._lock:
                             for r in rcpts:
                                 sink.mails[r].append((msg.get("Message-ID"), str(msg.get("Subject", ""))))
+                            pause = sink.rng.uniform(0, sink.delay)
+                        time.sleep(pause)
                         if drop == "data-end":
                             return
                         self.reply("250 queued")

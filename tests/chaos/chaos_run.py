@@ -41,8 +41,8 @@ class Sizes:
         self.seconds = env_int("CHAOS_SECONDS", 40 if short else 300)
         self.clients = env_int("CHAOS_CLIENTS", 8 if short else 16)
         self.stall = env_int("CHAOS_STALL", 60 if short else 120)
-        self.settle_max = env_int("CHAOS_SETTLE_MAX", 600 if short else 3600)
-        self.give_up = env_int("CHAOS_GIVE_UP", 300)   # a sender stops retrying one delivery after this
+        self.settle_max = env_int("CHAOS_SETTLE_MAX", 300 if short else 3600)
+        self.give_up = env_int("CHAOS_GIVE_UP", 120 if short else 300)  # a sender stops retrying one delivery
         self.seed = env_int("CHAOS_SEED", int(time.time() * 1000) % 1_000_000)
 
 
@@ -101,6 +101,9 @@ class Run:
         self.retired = []             # (label, Daemon) no longer in a slot
         self.killed = set()           # Daemons we killed on purpose
         self.exits = []               # (slot, code, last log lines): exits nobody asked for
+        self.failed_starts = []       # (slot, code, last log lines): instances that never got ready
+        self.database_down = False    # set by a scenario that stops PostgreSQL (a start may fail then)
+        self.broken = None            # why the run cannot go on (an instance that will not start)
         self.sigterm_codes = []
         self.answers = {}             # unexpected webhook answers: status -> count
         self.never = 0                # deliveries never answered 2xx
@@ -110,8 +113,9 @@ class Run:
         self.started = self.sent_at = self.settled_at = None
         self.work = tempfile.mkdtemp(prefix=f"privacyd-chaos-{name}-")
         self.t0 = int(time.time() * 1000)
-        self.partner = Partner(new_secret(), partner_fail, seed=self.sizes.seed + 1)
-        self.mail = MailSink(smtp_drop, seed=self.sizes.seed + 2) if smtp_drop is not None else None
+        delay = float(os.environ.get("CHAOS_PEER_DELAY", "0.3"))
+        self.partner = Partner(new_secret(), partner_fail, delay, seed=self.sizes.seed + 1)
+        self.mail = MailSink(smtp_drop, delay, seed=self.sizes.seed + 2) if smtp_drop is not None else None
         self.pg = None
 
     def setup(self):
@@ -132,12 +136,13 @@ class Run:
 
     def start_slot(self, slot):
         """Starts an instance in `slot`; retries while it cannot start."""
-        for attempt in range(60):
+        for attempt in range(30):
             d = Daemon(self.config)
             try:
                 d.wait_ready(timeout=60)
             except AssertionError:
                 d.kill()
+                self.failed_starts.append((slot, d.proc.returncode, d.lines[-15:]))
                 self.retired.append((f"slot{slot}-failed-start", d))
                 time.sleep(1)
                 continue
@@ -172,7 +177,11 @@ class Run:
                     self.exits.append((slot, d.proc.returncode, d.lines[-15:]))
                     self.retired.append((f"slot{slot}-exited", d))
                     time.sleep(1)
-                    self.start_slot(slot)
+                    try:
+                        self.start_slot(slot)
+                    except RuntimeError as e:
+                        self.broken = str(e)
+                        return
             self.stop.wait(0.2)
 
     def pick(self):
@@ -184,7 +193,7 @@ class Run:
 
     def send(self, body, msg_id):
         give_up = time.monotonic() + self.sizes.give_up
-        while time.monotonic() < give_up:
+        while time.monotonic() < give_up and not self.broken:
             d = self.pick()
             if d is None:
                 time.sleep(0.2)
@@ -225,19 +234,28 @@ class Run:
              "partner": {"id": ip[1]}, "subject": {"huawei_id": ip[0].huawei_id}}, f"assoc-{ip[0].i}-{ip[1]}"), pairs)
 
     def send_requests(self):
-        """Spreads the requests over CHAOS_SECONDS (as fast as they go when
-        the daemon is slower than that)."""
+        """Sends the requests in waves of random size (one every ~2 s, a
+        wave as fast as the senders go) spread over CHAOS_SECONDS, so the
+        faults find the daemon idle, busy, and with a backlog."""
         start = time.monotonic()
-        gap = self.sizes.seconds / max(1, len(self.items))
+        waves = max(1, self.sizes.seconds // 2)
+        cuts = sorted(self.rng.randrange(len(self.items) + 1) for _ in range(waves - 1))
+        at = {}
+        for wave, (lo, hi) in enumerate(zip([0] + cuts, cuts + [len(self.items)])):
+            for i in range(lo, hi):
+                at[i] = start + wave * self.sizes.seconds / waves
 
         def one(item):
-            delay = start + item.i * gap - time.monotonic()
+            delay = at[item.i] - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             resp = self.send(item.body(), f"req-{item.i}")
             if resp is not None:
                 item.request_id = resp.get("request_id")
         self.in_parallel(one, self.items)
+        left = start + self.sizes.seconds - time.monotonic()
+        if left > 0:
+            time.sleep(left)
 
     # -- the run ---------------------------------------------------------
 
@@ -254,10 +272,14 @@ class Run:
         chaos = threading.Thread(target=faults, args=(self,)) if faults else None
         if chaos:
             chaos.start()
-        self.send_requests()
-        self.sending_done.set()
-        if chaos:
-            chaos.join()
+        try:
+            self.send_requests()
+        finally:
+            self.sending_done.set()
+            if chaos:
+                chaos.join()
+        if self.broken:
+            raise RuntimeError(self.broken)
         self.sent_at = time.monotonic()
         self.settle()
         self.settled_at = time.monotonic()
