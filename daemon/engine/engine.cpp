@@ -344,13 +344,10 @@ net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
     r = co_await job->action->run(*job->ctx);
   } catch (const PermanentFailure& e) {
     r = ActionResult::failure(e.what(), false);
-  } catch (const DatabaseUnavailable& e) {
-    job->database_failure = std::current_exception();
-    r = ActionResult::failure(describe_failure(e), true);
-  } catch (const DatabaseConflict& e) {
-    job->database_failure = std::current_exception();
-    r = ActionResult::failure(describe_failure(e), true);
   } catch (const std::exception& e) {
+    if (dynamic_cast<const DatabaseUnavailable*>(&e) != nullptr || dynamic_cast<const DatabaseConflict*>(&e) != nullptr) {
+      job->database_failure = std::current_exception();
+    }
     // Bounded and value-free: a failed statement's message carries what
     // was bound to it.
     r = ActionResult::failure(describe_failure(e), true);

@@ -27,6 +27,13 @@ def resident(pid):
     raise AssertionError("no VmRSS")
 
 
+def instrumented(pid):
+    """AddressSanitizer's shadow memory puts an idle daemon past the bar by
+    itself: there, only what the attack adds is held to it."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 class Hostile(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -62,7 +69,8 @@ class Hostile(unittest.TestCase):
         end (up to `per_connection` bytes) while the resident set is sampled.
         Returns (the largest resident set seen, the statuses answered)."""
         pid = self.d.proc.pid
-        peak = [resident(pid)]
+        self.idle = resident(pid)
+        peak = [self.idle]
         done = threading.Event()
 
         def sample():
@@ -95,24 +103,33 @@ class Hostile(unittest.TestCase):
         peak[0] = max(peak[0], resident(pid))
         return peak[0], statuses
 
+    def assertWithinBar(self, peak):
+        """SPEC §12: the resident set stays ≤ 100 MB under the attack (of an
+        instrumented build, what the attack adds stays under the bar less
+        what an idle release daemon takes, about 20 MB)."""
+        if instrumented(self.d.proc.pid):
+            self.assertLessEqual(peak - self.idle, 80 * MB, f"the attack added {(peak - self.idle) // MB} MB")
+        else:
+            self.assertLessEqual(peak, 100 * MB, f"resident set reached {peak // MB} MB")
+
     def chunked(self):
         return (f"POST {WEBHOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n").encode()
 
     def test_endless_chunk_extensions_are_refused_and_do_not_grow_the_daemon(self):
         peak, statuses = self.flood(self.chunked() + b"1;ext=", b"a")
-        self.assertLessEqual(peak, 100 * MB, f"resident set reached {peak // MB} MB")
+        self.assertWithinBar(peak)
         self.assertEqual(statuses, [400] * 64)
         self.assertEqual(self.d.get_json("/healthz")[0], 200)
 
     def test_an_endless_trailer_is_refused_and_does_not_grow_the_daemon(self):
         peak, statuses = self.flood(self.chunked() + b"2\r\n{}\r\n0\r\nX-Trailer: ", b"b")
-        self.assertLessEqual(peak, 100 * MB, f"resident set reached {peak // MB} MB")
+        self.assertWithinBar(peak)
         self.assertEqual(statuses, [400] * 64)
 
     def test_an_endless_header_is_refused_and_does_not_grow_the_daemon(self):
         peak, statuses = self.flood(f"POST {WEBHOOK} HTTP/1.1\r\nHost: x\r\nX-Long: ".encode(), b"c")
-        self.assertLessEqual(peak, 100 * MB, f"resident set reached {peak // MB} MB")
+        self.assertWithinBar(peak)
         self.assertEqual(statuses, [431] * 64)
 
     def announce(self, headers):

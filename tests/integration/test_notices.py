@@ -256,6 +256,10 @@ class NoticesBySmtp(Notices):
         self.assertEqual(en["Subject"], "Your HUAWEI ID is no longer associated with Second Partner Co.")
         self.assertIn("dpo@second.example", en.get_content())
         self.assertEqual(en["Content-Language"], "en")
+        # The Message-ID is the notice's id: a mail sent again is the same mail.
+        for rid, mail in ((first, zh), (second, en)):
+            (notice,), = self.db(f"SELECT id FROM notices WHERE request_id = '{rid}' AND channel = 'subject'")
+            self.assertEqual(mail["Message-ID"], f"<{notice}@privacyd>")
 
 
 if __name__ == "__main__":
