@@ -124,18 +124,22 @@ class FaultTests:
         self.assertEqual(self.finish(rid), ("completed", None))
         self.assertEqual(self.step(rid, "tell-partners")[0], "succeeded")
 
-    def test_a_crashed_instances_long_step_is_taken_over_after_a_lease(self):
-        # A step whose timeout is an hour: the lease, renewed while it runs,
-        # is what another instance waits for, not lease + timeout.
+    def one_call_workflow(self, step_id, timeout):
+        """A workflows folder whose access workflow is one webhook.call to P-1001's receiver."""
         flows = os.path.join(self.dir.name, "workflows")
         os.makedirs(flows)
         with open(os.path.join(flows, "hooks.secret"), "w") as f:
             f.write(self.partner_secret + "\n")
         with open(os.path.join(flows, "access.yaml"), "w") as f:
             f.write("workflow: access\nversion: 1\non: request.access\nsteps:\n"
-                    "  - id: slow\n    action: webhook.call\n    timeout: 1h\n"
+                    f"  - id: {step_id}\n    action: webhook.call\n    timeout: {timeout}\n"
                     f"    with: {{ url: \"{self.p1.url}\", secret_file: hooks.secret }}\n")
-        self.prepare(workflows=flows)
+        return flows
+
+    def test_a_crashed_instances_long_step_is_taken_over_after_a_lease(self):
+        # A step whose timeout is an hour: the lease, renewed while it runs,
+        # is what another instance waits for, not lease + timeout.
+        self.prepare(workflows=self.one_call_workflow("slow", "1h"))
         self.p1.hold_steps.add("slow")
         first = self.start()
         rid = self.send(first, {"type": "request.access", "subject": {"huawei_id": "demo-003"}})
@@ -150,15 +154,7 @@ class FaultTests:
         # Lease 2s; the call is held until the lease has been renewed twice.
         # Without renewal (or if this process claimed what it still drives)
         # a second coroutine would run the step: a second delivery.
-        flows = os.path.join(self.dir.name, "workflows")
-        os.makedirs(flows)
-        with open(os.path.join(flows, "hooks.secret"), "w") as f:
-            f.write(self.partner_secret + "\n")
-        with open(os.path.join(flows, "access.yaml"), "w") as f:
-            f.write("workflow: access\nversion: 1\non: request.access\nsteps:\n"
-                    "  - id: held\n    action: webhook.call\n    timeout: 30s\n"
-                    f"    with: {{ url: \"{self.p1.url}\", secret_file: hooks.secret }}\n")
-        self.prepare(workflows=flows)
+        self.prepare(workflows=self.one_call_workflow("held", "30s"))
         self.p1.hold_steps.add("held")
         d = self.start()
         rid = self.send(d, {"type": "request.access", "subject": {"huawei_id": "demo-003"}})
