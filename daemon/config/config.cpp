@@ -66,7 +66,8 @@ std::optional<DatabaseConfig> parse_database_url(std::string_view url, const fs:
       fs::path file(std::string(token.substr(3)));
       if (file.empty()) break;
       if (file.is_relative()) file = base / file;
-      out += (out.empty() ? "" : " ") + std::string("db=") + file.lexically_normal().string();
+      db.sqlite_file = file.lexically_normal();
+      out += (out.empty() ? "" : " ") + std::string("db=") + db.sqlite_file.string();
       have_db = true;
       continue;
     }

@@ -31,6 +31,7 @@ struct DatabaseConfig {
   enum class Backend { sqlite3, postgresql };
   Backend backend = Backend::sqlite3;
   std::string parameters;  // SOCI backend parameters, sqlite path made absolute
+  std::filesystem::path sqlite_file;  // sqlite3: the db=PATH among them
   std::size_t pool_size = 4;
   // PostgreSQL session deadlines: no statement, and no wait for a lock,
   // ties up a database thread for longer (SET at every connect).

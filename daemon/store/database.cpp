@@ -36,21 +36,15 @@ bool is_conflict_sqlstate(const std::string& state) {
 
 long long whole_ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-// The file a sqlite3 connection string names (db=PATH, made absolute by
-// the config).
-std::string sqlite_file(const std::string& parameters) {
-  std::size_t pos = 0;
-  while (pos < parameters.size()) {
-    auto end = parameters.find(' ', pos);
-    if (end == std::string::npos) end = parameters.size();
-    auto token = parameters.substr(pos, end - pos);
-    if (token.starts_with("db=")) return token.substr(3);
-    pos = end + 1;
-  }
-  return {};
-}
 
 }  // namespace
+
+std::string bounded_text(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return std::string(text);
+  std::size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "…";
+}
 
 std::string describe_failure(const std::exception& e) {
   if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
@@ -60,16 +54,7 @@ std::string describe_failure(const std::exception& e) {
     return "the query failed (SQLite error " + std::to_string(lite->result()) + ")";
   }
   if (dynamic_cast<const soci::soci_error*>(&e) != nullptr) return "the query failed";
-  std::string_view what = e.what();
-  constexpr std::size_t kMax = 200;
-  std::string out;
-  if (what.size() <= kMax) {
-    out = what;
-  } else {
-    std::size_t cut = kMax;
-    while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;
-    out = std::string(what.substr(0, cut)) + "…";
-  }
+  std::string out = bounded_text(e.what(), 200);
   // One line: libpq's messages span several.
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
@@ -129,7 +114,7 @@ void Database::connect(std::size_t slot) {
         // Someone else's database: never create a missing file, never
         // change its journal mode (a permanent change to their file).
         std::error_code ec;
-        if (!std::filesystem::exists(sqlite_file(config_.parameters), ec)) {
+        if (!std::filesystem::exists(config_.sqlite_file, ec)) {
           throw DatabaseUnavailable("the SQLite database file does not exist");
         }
       }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/base/log.hpp"
@@ -35,6 +36,10 @@ class DatabaseConflict : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// `text` cut to at most `max` bytes (plus "…" when cut), never inside a
+// UTF-8 sequence.
+std::string bounded_text(std::string_view text, std::size_t max);
 
 // What went wrong in database work, safe to store, audit and log: SOCI adds
 // the bound values (a HUAWEI ID, a sealed blob of megabytes) to its

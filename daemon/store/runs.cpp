@@ -5,6 +5,7 @@
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
+#include "daemon/store/database.hpp"
 #include "daemon/crypto/primitives.hpp"
 
 namespace privacyd::runs {
@@ -90,12 +91,7 @@ void lock_request(soci::session& sql, const std::string& id) {
   sql << "SELECT id FROM requests WHERE id = :id FOR UPDATE", soci::use(id, "id"), soci::into(locked);
 }
 
-std::string bounded_error(std::string_view error) {
-  if (error.size() <= kMaxStoredError) return std::string(error);
-  std::size_t cut = kMaxStoredError;
-  while (cut > 0 && (static_cast<unsigned char>(error[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
-  return std::string(error.substr(0, cut)) + "…";
-}
+std::string bounded_error(std::string_view error) { return bounded_text(error, kMaxStoredError); }
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id) {
   soci::rowset<soci::row> rows =
