@@ -56,19 +56,22 @@ var:
 	  echo "$$token" > var/keys/operator-token; \
 	  echo "operator dev sha256:$$(printf %s "$$token" | sha256sum | cut -d' ' -f1)" > var/keys/admin-tokens; \
 	  echo "created var/keys/admin-tokens (the operator token is in var/keys/operator-token)"; }
-	@for p in P-1001 P-1002; do [ -s var/keys/partner-$$p.secret ] || \
-	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/partner-$$p.secret; done
+	@for p in partner-P-1001 partner-P-1002 partner-center-callback; do [ -s var/keys/$$p.secret ] || \
+	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/$$p.secret; done
 	@chmod 600 var/keys/*
 
 # The demo partners' notice webhooks (policies/partners.yaml) are played
-# by `privacyd receive`, which keeps what it gets under var/partner-notices/.
+# by `privacyd receive`, which keeps what it gets under var/partner-notices/
+# and acknowledges it; a third plays the Partner Center's callback endpoint.
 run: build var
 	$(BIN) migrate --config $(CONFIG)
 	$(BIN) demo --config $(CONFIG)
 	@$(BIN) receive --listen 127.0.0.1:9100 --secret-file var/keys/partner-P-1001.secret \
-	    --dir var/partner-notices/P-1001 & \
+	    --dir var/partner-notices/P-1001 --acknowledge erased & \
 	  $(BIN) receive --listen 127.0.0.1:9101 --secret-file var/keys/partner-P-1002.secret \
-	    --dir var/partner-notices/P-1002 & \
+	    --dir var/partner-notices/P-1002 --acknowledge erased & \
+	  $(BIN) receive --listen 127.0.0.1:9102 --secret-file var/keys/partner-center-callback.secret \
+	    --dir var/partner-center-callbacks & \
 	  trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
 	  $(BIN) serve --config $(CONFIG)
 

@@ -5,6 +5,7 @@
 #include <soci/soci.h>
 
 #include "daemon/base/time.hpp"
+#include "daemon/crypto/primitives.hpp"
 #include "daemon/store/async.hpp"
 #include "daemon/store/rows.hpp"
 
@@ -329,17 +330,30 @@ class Export final : public DomainAction {
                          {"disclosed_to", std::move(recipients)}};
     std::string text = json::serialize(package);
     std::string sealed = deps_.keys.seal(text, "exports.package");
+    // The person's link (SPEC §13.2): only the token's digest is looked up
+    // by. The token itself travels sealed in this step's output to the
+    // mail and the callback that carry it; whoever could open it could open
+    // the package itself.
+    const std::string token = crypto::new_link_token();
+    const std::string digest = crypto::token_digest(token);
     const long long now = ctx.now;
+    const long long expires = now + std::chrono::duration_cast<std::chrono::milliseconds>(deps_.package_ttl).count();
     const long long bytes = static_cast<long long>(text.size());
     auto store = [&](soci::session& sql) {
-      sql << "INSERT INTO exports(request_id, package_enc, bytes, created_at) VALUES (:r, :p, :b, :t)"
+      sql << "INSERT INTO exports(request_id, package_enc, bytes, created_at, token_sha256, expires_at, downloads)"
+             " VALUES (:r, :p, :b, :t, :digest, :expires, 0)"
              " ON CONFLICT (request_id) DO UPDATE SET package_enc = excluded.package_enc, bytes = excluded.bytes,"
-             " created_at = excluded.created_at",
-          soci::use(request_id, "r"), soci::use(sealed, "p"), soci::use(bytes, "b"), soci::use(now, "t");
+             " created_at = excluded.created_at, token_sha256 = excluded.token_sha256,"
+             " expires_at = excluded.expires_at, downloads = 0, erased_at = NULL",
+          soci::use(request_id, "r"), soci::use(sealed, "p"), soci::use(bytes, "b"), soci::use(now, "t"),
+          soci::use(digest, "digest"), soci::use(expires, "expires");
     };
     co_await run_in_db(deps_.db, store);
-    co_return ActionResult::success(
-        json::object{{"bytes", bytes}, {"categories", package["categories"].as_object().size()}});
+    co_return ActionResult::success(json::object{
+        {"bytes", bytes},
+        {"categories", package["categories"].as_object().size()},
+        {"download", json::object{{"token_sealed", deps_.keys.seal(token, "exports.token")},
+                                  {"expires_at", format_rfc3339(expires)}}}});
   }
 };
 

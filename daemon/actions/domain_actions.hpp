@@ -18,6 +18,7 @@ struct Dependencies {
   SystemConnections& systems;
   const crypto::KeyRing& keys;
   Logger& log;
+  Duration package_ttl = std::chrono::hours(24 * 7);  // how long an access package's link works
 };
 
 void add_domain_actions(engine::ActionRegistry& registry, const Dependencies& deps);

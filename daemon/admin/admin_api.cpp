@@ -7,6 +7,7 @@
 #include <soci/soci.h>
 
 #include "daemon/admin/views.hpp"
+#include "daemon/store/follow_ups.hpp"
 #include "daemon/audit/audit.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/store/async.hpp"
@@ -160,6 +161,8 @@ void AdminApi::mount(http::Router& router) {
   route(router, "GET", "/v1/requests/{id}/export", Role::operator_, &AdminApi::export_package);
   route(router, "GET", "/v1/notices", Role::viewer, &AdminApi::list_notices);
   route(router, "POST", "/v1/notices/{id}/retry", Role::operator_, &AdminApi::retry_notice, kMaxActionBody);
+  route(router, "POST", "/v1/notices/{id}/acknowledge", Role::operator_, &AdminApi::acknowledge_notice,
+        kMaxActionBody);
   route(router, "GET", "/v1/audit/verify", Role::viewer, &AdminApi::verify_audit);
   route(router, "POST", "/v1/reload", Role::operator_, &AdminApi::reload, kMaxActionBody);
   router.add("GET", "/metrics", [this](Request& r) { return metrics(r); });
@@ -206,7 +209,7 @@ net::awaitable<Response> AdminApi::guard(Request& request, Role role, Endpoint e
 
 net::awaitable<Response> AdminApi::shown(const std::string& id) {
   const UnixMillis now = to_unix_ms(deps_.clock.now());
-  auto load = [id, now](soci::session& sql) { return admin::show_request(sql, id, now); };
+  auto load = [this, id, now](soci::session& sql) { return admin::show_request(sql, id, now, deps_.keys); };
   auto view = co_await run_in_db(deps_.db, load);
   if (!view) co_return http::error(404, "not_found", "no such request");
   co_return json_response(*view);
@@ -279,7 +282,14 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
     std::vector<runs::Transition::Notice> notices;
     if (deps_.rejection_notices) {
       for (auto& n : deps_.rejection_notices(engine::request_context(*row, deps_.keys), reason, now)) {
-        notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+        notices.push_back(engine::outbox_entry(std::move(n)));
+      }
+    }
+    if (deps_.callbacks) {
+      runs::RunRow after = *row;
+      after.status = "rejected";
+      for (auto& n : deps_.callbacks(after, "request.rejected", reason, now)) {
+        notices.push_back(engine::outbox_entry(std::move(n)));
       }
     }
     soci::transaction tr(sql);
@@ -343,10 +353,19 @@ net::awaitable<Response> AdminApi::extend(Request& request, const Token& caller)
     refuse_input(400, "invalid_field", "days is 1 to " + std::to_string(allowed) + " in this jurisdiction", "days");
   }
   const UnixMillis deadline = found.deadline + granted * kDayMs;
-  auto work = [id, reason, who = caller.name, deadline, now](soci::session& sql) {
+  auto work = [this, id, reason, who = caller.name, deadline, now](soci::session& sql) {
     soci::transaction tr(sql);
     auto outcome = runs::extend(sql, id, who, reason, deadline, now);
-    if (outcome == runs::Extension::extended) tr.commit();
+    if (outcome != runs::Extension::extended) return outcome;
+    // The Partner Center hears of it with the extension itself, and why.
+    if (auto row = runs::load(sql, id); row && deps_.callbacks) {
+      std::vector<runs::Transition::Notice> notices;
+      for (auto& n : deps_.callbacks(*row, "request.extended", reason, now)) {
+        notices.push_back(engine::outbox_entry(std::move(n)));
+      }
+      runs::insert_notices(sql, id, -1, notices, now);
+    }
+    tr.commit();
     return outcome;
   };
   switch (co_await run_in_db(deps_.db, work)) {
@@ -357,6 +376,7 @@ net::awaitable<Response> AdminApi::extend(Request& request, const Token& caller)
     case runs::Extension::extended: break;
   }
   deps_.log.info("deadline extended", {{"request_id", id}, {"by", caller.name}, {"days", granted}});
+  if (deps_.wake_notifier) deps_.wake_notifier();
   co_return co_await shown(id);
 }
 
@@ -390,9 +410,12 @@ net::awaitable<Response> AdminApi::export_package(Request& request, const Token&
 }
 
 net::awaitable<Response> AdminApi::list_notices(Request& request, const Token&) {
-  auto q = query_params(request.query, {"status", "limit", "cursor"});
-  NoticeFilter filter{one_of(q, "status", notice_statuses()), cursor_of(q, "ntc_"), limit_of(q)};
-  auto load = [filter](soci::session& sql) { return admin::list_notices(sql, filter); };
+  auto q = query_params(request.query, {"status", "limit", "cursor", "acknowledged", "overdue"});
+  static const std::vector<std::string> yes_no = {"true", "false"};
+  NoticeFilter filter{one_of(q, "status", notice_statuses()), one_of(q, "acknowledged", yes_no),
+                      one_of(q, "overdue", yes_no), cursor_of(q, "ntc_"), limit_of(q)};
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto load = [this, filter, now](soci::session& sql) { return admin::list_notices(sql, filter, now, deps_.keys); };
   auto list = co_await run_in_db(deps_.db, load);
   co_return json_response(list);
 }
@@ -418,6 +441,49 @@ net::awaitable<Response> AdminApi::retry_notice(Request& request, const Token& c
   deps_.log.info("notice retried", {{"notice_id", id}, {"by", caller.name}});
   if (deps_.wake_notifier) deps_.wake_notifier();
   co_return json_response(json::object{{"id", id}, {"status", "pending"}});
+}
+
+// An operator records a partner's answer given some other way (a letter,
+// a call): the same rules as the partner's own acknowledgement.
+net::awaitable<Response> AdminApi::acknowledge_notice(Request& request, const Token& caller) {
+  std::string id(request.param("id"));
+  if (!valid_id(id, "ntc_")) co_return http::error(404, "not_found", "no such notice");
+  const auto body = action_body(request, {"outcome", "note"});
+  const auto* o = body.if_contains("outcome");
+  const std::string outcome = o != nullptr && o->is_string() ? std::string(o->get_string()) : std::string();
+  if (!follow_ups::valid_outcome(outcome)) {
+    refuse_input(400, "invalid_field", "outcome is erased, retained or no_data", "outcome");
+  }
+  std::string note;
+  if (const auto* n = body.if_contains("note"); n != nullptr && !n->is_null()) {
+    if (!n->is_string() || n->get_string().size() > 1000) {
+      refuse_input(400, "invalid_field", "note is text of at most 1000 bytes", "note");
+    }
+    note = std::string(n->get_string());
+  }
+  const std::string note_enc = note.empty() ? std::string() : deps_.keys.seal(note, "notices.ack_note");
+  const UnixMillis now = to_unix_ms(deps_.clock.now());
+  auto work = [id, outcome, note_enc, who = caller.name, now](soci::session& sql) {
+    soci::transaction tr(sql);
+    auto ack = follow_ups::acknowledge(sql, id, outcome, note_enc, who, now);
+    tr.commit();
+    return ack;
+  };
+  switch (co_await run_in_db(deps_.db, work)) {
+    case follow_ups::Ack::not_found: co_return http::error(404, "not_found", "no such notice");
+    case follow_ups::Ack::not_acknowledgeable:
+      co_return http::error(409, "not_acknowledgeable", "only a notice to a partner is acknowledged");
+    case follow_ups::Ack::conflict:
+      co_return http::error(409, "already_acknowledged", "the notice was acknowledged with another outcome");
+    case follow_ups::Ack::recorded:
+    case follow_ups::Ack::same: break;
+  }
+  deps_.log.info("notice acknowledged", {{"notice_id", id}, {"by", caller.name}, {"outcome", outcome}});
+  auto load = [this, id, now](soci::session& sql) {
+    return admin::show_notice(sql, id, now, deps_.keys);
+  };
+  auto shown_notice = co_await run_in_db(deps_.db, load);
+  co_return json_response(shown_notice ? *shown_notice : json::value(nullptr));
 }
 
 net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) {
@@ -464,7 +530,10 @@ net::awaitable<Response> AdminApi::metrics(Request&) {
     std::map<std::pair<std::string, std::string>, long long> requests;  // (type, status)
     std::map<std::string, long long> overdue;                           // type
     std::map<std::pair<std::string, std::string>, long long> notices;   // (channel, status)
+    std::map<std::string, long long> unacknowledged;                    // partner: past due
   };
+  // Partner ids come from the policies (validated, [A-Za-z0-9_.-]): safe as labels.
+  auto partners = deps_.policies.current();
   auto count = [now](soci::session& sql) {
     Counts c;
     soci::rowset<soci::row> requests =
@@ -479,6 +548,7 @@ net::awaitable<Response> AdminApi::metrics(Request&) {
     soci::rowset<soci::row> notices =
         (sql.prepare << "SELECT channel, status, COUNT(*) FROM notices GROUP BY channel, status");
     for (const auto& r : notices) c.notices[{r.get<std::string>(0), r.get<std::string>(1)}] = row_integer(r, 2);
+    for (const auto& [partner, n] : follow_ups::overdue_by_partner(sql, now)) c.unacknowledged[partner] = n;
     return c;
   };
   std::string out = deps_.registry.render();
@@ -510,7 +580,14 @@ net::awaitable<Response> AdminApi::metrics(Request&) {
                             static_cast<double>(it == c.overdue.end() ? 0 : it->second));
     }
     metrics::write_family_header(out, "privacyd_notices", "gauge", "Notices in the outbox, by channel and status.");
-    for (const std::string channel : {"partner", "subject"}) {
+    metrics::write_family_header(out, "privacyd_partner_acknowledgements_overdue", "gauge",
+                                 "Partner notices not acknowledged by their due date, by partner.");
+    for (const auto& [id, partner] : partners->partners) {
+      auto it = c.unacknowledged.find(id);
+      metrics::write_sample(out, "privacyd_partner_acknowledgements_overdue", "{partner=\"" + id + "\"}",
+                            static_cast<double>(it == c.unacknowledged.end() ? 0 : it->second));
+    }
+    for (const std::string channel : {"partner", "subject", "partner_center"}) {
       for (const auto& status : notice_statuses()) {
         auto it = c.notices.find({channel, status});
         metrics::write_sample(out, "privacyd_notices", "{channel=\"" + channel + "\",status=\"" + status + "\"}",

@@ -17,6 +17,7 @@
 #include "daemon/base/log.hpp"
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/engine/action.hpp"
+#include "daemon/store/runs.hpp"
 #include "daemon/http/router.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/policy/policy_store.hpp"
@@ -41,6 +42,11 @@ struct AdminDependencies {
   std::function<std::vector<engine::NoticeDraft>(const boost::json::value& context, const std::string& reason,
                                                  UnixMillis now)>
       rejection_notices;
+  // The Partner Center's callback for a request's change (`event`:
+  // request.rejected or request.extended), committed with the change.
+  std::function<std::vector<engine::NoticeDraft>(const runs::RunRow& row, std::string_view event,
+                                                 const std::string& reason, UnixMillis now)>
+      callbacks;
   // Reloads workflows, policies, templates, secrets and tokens: all or
   // nothing. Blocking; the API calls it on a database thread.
   std::function<Diagnostics()> reload;
@@ -75,6 +81,7 @@ class AdminApi {
   boost::asio::awaitable<http::Response> export_package(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> list_notices(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> retry_notice(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> acknowledge_notice(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> verify_audit(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> reload(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> metrics(http::Request& request);

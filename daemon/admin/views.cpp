@@ -59,11 +59,36 @@ json::object request_summary(const soci::row& r, UnixMillis now) {
 // The columns every notice view reads, in this order.
 constexpr const char* kNoticeColumns =
     "id, request_id, channel, recipient, template, status, attempts, last_error, created_at, delivered_at,"
-    " next_attempt_at";
+    " next_attempt_at, ack_outcome, ack_note_enc, ack_by, acknowledged_at, ack_due_at, reminders_sent, reminder_of";
 
-json::object notice_summary(const soci::row& r) {
+// A partner notice's acknowledgement (SPEC §13.3): who answered what and
+// when, by when it was due, and whether it is overdue. The partner's note
+// is sealed at rest and opened here for the operator.
+void add_acknowledgement(json::object& o, const soci::row& r, UnixMillis now, const crypto::KeyRing& keys) {
+  const bool asks = r.get<std::string>(2) == "partner" && r.get_indicator(17) == soci::i_null;
+  const bool answered = r.get_indicator(11) != soci::i_null;
+  if (answered) {
+    json::value note = nullptr;
+    if (r.get_indicator(12) != soci::i_null) {
+      if (auto opened = keys.open(r.get<std::string>(12), "notices.ack_note")) note = json::value(*opened);
+    }
+    o["acknowledgement"] = json::object{{"outcome", r.get<std::string>(11)},
+                                        {"note", std::move(note)},
+                                        {"by", text_or_null(r, 13)},
+                                        {"at", time_or_null(r, 14)}};
+  } else {
+    o["acknowledgement"] = nullptr;
+  }
+  const bool due = r.get_indicator(15) != soci::i_null;
+  o["acknowledge_by"] = asks && due ? time_or_null(r, 15) : json::value(nullptr);
+  o["overdue"] = asks && due && !answered && row_integer(r, 15) < now;
+  o["reminders_sent"] = row_integer(r, 16);
+  o["reminder_of"] = text_or_null(r, 17);
+}
+
+json::object notice_summary(const soci::row& r, UnixMillis now, const crypto::KeyRing& keys) {
   const std::string status = r.get<std::string>(5);
-  return json::object{{"id", r.get<std::string>(0)},
+  json::object o{{"id", r.get<std::string>(0)},
                       {"request_id", r.get<std::string>(1)},
                       {"channel", r.get<std::string>(2)},
                       {"recipient", r.get<std::string>(3)},
@@ -74,6 +99,8 @@ json::object notice_summary(const soci::row& r) {
                       {"created_at", time_or_null(r, 8)},
                       {"delivered_at", time_or_null(r, 9)},
                       {"next_attempt_at", status == "pending" ? time_or_null(r, 10) : nullptr}};
+  add_acknowledgement(o, r, now, keys);
+  return o;
 }
 
 // {KEY: [up to `limit` summaries], "next_cursor": the last id shown, or
@@ -111,7 +138,8 @@ json::value list_requests(soci::session& sql, const RequestFilter& f, UnixMillis
   return page(rows, f.limit, "requests", [now](const soci::row& r) { return request_summary(r, now); });
 }
 
-std::optional<json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now) {
+std::optional<json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now,
+                                        const crypto::KeyRing& keys) {
   std::optional<json::object> request;
   {
     soci::rowset<soci::row> rows =
@@ -150,22 +178,42 @@ std::optional<json::value> show_request(soci::session& sql, const std::string& i
     soci::rowset<soci::row> rows =
         (sql.prepare << std::string("SELECT ") + kNoticeColumns + " FROM notices WHERE request_id = :id ORDER BY id",
          soci::use(id, "id"));
-    for (const auto& r : rows) notices.push_back(notice_summary(r));
+    for (const auto& r : rows) notices.push_back(notice_summary(r, now, keys));
   }
   (*request)["steps"] = std::move(steps);
   (*request)["notices"] = std::move(notices);
   return json::value(std::move(*request));
 }
 
-json::value list_notices(soci::session& sql, const NoticeFilter& f) {
-  const int fetch = f.limit + 1;
+std::optional<json::value> show_notice(soci::session& sql, const std::string& id, UnixMillis now,
+                                       const crypto::KeyRing& keys) {
   soci::rowset<soci::row> rows =
-      (sql.prepare << std::string("SELECT ") + kNoticeColumns +
-                          " FROM notices WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)"
-                          " ORDER BY id DESC LIMIT :n",
-       soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
-       soci::use(f.cursor, "cursor2"), soci::use(fetch, "n"));
-  return page(rows, f.limit, "notices", notice_summary);
+      (sql.prepare << std::string("SELECT ") + kNoticeColumns + " FROM notices WHERE id = :id", soci::use(id, "id"));
+  for (const auto& r : rows) return json::value(notice_summary(r, now, keys));
+  return std::nullopt;
+}
+
+json::value list_notices(soci::session& sql, const NoticeFilter& f, UnixMillis at, const crypto::KeyRing& keys) {
+  const int fetch = f.limit + 1;
+  const long long now = at;
+  // Fixed fragments only: nothing the caller sent is spliced into SQL.
+  std::string where = " WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)";
+  constexpr const char* kAsks = " AND channel = 'partner' AND reminder_of IS NULL";
+  if (f.acknowledged == "false") where += std::string(kAsks) + " AND ack_outcome IS NULL";
+  if (f.acknowledged == "true") where += " AND ack_outcome IS NOT NULL";
+  if (f.overdue == "true") where += std::string(kAsks) + " AND ack_outcome IS NULL AND ack_due_at < :now";
+  if (f.overdue == "false") where += " AND NOT (ack_outcome IS NULL AND ack_due_at IS NOT NULL AND ack_due_at < :now)";
+  soci::rowset<soci::row> rows =
+      f.overdue.empty()
+          ? (sql.prepare << std::string("SELECT ") + kNoticeColumns + " FROM notices" + where +
+                                " ORDER BY id DESC LIMIT :n",
+             soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
+             soci::use(f.cursor, "cursor2"), soci::use(fetch, "n"))
+          : (sql.prepare << std::string("SELECT ") + kNoticeColumns + " FROM notices" + where +
+                                " ORDER BY id DESC LIMIT :n",
+             soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
+             soci::use(f.cursor, "cursor2"), soci::use(now, "now"), soci::use(fetch, "n"));
+  return page(rows, f.limit, "notices", [at, &keys](const soci::row& r) { return notice_summary(r, at, keys); });
 }
 
 }  // namespace privacyd::admin

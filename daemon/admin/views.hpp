@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "daemon/base/time.hpp"
+#include "daemon/crypto/keyring.hpp"
 
 namespace soci {
 class session;
@@ -42,15 +43,23 @@ boost::json::value list_requests(soci::session& sql, const RequestFilter& filter
 
 // The request with its deadline, workflow, steps and notices; nullopt when
 // there is no such request.
-std::optional<boost::json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now);
+std::optional<boost::json::value> show_request(soci::session& sql, const std::string& id, UnixMillis now,
+                                               const crypto::KeyRing& keys);
 
 struct NoticeFilter {
   std::string status;
+  std::string acknowledged;  // "", "true" or "false" (partner notices that ask for one)
+  std::string overdue;       // "", "true" or "false"
   std::string cursor;  // the last notice id of the previous page
   int limit = 50;
 };
 // {"notices": [...], "next_cursor": "ntc_…" | null}, newest first.
-boost::json::value list_notices(soci::session& sql, const NoticeFilter& filter);
+boost::json::value list_notices(soci::session& sql, const NoticeFilter& filter, UnixMillis now,
+                               const crypto::KeyRing& keys);
+
+// One notice as the list shows it; nullopt when there is none.
+std::optional<boost::json::value> show_notice(soci::session& sql, const std::string& id, UnixMillis now,
+                                              const crypto::KeyRing& keys);
 
 // Whole days from `now` to `deadline`, rounded down (negative once overdue).
 std::int64_t days_left(UnixMillis deadline, UnixMillis now);

@@ -13,7 +13,12 @@ int check(const std::filesystem::path& config_file, const std::string& format);
 int migrate(const std::filesystem::path& config_file);
 int demo(const std::filesystem::path& config_file);
 // Plays a partner: verifies and keeps notices POSTed to /notices.
-int receive(const std::string& listen, const std::filesystem::path& secret_file, const std::filesystem::path& dir);
+struct ReceiveAcks {
+  std::string outcome;  // erased, retained or no_data; empty: notices are not acknowledged
+  std::string url = "http://127.0.0.1:8080/v1/webhooks/partner-ack";
+};
+int receive(const std::string& listen, const std::filesystem::path& secret_file, const std::filesystem::path& dir,
+            const ReceiveAcks& acks);
 // Prints the decrypted access package of a request; 1 when there is none.
 int export_package(const std::filesystem::path& config_file, const std::string& request_id);
 // Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.

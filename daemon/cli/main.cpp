@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   receiver->add_option("--listen", receive_listen, "HOST:PORT to listen on")->capture_default_str();
   receiver->add_option("--secret-file", receive_secret, "The partner's whsec_ secrets")->required();
   receiver->add_option("--dir", receive_dir, "Where to keep the notices")->capture_default_str();
+  privacyd::cli::ReceiveAcks receive_acks;
+  receiver->add_option("--acknowledge", receive_acks.outcome, "Acknowledge each notice with this outcome")
+      ->check(CLI::IsMember({"erased", "retained", "no_data"}));
+  receiver->add_option("--ack-url", receive_acks.url, "Where acknowledgements go (privacyd's public listener)")
+      ->capture_default_str();
 
   std::string request_id;
   auto* exporter = app.add_subcommand("export", "Print a request's access package, decrypted");
@@ -124,7 +129,7 @@ int main(int argc, char** argv) {
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
   if (demo->parsed()) return privacyd::cli::demo(config_file);
-  if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir);
+  if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir, receive_acks);
   if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
   // get_subcommands() lists the ones given on this command line.

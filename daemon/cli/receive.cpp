@@ -1,6 +1,11 @@
 // receive: a partner's side of the notice webhook, for development and for
 // checking a partner integration: verifies each Standard Webhooks
 // signature, keeps each notice as DIR/<webhook-id>.json, and prints a line.
+// With --acknowledge OUTCOME it then answers each notice the way a partner
+// does (SPEC §13.3): a signed notice.acknowledged POSTed to --ack-url.
+// It also plays the Partner Center's callback endpoint (same route).
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json.hpp>
@@ -8,13 +13,30 @@
 #include <iostream>
 
 #include "daemon/base/clock.hpp"
+#include "daemon/base/time.hpp"
 #include "daemon/cli/commands.hpp"
 #include "daemon/crypto/webhook_signature.hpp"
+#include "daemon/http/client.hpp"
 #include "daemon/http/server.hpp"
 
 namespace privacyd::cli {
 
-int receive(const std::string& listen, const std::filesystem::path& secret_file, const std::filesystem::path& dir) {
+namespace {
+
+// Acknowledges notice `id` after it has been answered, on the loop.
+boost::asio::awaitable<void> acknowledge(std::shared_ptr<http::ClientRequest> request, Logger& log, std::string id) {
+  try {
+    auto response = co_await http::fetch(*request);
+    std::cout << "acknowledged " << id << " " << response.status << std::endl;
+  } catch (const std::exception& e) {
+    log.warn("acknowledgement not sent", {{"notice_id", id}, {"error", e.what()}});
+  }
+}
+
+}  // namespace
+
+int receive(const std::string& listen, const std::filesystem::path& secret_file, const std::filesystem::path& dir,
+            const ReceiveAcks& acks) {
   auto log = Logger::to_stderr(LogLevel::info);
   auto endpoint = parse_endpoint(listen);
   if (!endpoint) {
@@ -44,11 +66,31 @@ int receive(const std::string& listen, const std::filesystem::path& secret_file,
           }
           boost::system::error_code ec;
           auto body = boost::json::parse(request.body, ec);
-          std::string type = !ec && body.is_object() && body.as_object().contains("type")
-                                 ? std::string(body.at("type").as_string())
-                                 : std::string("?");
+          const auto* type_value = !ec && body.is_object() ? body.as_object().if_contains("type") : nullptr;
+          std::string type = type_value != nullptr && type_value->is_string() ? std::string(type_value->get_string())
+                                                                              : std::string("?");
           std::ofstream(dir / (id + ".json"), std::ios::binary | std::ios::trunc) << request.body;
           std::cout << "received " << id << " " << type << std::endl;
+          const bool asks = type == "notice.disassociation" || type == "notice.erasure";
+          if (asks && !acks.outcome.empty()) {
+            const auto& o = body.as_object();
+            auto field = [&](const char* key) {
+              const auto* v = o.if_contains(key);
+              return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string();
+            };
+            std::string ack = boost::json::serialize(boost::json::object{{"type", "notice.acknowledged"},
+                                                                         {"notice_id", field("notice_id")},
+                                                                         {"partner_id", field("partner_id")},
+                                                                         {"outcome", acks.outcome},
+                                                                         {"note", "privacyd receive"}});
+            auto post = std::make_shared<http::ClientRequest>();
+            post->url = acks.url;
+            post->body = ack;
+            post->headers = crypto::signed_webhook_headers(secrets.front(), "ack-" + id,
+                                                           to_unix_ms(clock.now()) / 1000, ack);
+            post->timeout = std::chrono::seconds(10);
+            boost::asio::co_spawn(ioc, acknowledge(post, log, id), boost::asio::detached);
+          }
           co_return http::Response::json(200, "{}");
         },
         1024 * 1024);

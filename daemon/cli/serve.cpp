@@ -22,6 +22,9 @@
 #include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/http/server.hpp"
+#include "daemon/links/links.hpp"
+#include "daemon/notify/callbacks.hpp"
+#include "daemon/notify/follow_up.hpp"
 #include "daemon/notify/notice_actions.hpp"
 #include "daemon/notify/notifier.hpp"
 #include "daemon/intake/intake.hpp"
@@ -73,13 +76,14 @@ void finish_within(Duration limit, Logger& log, const std::function<void()>& fin
 // grace period is over, then stops the loop.
 void stop_when_drained(net::io_context& ioc, std::function<void()> stop_all, std::vector<http::Server*> servers,
                        engine::Engine& engine, actions::RetentionSweeper& retention, notify::Notifier& notifier,
-                       Duration grace, Logger& log) {
+                       notify::FollowUp& follow_up, Duration grace, Logger& log) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   auto timer = std::make_shared<net::steady_timer>(ioc);
   auto poll = std::make_shared<std::function<void()>>();
-  *poll = [stop_all, servers, &engine, &retention, &notifier, deadline, timer, &log, weak = std::weak_ptr(poll)] {
+  *poll = [stop_all, servers, &engine, &retention, &notifier, &follow_up, deadline, timer, &log,
+           weak = std::weak_ptr(poll)] {
     std::size_t open = (engine.stopped() ? 0 : engine.active() + 1) + (retention.stopped() ? 0 : 1) +
-                       (notifier.stopped() ? 0 : 1);
+                       (notifier.stopped() ? 0 : 1) + (follow_up.stopped() ? 0 : 1);
     for (auto* s : servers) open += s->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (open != 0) log.warn("grace period over, stopping with work in flight", {{"open", open}});
@@ -159,12 +163,17 @@ int serve(const std::filesystem::path& config_file) {
       metrics::write_sample(out, "privacyd_database_errors_total", "{kind=\"other\"}", static_cast<double>(e.other));
     });
     actions::SystemConnections systems(log);
-    const actions::Dependencies deps{db, policies, systems, keys, log};
+    const actions::Dependencies deps{db, policies, systems, keys, log, config.access.package_ttl};
     actions::add_domain_actions(actions, deps);
-    const notify::NoticeDependencies notice_deps{db, policies, templates, keys, config.notices.from};
+    // The start of every link privacyd mails: set once the listener is
+    // bound when the config does not give it (before any work starts).
+    std::string public_url = config.public_url;
+    const notify::NoticeDependencies notice_deps{db, policies, templates, keys, config, public_url};
     notify::add_notice_actions(actions, notice_deps);
     notify::Notifier notifier(ioc, db, policies, keys, clock, log, config, config.engine.poll, &metrics);
     actions::RetentionSweeper retention(ioc, db, policies, systems, keys, clock, log, config.engine.poll);
+    notify::FollowUp follow_up(ioc, notice_deps, clock, log, config.engine.poll);
+    links::Links links({db, policies, keys, clock, log, config});
     Health health(db, log);
     // Keep one database thread free of intake batches for /readyz and the
     // rest, where there is more than one.
@@ -177,6 +186,7 @@ int serve(const std::filesystem::path& config_file) {
     http::Router public_routes;
     health.mount(public_routes);
     intake.mount(public_routes);
+    links.mount(public_routes);
 
     engine::Engine engine(ioc, db, clock, log, keys, actions,
                           {.instance = engine::new_instance_id(),
@@ -189,6 +199,11 @@ int serve(const std::filesystem::path& config_file) {
                                                                const std::string& reason, UnixMillis now) {
                              return notify::rejection_notices(notice_deps, context, reason, false, now);
                            },
+                           .finished_notices = [&notice_deps](const runs::RunRow& row, const std::string& status,
+                                                              const std::string& reason, UnixMillis now) {
+                             return notify::partner_center_callbacks(notice_deps, row, "request." + status, reason,
+                                                                     now);
+                           },
                            .await_gate = test_hook("PRIVACYD_TEST_AWAIT_GATE")});
     if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
     problems = engine.install(std::move(workflows));
@@ -197,6 +212,7 @@ int serve(const std::filesystem::path& config_file) {
     intake.on_request_stored([&engine] { engine.wake(); });
     notifier.on_settled([&engine] { engine.wake(); });
     engine.on_notices_queued([&notifier] { notifier.wake(); });
+    follow_up.on_queued([&notifier] { notifier.wake(); });
     // Everything operators edit, validated whole and swapped whole: a
     // problem anywhere changes nothing. Listeners and the database are fixed
     // for the life of the process; running requests keep their pinned
@@ -249,6 +265,10 @@ int serve(const std::filesystem::path& config_file) {
                                                                    const std::string& reason, UnixMillis now) {
                                  return notify::rejection_notices(notice_deps, context, reason, true, now);
                                },
+                               .callbacks = [&notice_deps](const runs::RunRow& row, std::string_view event,
+                                                           const std::string& reason, UnixMillis now) {
+                                 return notify::partner_center_callbacks(notice_deps, row, event, reason, now);
+                               },
                                .reload = reload_all,
                                .wake_engine = [&engine] { engine.wake(); },
                                .wake_notifier = [&notifier] { notifier.wake(); }});
@@ -262,6 +282,7 @@ int serve(const std::filesystem::path& config_file) {
                               admin_routes, log, io_contexts);
     auto public_at = public_server.listen();
     auto admin_at = admin_server.listen();
+    if (public_url.empty()) public_url = (config.tls.enabled() ? "https://" : "http://") + public_at.text();
     public_server.start();
     admin_server.start();
     log.info("listening", {{"listener", "public"}, {"addr", public_at.text()}, {"tls", config.tls.enabled()}});
@@ -289,9 +310,10 @@ int serve(const std::filesystem::path& config_file) {
           engine.drain();
           retention.stop();
           notifier.stop();
+          follow_up.stop();
           public_server.drain();
           admin_server.drain();
-          stop_when_drained(ioc, stop_all, {&public_server, &admin_server}, engine, retention, notifier,
+          stop_when_drained(ioc, stop_all, {&public_server, &admin_server}, engine, retention, notifier, follow_up,
                             config.limits.shutdown_grace, log);
         };
     signals.async_wait(on_signal);
@@ -302,6 +324,7 @@ int serve(const std::filesystem::path& config_file) {
     engine.start();
     retention.start();
     notifier.start();
+    follow_up.start();
 
     std::vector<std::thread> threads;
     for (auto& c : more_contexts) {

@@ -112,7 +112,8 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   Reader r{yaml, c.file.parent_path()};
   if (!yaml.expect_map(root, "the config",
                        {"listen", "tls", "admin", "database", "database_pool", "database_timeouts", "workflows", "policies", "keys", "webhook",
-                        "notices", "log", "limits", "io_threads", "engine"})) {
+                        "notices", "log", "limits", "io_threads", "engine", "public_url", "partner_center",
+                        "access"})) {
     return;
   }
   if (auto ep = r.endpoint(root, "listen")) c.listen = *ep;
@@ -199,7 +200,8 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   }
 
   if (auto notices = root["notices"]; notices.IsDefined()) {
-    if (yaml.expect_map(notices, "notices", {"file_dir", "smtp", "from", "timeout", "retry_schedule"})) {
+    if (yaml.expect_map(notices, "notices", {"file_dir", "smtp", "from", "timeout", "retry_schedule", "smtp_user",
+                                                  "smtp_password_file", "smtp_ca_file"})) {
       if (auto f = yaml.string(notices, "from")) {
         if (f->find('@') == std::string::npos || f->find_first_of("\r\n<>") != std::string::npos) {
           yaml.error(notices["from"].Mark(), "\"from\" must be a plain email address", "value");
@@ -231,6 +233,52 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
           c.notices.smtp = *s;
         }
       }
+      if (auto u = yaml.string(notices, "smtp_user")) {
+        if (u->empty() || u->find_first_of("\r\n") != std::string::npos) {
+          yaml.error(notices["smtp_user"].Mark(), "\"smtp_user\" must be one line of text", "value");
+        } else {
+          c.notices.smtp_user = *u;
+        }
+      }
+      if (auto p = r.path(notices, "smtp_password_file", false)) c.notices.smtp_password_file = *p;
+      if (auto p = r.path(notices, "smtp_ca_file", false)) c.notices.smtp_ca_file = *p;
+      if (c.notices.smtp_user.empty() != c.notices.smtp_password_file.empty()) {
+        yaml.error(notices.Mark(), "give \"smtp_user\" and \"smtp_password_file\" together", "value");
+      }
+    }
+  }
+
+  if (auto url = yaml.string(root, "public_url")) {
+    std::string u = *url;
+    while (u.ends_with('/')) u.pop_back();
+    if ((!u.starts_with("http://") && !u.starts_with("https://")) || u.find_first_of(" \r\n\"<>") != std::string::npos) {
+      yaml.error(root["public_url"].Mark(), "\"public_url\" must be an http:// or https:// URL", "value");
+    } else {
+      c.public_url = u;
+    }
+  }
+  if (auto pc = root["partner_center"]; pc.IsDefined()) {
+    if (yaml.expect_map(pc, "partner_center", {"callback_url", "secret_file"})) {
+      if (auto u = yaml.string(pc, "callback_url")) {
+        if (!u->starts_with("http://") && !u->starts_with("https://")) {
+          yaml.error(pc["callback_url"].Mark(), "\"callback_url\" must be an http:// or https:// URL", "value");
+        } else {
+          c.partner_center.callback_url = *u;
+        }
+      }
+      if (auto p = r.path(pc, "secret_file", !c.partner_center.callback_url.empty())) c.partner_center.secret_file = *p;
+    }
+  }
+  if (auto access = root["access"]; access.IsDefined()) {
+    if (yaml.expect_map(access, "access", {"package_ttl", "max_downloads"})) {
+      if (auto d = yaml.duration(access, "package_ttl")) {
+        if (d->count() <= 0) {
+          yaml.error(access["package_ttl"].Mark(), "\"package_ttl\" must be more than 0", "value");
+        } else {
+          c.access.package_ttl = *d;
+        }
+      }
+      if (auto n = yaml.integer(access, "max_downloads", 1, 1000)) c.access.max_downloads = static_cast<int>(*n);
     }
   }
 

@@ -91,6 +91,11 @@ struct Config {
     std::filesystem::path file_dir;
     std::string smtp;
     std::string from = "privacy@privacyd.invalid";  // the From: of subject notices
+    // SMTP authentication (SPEC §13.3): with a user, an smtp:// relay must
+    // offer STARTTLS, or the credentials are never sent.
+    std::string smtp_user;
+    std::filesystem::path smtp_password_file;
+    std::filesystem::path smtp_ca_file;  // PEM CAs the relay's certificate must chain to (default: the system's)
     Duration timeout = std::chrono::seconds(30);    // one delivery attempt
     // Delays before attempt 1, 2, …; a notice still undelivered after the
     // last is dead (SPEC §7).
@@ -99,6 +104,17 @@ struct Config {
         std::chrono::hours(2),    std::chrono::hours(5),   std::chrono::hours(10),  std::chrono::hours(14),
         std::chrono::hours(20),   std::chrono::hours(24)};
   } notices;
+  // How people and the Partner Center reach `listen` (SPEC §13.1): the
+  // start of every link privacyd mails. Empty: http://LISTEN as bound.
+  std::string public_url;
+  struct {
+    std::string callback_url;  // empty: the Partner Center is not called back
+    std::filesystem::path secret_file;
+  } partner_center;
+  struct {
+    Duration package_ttl = std::chrono::hours(24 * 7);
+    int max_downloads = 5;
+  } access;
   struct {
     Duration lease = std::chrono::seconds(30);  // how long a crashed instance's work stays claimed
     Duration poll = std::chrono::seconds(1);    // how often to look for due work when not woken

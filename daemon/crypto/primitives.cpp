@@ -110,4 +110,23 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::string new_link_token() {
+  std::string text = base64_encode(random_bytes(32));
+  for (char& c : text) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  while (!text.empty() && text.back() == '=') text.pop_back();
+  return text;
+}
+
+std::string token_digest(std::string_view token) {
+  if (token.size() != 43) return {};
+  for (char c : token) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return {};
+  }
+  return sha256_hex(token);
+}
+
 }  // namespace privacyd::crypto

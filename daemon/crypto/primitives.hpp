@@ -25,6 +25,14 @@ Bytes random_bytes(std::size_t n);
 // Crockford base32, so ids sort by creation time: "req_01JD…".
 std::string new_id(std::string_view prefix, std::int64_t unix_ms);
 
+// A bearer token for a link (SPEC §13.2): 32 random bytes, base64url
+// without padding (43 characters). Only its token_digest is ever stored.
+std::string new_link_token();
+// What is stored of a link token and looked up by: SHA-256, hex. Empty for
+// text that cannot be a token (wrong length or alphabet), so a lookup
+// never hashes an attacker's megabyte.
+std::string token_digest(std::string_view token);
+
 // Compares in time independent of where the inputs differ.
 bool constant_time_equal(std::string_view a, std::string_view b);
 

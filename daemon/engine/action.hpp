@@ -50,10 +50,18 @@ std::string required_huawei_id(const ActionContext& ctx);
 // transaction as the step's outcome, then delivered by the notifier.
 struct NoticeDraft {
   std::string id;         // also the partner webhook's webhook-id, on every attempt
-  std::string channel;    // "partner" | "subject"
-  std::string recipient;  // partner id, or "subject"
+  std::string channel;    // "partner" | "subject" | "partner_center"
+  std::string recipient;  // partner id, "subject" or "partner-center"
   std::string template_name;
   std::string payload_enc;  // sealed: the webhook body, or the email message
+  // The step that drafted it waits for its delivery; false for notices that
+  // follow a request's end (callbacks), which nothing waits for.
+  bool awaited = true;
+  // A partner notice asks to be acknowledged (SPEC §13.3): by when, the
+  // first reminder, and the SHA-256 of the token in its link.
+  std::optional<UnixMillis> ack_due_at;
+  std::optional<UnixMillis> next_reminder_at;
+  std::string ack_token_sha256;
 };
 
 struct ActionResult {

@@ -122,6 +122,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   net::awaitable<bool> commit(const runs::Transition& t);
   // Counts a request that reached a final status in this instance.
   void finished(const runs::RunRow& row, std::string_view status, UnixMillis at) const;
+  // The notices that follow the request's end (`t.request_status`), into `t`.
+  void add_finished_notices(const runs::RunRow& row, runs::Transition& t, UnixMillis at) const;
 };
 
 Engine::Engine(net::io_context& ioc, Database& db, const Clock& clock, Logger& log, const crypto::KeyRing& keys,
@@ -285,6 +287,22 @@ void Engine::Impl::finished(const runs::RunRow& row, std::string_view status, Un
   if (options.metrics == nullptr) return;
   options.metrics->requests_finished.with({row.type, status}).inc();
   options.metrics->request_duration.with({row.type}).observe(static_cast<double>(at - row.received_at) / 1000.0);
+}
+
+void Engine::Impl::add_finished_notices(const runs::RunRow& row, runs::Transition& t, UnixMillis at) const {
+  if (!options.finished_notices) return;
+  try {
+    for (auto& n : options.finished_notices(row, t.request_status, t.reason.value_or(""), at)) t.notices.push_back(outbox_entry(std::move(n)));
+  } catch (const std::exception& e) {
+    // The end itself must still be recorded; the callback is the loss.
+    log.error("callback not written", {{"request_id", row.id}, {"error", describe_failure(e)}});
+  }
+}
+
+runs::Transition::Notice outbox_entry(NoticeDraft&& n) {
+  return {std::move(n.id),         std::move(n.channel), std::move(n.recipient),      std::move(n.template_name),
+          std::move(n.payload_enc), n.awaited,           n.ack_due_at,                n.next_reminder_at,
+          std::move(n.ack_token_sha256)};
 }
 
 json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys) {
@@ -483,7 +501,11 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         t.request_status = "completed";
         t.next_step = row->next_step;
         t.audit_event = "request.completed";
-        if (co_await commit(t)) finished(*row, t.request_status, at);
+        add_finished_notices(*row, t, at);
+        if (co_await commit(t)) {
+          finished(*row, t.request_status, at);
+          if (!t.notices.empty() && notices_queued) notices_queued();
+        }
         log.info("request completed", {{"request_id", row->id}});
         break;
       }
@@ -631,7 +653,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           json::array ids;
           for (auto& n : result.notices) {
             ids.emplace_back(n.id);
-            t.notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+            t.notices.push_back(outbox_entry(std::move(n)));
           }
           t.audit_event = t.notices.empty() ? "step.waiting" : "notices.queued";
           t.audit_detail = json::serialize(json::object{{"step", step.id}, {"notices", std::move(ids)}});
@@ -647,7 +669,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
           if (options.rejection_notices) {
             try {
               for (auto& n : options.rejection_notices(context, result.reason, at)) {
-                t.notices.push_back({n.id, n.channel, n.recipient, n.template_name, std::move(n.payload_enc)});
+                t.notices.push_back(outbox_entry(std::move(n)));
               }
             } catch (const std::exception& e) {
               // Templates are checked at load, so this is not expected; the
@@ -655,6 +677,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
               log.error("rejection notice not written", {{"request_id", row->id}, {"error", describe_failure(e)}});
             }
           }
+          add_finished_notices(*row, t, at);
           break;
       }
       if (t.await_notices && t.notices.empty() && !options.await_gate.empty()) co_await hold_at_gate(row->id);

@@ -45,6 +45,11 @@ struct EngineOptions {
   // committed with the rejection (main wires notify's here).
   std::function<std::vector<NoticeDraft>(const boost::json::value& context, const std::string& reason, UnixMillis now)>
       rejection_notices;
+  // The notices that follow a request's end (`status` completed or
+  // rejected): the Partner Center's callback. Committed with the end.
+  std::function<std::vector<NoticeDraft>(const runs::RunRow& row, const std::string& status,
+                                         const std::string& reason, UnixMillis now)>
+      finished_notices;
   // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
   // still undelivered holds its commit until this file exists, which widens
   // the window in which a notice can settle between the read and the commit.
@@ -54,6 +59,9 @@ struct EngineOptions {
 // What a step's `if:` and its action see of a request: request, subject
 // (opened with `keys`), partner and the earlier steps' outputs.
 boost::json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys);
+
+// A drafted notice as the outbox stores it.
+runs::Transition::Notice outbox_entry(NoticeDraft&& n);
 
 class Engine {
  public:

@@ -4,6 +4,9 @@
 #include <soci/soci.h>
 
 #include "daemon/base/time.hpp"
+#include "daemon/crypto/primitives.hpp"
+#include "daemon/notify/callbacks.hpp"
+#include "daemon/notify/dates.hpp"
 #include "daemon/store/async.hpp"
 #include "daemon/store/rows.hpp"
 
@@ -27,6 +30,10 @@ void check_workflow_templates(const engine::WorkflowSet& workflows, const Templa
   if (!templates.has(kRejectionTemplate)) {
     out.push_back({templates.path_of(kRejectionTemplate).string(), 0, 0,
                    "a rejected request tells the person why: this template is required", "template"});
+  }
+  if (!templates.has(kReminderTemplate)) {
+    out.push_back({templates.path_of(kReminderTemplate).string(), 0, 0,
+                   "a partner that has not acknowledged a notice is reminded: this template is required", "template"});
   }
   for (const auto& w : workflows.workflows) {
     for (const auto& step : w.steps) {
@@ -103,7 +110,7 @@ engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::stri
     rendered = eol == std::string::npos ? std::string() : rendered.substr(eol + 1);
     while (rendered.starts_with("\n")) rendered.erase(0, 1);
   }
-  json::object message{{"to", email}, {"from", deps.from}, {"subject", subject_line}, {"body", rendered},
+  json::object message{{"to", email}, {"from", deps.from()}, {"subject", subject_line}, {"body", rendered},
                        {"locale", locale}};
   n.payload_enc = deps.keys.seal(json::serialize(message), "notices.payload");
   return n;
@@ -162,6 +169,8 @@ class NoticeAction : public engine::Action {
  protected:
   virtual net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) = 0;
 
+  // The §7 body, with its text in the partner's locale and dates as its
+  // readers write them; the body's own dates stay RFC 3339.
   engine::NoticeDraft partner_notice(const ActionContext& ctx, const policy::Partner& partner, json::object body) {
     engine::NoticeDraft n;
     n.id = crypto::new_id("ntc", ctx.now);
@@ -172,10 +181,20 @@ class NoticeAction : public engine::Action {
     body["request_id"] = ctx.request_id;
     body["partner_id"] = partner.id;
     body["subject"] = json::object{{"huawei_id", engine::required_huawei_id(ctx)}};
+    const std::string token = ask_for_acknowledgement(deps_, partner, n, ctx.now);
+    body["acknowledge_by"] = format_rfc3339(*n.ack_due_at);
+    const std::string& locale = partner.notice_locale;
     json::object values = body;
     values["partner_name"] = partner.name;
     values["categories"] = described(*deps_.policies.current(), body["categories"].as_array());
-    body["text"] = deps_.templates.get()->render(n.template_name, "en", values);
+    for (const char* key : {"disassociated_at", "associated_from"}) {
+      if (const auto* v = body.if_contains(key); v != nullptr && v->is_string()) {
+        values[key] = display_date(v->get_string(), locale);
+      }
+    }
+    values["acknowledge_by"] = display_date(*n.ack_due_at, locale);
+    if (!token.empty()) values["ack_url"] = deps_.public_url + "/v1/acks/" + token;
+    body["text"] = deps_.templates.get()->render(n.template_name, locale, values);
     n.payload_enc = deps_.keys.seal(json::serialize(body), "notices.payload");
     return n;
   }
@@ -242,7 +261,13 @@ class NotifyPartners final : public NoticeAction {
     }
     for (auto& [partner_id, lists] : per_partner) {
       const auto* partner = policies->partner(partner_id);
-      if (partner == nullptr || partner->notice_url.empty()) continue;  // no longer a partner, or no channel
+      // Never skipped silently (SPEC §13.3): a partner that holds the data
+      // but has left the policies stops the step until an operator acts.
+      if (partner == nullptr) {
+        throw engine::PermanentFailure("partner " + partner_id +
+                                       " received this person's data but is no longer in the policies; add it"
+                                       " back with a notice channel, then retry the request");
+      }
       json::object body{{"type", "notice.erasure"}, {"categories", lists.first}, {"disclosed", lists.second}};
       notices.push_back(partner_notice(ctx, *partner, std::move(body)));
     }
@@ -261,9 +286,18 @@ class NotifySubject final : public NoticeAction {
     if (email.empty()) throw std::runtime_error("the subject has no email address (guard the step with if: subject.email)");
     if (!usable_email(email)) throw std::runtime_error("the subject's email is malformed");
     auto policies = deps_.policies.current();
+    std::string locale = text(ctx.context, {"subject", "locale"});
+    if (locale.empty()) locale = "en";
     json::object values{{"name", text(ctx.context, {"subject", "name"})},
                         {"request_id", ctx.request_id},
                         {"reason", text(ctx.context, {"request", "reason"})}};
+    if (const json::value* exported = output_of(ctx, "export.package")) {
+      // The person's own link to their copy (SPEC §13.2).
+      if (auto link = package_link(deps_, *exported)) {
+        values["package_url"] = link->url;
+        values["package_expires"] = display_date(link->expires_at, locale);
+      }
+    }
     if (const auto* p = policies->partner(text(ctx.context, {"request", "partner_id"}))) {
       values["partner_name"] = p->name;
       values["partner_id"] = p->id;
@@ -272,7 +306,9 @@ class NotifySubject final : public NoticeAction {
     }
     if (const json::value* h = output_of(ctx, "ledger.holdings")) {
       values["categories"] = described(*policies, h->at("categories").as_array());
-      values["disassociated_at"] = h->at("disassociated_at");
+      if (const auto& at = h->at("disassociated_at"); at.is_string()) {
+        values["disassociated_at"] = display_date(at.get_string(), locale);
+      }
     }
     if (const json::value* erase = output_of(ctx, "systems.erase")) {
       json::array erased;
@@ -286,14 +322,15 @@ class NotifySubject final : public NoticeAction {
         json::array one{k.at("category")};
         json::object item = described(*policies, one)[0].as_object();
         item["reason"] = k.at("reason");
-        item["until"] = k.at("until");
+        item["until"] = k.at("until").is_string() ? json::value(display_date(k.at("until").get_string(), locale))
+                                                  : k.at("until");
         retained.push_back(std::move(item));
       }
       values["has_retained"] = !retained.empty();
       values["retained"] = std::move(retained);
     }
-    auto n = subject_mail(deps_, std::string(ctx.step.with.at("template").as_string()),
-                          text(ctx.context, {"subject", "locale"}), email, values, ctx.now);
+    auto n = subject_mail(deps_, std::string(ctx.step.with.at("template").as_string()), locale, email, values,
+                          ctx.now);
     co_return std::vector<engine::NoticeDraft>{std::move(n)};
   }
 };
@@ -314,6 +351,20 @@ std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& dep
   if (auto name = text(context, {"subject", "name"}); !name.empty()) values["name"] = name;
   return {subject_mail(deps, std::string(kRejectionTemplate), text(context, {"subject", "locale"}), email, values,
                        now)};
+}
+
+std::string ask_for_acknowledgement(const NoticeDependencies& deps, const policy::Partner& partner,
+                                    engine::NoticeDraft& n, UnixMillis now) {
+  const auto& terms = deps.policies.current()->acknowledgement_for(partner);
+  auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  n.ack_due_at = now + ms(terms.within);
+  if (!terms.reminders.empty()) n.next_reminder_at = now + ms(terms.reminders.front());
+  // A webhook partner answers by webhook, signed; one reached by email
+  // follows the link in its mail.
+  if (!partner.notice_url.empty()) return {};
+  std::string token = crypto::new_link_token();
+  n.ack_token_sha256 = crypto::token_digest(token);
+  return token;
 }
 
 void add_notice_actions(engine::ActionRegistry& registry, const NoticeDependencies& deps) {

@@ -22,8 +22,18 @@ struct NoticeDependencies {
   const policy::PolicyStore& policies;
   const TemplateStore& templates;
   const crypto::KeyRing& keys;
-  std::string from;  // From: of subject notices
+  const Config& config;
+  // Where people and partners reach the public listener: the start of
+  // every link (config public_url, or the listener as bound).
+  const std::string& public_url;
+  const std::string& from() const { return config.notices.from; }
 };
+
+// A partner notice's acknowledgement terms, stamped on the draft: due
+// date, first reminder, and for a partner reached by email a link token
+// (returned; only its digest goes on the draft).
+std::string ask_for_acknowledgement(const NoticeDependencies& deps, const policy::Partner& partner,
+                                    engine::NoticeDraft& n, UnixMillis now);
 
 void add_notice_actions(engine::ActionRegistry& registry, const NoticeDependencies& deps);
 engine::ActionCatalog notice_action_specs();
@@ -35,6 +45,7 @@ std::filesystem::path templates_dir(const std::filesystem::path& policies_dir);
 // by a step (`reason` is a code such as not_associated) or by an operator
 // (their words). Empty when the subject gave no usable email address.
 inline constexpr std::string_view kRejectionTemplate = "subject-rejected";
+inline constexpr std::string_view kReminderTemplate = "partner-reminder";
 std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& deps, const boost::json::value& context,
                                                    std::string_view reason, bool by_operator, UnixMillis now);
 // Every template a workflow step names must exist, and so must the

@@ -13,15 +13,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <charconv>
-#include <ctime>
-#include <curl/curl.h>
-#include <fstream>
 #include <random>
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
 #include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/http/client.hpp"
+#include "daemon/notify/mail.hpp"
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/store/runs.hpp"
 #include "daemon/store/async.hpp"
@@ -59,6 +57,7 @@ struct Claimed {
   std::string payload_enc;
   int attempts = 0;
   std::string token;  // the claim's: the outcome is recorded only under it
+  int step_idx = -1;  // the step that awaits it; -1: none (callbacks, reminders)
 };
 
 // Subject mails go out on this many threads (libcurl blocks).
@@ -66,81 +65,14 @@ constexpr std::size_t kMailThreads = 4;
 // Notices claimed per round.
 constexpr int kClaimBatch = 16;
 
-struct Outcome {
-  bool delivered = false;
-  bool retryable = true;
-  std::string error;  // no personal data: status codes and transport errors only
-  std::optional<Duration> retry_after;
-};
+using Outcome = Delivery;
 
-// The header lines of a subject mail, each ending in CRLF (the blank line
-// that ends the header is the caller's).
-// The Message-ID is the notice's id, the same on every attempt, so a mail
-// sent again after a crash is recognisably the same mail.
-std::string mail_headers(const std::string& id, const json::object& m) {
-  return "To: <" + std::string(m.at("to").as_string()) + ">\r\nFrom: <" + std::string(m.at("from").as_string()) +
-         ">\r\nSubject: " + std::string(m.at("subject").as_string()) + "\r\nMessage-ID: <" + id +
-         "@privacyd>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Language: " +
-         std::string(m.at("locale").as_string()) + "\r\n";
-}
-
-// libcurl SMTP, blocking: run on the notifier's own thread.
-Outcome send_mail(const std::string& url, const std::string& id, const json::object& m, Duration timeout) {
-  struct Reader {
-    std::string data;
-    std::size_t offset = 0;
-  } reader;
-  auto header_safe = [](std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; };
-  std::string to(m.at("to").as_string()), from(m.at("from").as_string()), subject(m.at("subject").as_string());
-  if (!header_safe(to) || !header_safe(from) || !header_safe(subject)) return {false, false, "unsafe header", {}};
-  reader.data = mail_headers(id, m) + "\r\n";
-  for (char c : std::string(m.at("body").as_string())) {
-    if (c == '\n') reader.data += "\r\n";
-    else reader.data += c;
-  }
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return {false, true, "curl_easy_init failed", {}};
-  curl_slist* rcpt = curl_slist_append(nullptr, ("<" + to + ">").c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + from + ">").c_str());
-  curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
-  curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));  // STARTTLS when offered
-  curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_READDATA, &reader);
-  curl_easy_setopt(curl, CURLOPT_READFUNCTION, +[](char* buffer, size_t size, size_t n, void* user) -> size_t {
-    auto* r = static_cast<Reader*>(user);
-    size_t room = size * n;
-    size_t left = r->data.size() - r->offset;
-    size_t take = std::min(room, left);
-    std::memcpy(buffer, r->data.data() + r->offset, take);
-    r->offset += take;
-    return take;
-  });
-  CURLcode rc = curl_easy_perform(curl);
-  long code = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(rcpt);
-  curl_easy_cleanup(curl);
-  if (rc == CURLE_OK) return {true, false, {}, {}};
-  // 5xx from the mail server is permanent; the rest (4xx, network) retries.
-  bool permanent = code >= 500 && code < 600;
-  return {false, !permanent, std::string("smtp: ") + curl_easy_strerror(rc) + (code ? " (" + std::to_string(code) + ")" : ""), {}};
-}
-
-Outcome write_file(const fs::path& dir, const std::string& id, const json::object& m) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  auto tmp = dir / (id + ".eml.tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << mail_headers(id, m) << "\r\n" << m.at("body").as_string().c_str();
-    if (!out) return {false, true, "cannot write the notice file", {}};
-  }
-  fs::rename(tmp, dir / (id + ".eml"), ec);
-  if (ec) return {false, true, "cannot write the notice file", {}};
-  return {true, false, {}, {}};
+// The first line of a partner notice's text is its title: the mail's subject.
+std::string title_of(std::string_view text) {
+  auto eol = text.find('\n');
+  std::string line(text.substr(0, eol));
+  if (line.size() > 200) line = bounded_text(line, 200);
+  return line.empty() ? std::string("Notice from privacyd") : line;
 }
 
 }  // namespace
@@ -201,59 +133,105 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     done = true;
   }
 
-  net::awaitable<Outcome> deliver(const Claimed& n) {
-    auto plain = keys.open(n.payload_enc, "notices.payload");
-    if (!plain) co_return Outcome{false, false, "the notice cannot be decrypted with the configured keys", {}};
-    json::value payload = json::parse(*plain);
-    if (n.channel == "partner") {
-      const auto* partner = policies.current()->partner(n.recipient);
-      if (partner == nullptr || partner->notice_url.empty()) {
-        co_return Outcome{false, false, "the partner has no notice webhook in the policies", {}};
-      }
-      std::vector<crypto::Bytes> secrets;
-      try {
-        secrets = crypto::load_webhook_secrets(partner->notice_secret_file);
-      } catch (const std::exception& e) {
-        co_return Outcome{false, true, e.what(), {}};
-      }
-      const auto ts = to_unix_ms(clock.now()) / 1000;
-      http::ClientRequest request;
-      request.url = partner->notice_url;
-      request.headers = crypto::signed_webhook_headers(secrets.front(), n.id, ts, *plain);
-      request.body = *plain;
-      request.timeout = config.notices.timeout;
-      request.max_response_body = 64 * 1024;
-      http::ClientResponse response;
-      try {
-        response = co_await http::fetch(request);
-      } catch (const std::exception& e) {
-        co_return Outcome{false, true, e.what(), {}};
-      }
-      if (response.status >= 200 && response.status < 300) co_return Outcome{true, false, {}, {}};
-      Outcome o{false, http::retryable_status(response.status), "the partner answered " + std::to_string(response.status),
-                {}};
-      if (auto ra = response.header("Retry-After"); !ra.empty()) o.retry_after = parse_retry_after(ra, clock.now());
-      co_return o;
+  // A Standard Webhooks POST: webhook-id = the notice id on every attempt.
+  net::awaitable<Outcome> post_signed(const std::string& url, const std::filesystem::path& secret_file,
+                                      const std::string& id, const std::string& body, const std::string& who) {
+    std::vector<crypto::Bytes> secrets;
+    try {
+      secrets = crypto::load_webhook_secrets(secret_file);
+    } catch (const std::exception& e) {
+      co_return Outcome{false, true, e.what(), {}};
     }
-    // The subject: a file in development, else SMTP.
-    const auto& message = payload.as_object();
-    if (!config.notices.file_dir.empty()) co_return write_file(config.notices.file_dir, n.id, message);
+    const auto ts = to_unix_ms(clock.now()) / 1000;
+    http::ClientRequest request;
+    request.url = url;
+    request.headers = crypto::signed_webhook_headers(secrets.front(), id, ts, body);
+    request.body = body;
+    request.timeout = config.notices.timeout;
+    request.max_response_body = 64 * 1024;
+    http::ClientResponse response;
+    try {
+      response = co_await http::fetch(request);
+    } catch (const std::exception& e) {
+      co_return Outcome{false, true, e.what(), {}};
+    }
+    if (response.status >= 200 && response.status < 300) co_return Outcome{true, false, {}, {}};
+    Outcome o{false, http::retryable_status(response.status), who + " answered " + std::to_string(response.status), {}};
+    if (auto ra = response.header("Retry-After"); !ra.empty()) o.retry_after = parse_retry_after(ra, clock.now());
+    co_return o;
+  }
+
+  // A mail: to a file in development, else through SMTP on a mail thread.
+  net::awaitable<Outcome> send(const Mail& mail) {
+    if (!config.notices.file_dir.empty()) co_return write_eml(config.notices.file_dir, mail);
     if (config.notices.smtp.empty()) co_return Outcome{false, false, "no notices.smtp or notices.file_dir configured", {}};
-    const std::string url = config.notices.smtp;
-    const Duration timeout = config.notices.timeout;
+    SmtpSettings smtp{config.notices.smtp, config.notices.smtp_user, {}, config.notices.smtp_ca_file,
+                      config.notices.timeout};
+    if (!config.notices.smtp_password_file.empty()) {
+      try {
+        smtp.password = read_secret_line(config.notices.smtp_password_file);
+      } catch (const std::exception& e) {
+        co_return Outcome{false, true, std::string("smtp password: ") + e.what(), {}};
+      }
+    }
     auto ex = co_await net::this_coro::executor;
     // Only named locals and a pointer-capturing initiation go into the
     // co_await (GCC 12 destroys temporaries of a co_await expression twice).
-    auto initiate = [this](auto handler, const std::string& to_url, const std::string& id, const json::object& mail,
-                           Duration limit, net::any_io_executor back) {
-      net::post(mail_thread, [to_url, id, mail, limit, back, handler = std::move(handler)]() mutable {
-        Outcome o = send_mail(to_url, id, mail, limit);
+    auto initiate = [this](auto handler, const SmtpSettings& settings, const Mail& m, net::any_io_executor back) {
+      net::post(mail_thread, [settings, m, back, handler = std::move(handler)]() mutable {
+        Outcome o = send_smtp(settings, m);
         net::post(back, [handler = std::move(handler), o = std::move(o)]() mutable { std::move(handler)(std::move(o)); });
       });
     };
     Outcome sent = co_await net::async_initiate<decltype(net::use_awaitable), void(Outcome)>(
-        initiate, net::use_awaitable, url, n.id, message, timeout, ex);
+        initiate, net::use_awaitable, smtp, mail, ex);
     co_return sent;
+  }
+
+  net::awaitable<Outcome> deliver(const Claimed& n) {
+    auto plain = keys.open(n.payload_enc, "notices.payload");
+    if (!plain) co_return Outcome{false, false, "the notice cannot be decrypted with the configured keys", {}};
+    json::value payload = json::parse(*plain);
+    if (n.channel == "partner_center") {
+      if (config.partner_center.callback_url.empty()) {
+        co_return Outcome{false, false, "partner_center.callback_url is no longer configured", {}};
+      }
+      Outcome o = co_await post_signed(config.partner_center.callback_url, config.partner_center.secret_file, n.id,
+                                       *plain, "the Partner Center");
+      co_return o;
+    }
+    if (n.channel == "partner") {
+      const auto* partner = policies.current()->partner(n.recipient);
+      if (partner == nullptr) co_return Outcome{false, false, "the partner is no longer in the policies", {}};
+      if (!partner->notice_url.empty()) {
+        Outcome o = co_await post_signed(partner->notice_url, partner->notice_secret_file, n.id, *plain, "the partner");
+        co_return o;
+      }
+      if (partner->notice_email.empty()) co_return Outcome{false, false, "the partner has no notice channel", {}};
+      // By email: the text in the partner's locale, the JSON body attached.
+      const auto* text = payload.as_object().if_contains("text");
+      Mail mail;
+      mail.id = n.id;
+      mail.to = partner->notice_email;
+      mail.from = config.notices.from;
+      mail.body = text != nullptr && text->is_string() ? std::string(text->get_string()) : std::string();
+      mail.subject = title_of(mail.body);
+      mail.locale = partner->notice_locale;
+      mail.attachment_json = *plain;
+      Outcome o = co_await send(mail);
+      co_return o;
+    }
+    // The subject's mail, rendered when the step ran.
+    const auto& m = payload.as_object();
+    Mail mail{n.id,
+              std::string(m.at("to").as_string()),
+              std::string(m.at("from").as_string()),
+              std::string(m.at("subject").as_string()),
+              std::string(m.at("body").as_string()),
+              std::string(m.at("locale").as_string()),
+              std::nullopt};
+    Outcome o = co_await send(mail);
+    co_return o;
   }
 
   // One delivery attempt of a claimed notice and its recorded outcome.
@@ -300,7 +278,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
            soci::use(n.token, "token"), soci::use(before, "before"));
       update.execute(true);
       if (update.get_affected_rows() != 1) return false;
-      if (status != "pending") {
+      if (status != "pending" && n.step_idx >= 0) {
         // The step that queued it looks again.
         sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
             soci::use(at, "at"), soci::use(n.request_id, "r");
@@ -320,7 +298,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     if (metrics != nullptr) {
       metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
     }
-    if (status != "pending" && settled) settled();
+    if (status != "pending" && n.step_idx >= 0 && settled) settled();
   }
 
   net::awaitable<std::size_t> round() {
@@ -337,7 +315,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       std::vector<Claimed> due;
       soci::transaction tr(sql);
       soci::rowset<soci::row> rows =
-          (sql.prepare << std::string("SELECT id, request_id, channel, recipient, payload_enc, attempts FROM notices"
+          (sql.prepare << std::string("SELECT id, request_id, channel, recipient, payload_enc, attempts, step_idx FROM notices"
                                       " WHERE status = 'pending' AND next_attempt_at <= :now"
                                       " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY next_attempt_at LIMIT " +
                                       std::to_string(kClaimBatch)) +
@@ -345,7 +323,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
            soci::use(now, "now"), soci::use(now, "now2"));
       for (const auto& r : rows) {
         due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2), r.get<std::string>(3),
-                       r.get<std::string>(4), r.get<int>(5), token});
+                       r.get<std::string>(4), r.get<int>(5), token, r.get<int>(6)});
       }
       for (const auto& d : due) {
         sql << "UPDATE notices SET lease_until = :lease, claim_token = :token WHERE id = :id", soci::use(lease, "lease"),

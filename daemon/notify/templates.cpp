@@ -19,10 +19,15 @@ const std::map<std::string, std::set<std::string>, std::less<>>& template_variab
       // To a partner after a disassociation: what it still holds.
       {"partner-holdings",
        {"partner_name", "partner_id", "request_id", "disassociated_at", "associated_from", "categories",
-        "category", "description", "first_disclosed_at", "last_disclosed_at"}},
+        "category", "description", "first_disclosed_at", "last_disclosed_at", "acknowledge_by", "ack_url"}},
       // To a partner after a deletion: what to erase.
       {"partner-erasure",
-       {"partner_name", "partner_id", "request_id", "categories", "category", "description"}},
+       {"partner_name", "partner_id", "request_id", "categories", "category", "description", "acknowledge_by",
+        "ack_url"}},
+      // To a partner that has not acknowledged a notice: a reminder naming it.
+      {"partner-reminder",
+       {"partner_name", "partner_id", "request_id", "first_notice_id", "first_sent", "acknowledge_by", "ack_url",
+        "overdue"}},
       // To the person after a disassociation: who may still hold what.
       {"subject-disassociated",
        {"name", "partner_name", "partner_id", "contact_email", "contact_url", "request_id", "disassociated_at",
@@ -31,7 +36,7 @@ const std::map<std::string, std::set<std::string>, std::less<>>& template_variab
       {"subject-erased",
        {"name", "request_id", "erased", "retained", "has_retained", "category", "description", "reason", "until"}},
       // To the person: the access package is ready.
-      {"subject-access-ready", {"name", "request_id"}},
+      {"subject-access-ready", {"name", "request_id", "package_url", "package_expires"}},
       // To the person: the request was rejected, and why. `reason` is the
       // code (not_associated) or an operator's words; one of the three
       // flags is true and picks the text.

@@ -107,14 +107,44 @@ struct Loader {
     YamlReader yaml(file.string(), out, env);
     auto root = yaml.parse_file();
     if (!root || root->IsNull()) return;
-    if (!yaml.expect_map(*root, "the policies", {"categories", "systems", "partners", "retention", "jurisdictions"})) {
+    if (!yaml.expect_map(*root, "the policies", {"categories", "systems", "partners", "retention", "jurisdictions",
+                                                         "acknowledgement"})) {
       return;
+    }
+    if (auto n = (*root)["acknowledgement"]; n.IsDefined()) {
+      if (first_definition(yaml, n.Mark(), "setting", "acknowledgement")) {
+        if (auto a = read_acknowledgement(yaml, n)) policies.acknowledgement = *a;
+      }
     }
     if (auto n = (*root)["categories"]; n.IsDefined()) read_categories(yaml, n);
     if (auto n = (*root)["systems"]; n.IsDefined()) read_systems(yaml, n);
     if (auto n = (*root)["partners"]; n.IsDefined()) read_partners(yaml, n);
     if (auto n = (*root)["retention"]; n.IsDefined()) read_retention(yaml, n);
     if (auto n = (*root)["jurisdictions"]; n.IsDefined()) read_jurisdictions(yaml, n);
+  }
+
+  std::optional<Acknowledgement> read_acknowledgement(YamlReader& yaml, const YAML::Node& node) {
+    if (!yaml.expect_map(node, "acknowledgement", {"within", "reminders"})) return std::nullopt;
+    Acknowledgement a;
+    if (auto d = yaml.duration(node, "within", true)) a.within = *d;
+    if (auto list = node["reminders"]; list.IsDefined()) {
+      a.reminders.clear();
+      if (!list.IsSequence() || list.size() > 10) {
+        yaml.error(list.Mark(), "\"reminders\" must be a list of at most 10 durations", "type");
+        return std::nullopt;
+      }
+      for (const auto& item : list) {
+        auto d = item.IsScalar() ? parse_duration(item.Scalar()) : std::nullopt;
+        if (!d || d->count() <= 0) {
+          yaml.error(item.Mark(), "bad duration in \"reminders\" (write e.g. 7d, 21d)", "duration");
+        } else if (!a.reminders.empty() && *d <= a.reminders.back()) {
+          yaml.error(item.Mark(), "reminders must come in order, each later than the one before", "value");
+        } else {
+          a.reminders.push_back(*d);
+        }
+      }
+    }
+    return a;
   }
 
   bool first_definition(YamlReader& yaml, const YAML::Mark& mark, const std::string& kind, const std::string& name) {
@@ -228,7 +258,10 @@ struct Loader {
       return;
     }
     for (const auto& item : node) {
-      if (!yaml.expect_map(item, "a partner", {"id", "name", "contact", "notice", "shared_categories"})) continue;
+      if (!yaml.expect_map(item, "a partner", {"id", "name", "contact", "notice", "shared_categories",
+                                                  "acknowledgement"})) {
+        continue;
+      }
       Partner p;
       auto id = yaml.string(item, "id", true);
       if (!id) continue;
@@ -248,25 +281,8 @@ struct Loader {
         yaml.error(item.Mark(), "missing required key \"contact\" (people are told how to reach the partner)",
                    "missing-key");
       }
-      if (auto notice = item["notice"]; notice.IsDefined()) {
-        if (yaml.expect_map(notice, "notice", {"webhook"})) {
-          auto webhook = notice["webhook"];
-          if (!webhook.IsDefined()) {
-            yaml.error(notice.Mark(), "missing required key \"webhook\"", "missing-key");
-          } else if (yaml.expect_map(webhook, "notice webhook", {"url", "secret_file"})) {
-            if (auto u = yaml.string(webhook, "url", true)) {
-              p.notice_url = *u;
-              if (!u->starts_with("http://") && !u->starts_with("https://")) {
-                yaml.error(webhook["url"].Mark(), "\"url\" must be an http:// or https:// URL", "value");
-              }
-            }
-            if (auto f = yaml.string(webhook, "secret_file", true)) {
-              fs::path path(*f);
-              p.notice_secret_file = (path.is_relative() ? base / path : path).lexically_normal();
-            }
-          }
-        }
-      }
+      read_notice_channel(yaml, item, p);
+      if (auto a = item["acknowledgement"]; a.IsDefined()) p.acknowledgement = read_acknowledgement(yaml, a);
       if (auto shared = item["shared_categories"]; shared.IsDefined()) {
         if (!shared.IsSequence()) {
           yaml.error(shared.Mark(), "\"shared_categories\" must be a list of categories", "type");
@@ -278,6 +294,55 @@ struct Loader {
         }
       }
       policies.partners[p.id] = std::move(p);
+    }
+  }
+
+  // notice: {webhook: {url, secret_file}} or {email: ADDRESS}, with an
+  // optional locale. A notice is never skipped for want of a channel, so a
+  // partner without one is an error here.
+  void read_notice_channel(YamlReader& yaml, const YAML::Node& item, Partner& p) {
+    auto notice = item["notice"];
+    if (!notice.IsDefined()) {
+      yaml.error(item.Mark(), "partner \"" + p.id + "\" has no \"notice\": give it a webhook or an email address, "
+                 "or it could never be told what to erase", "policy");
+      return;
+    }
+    if (!yaml.expect_map(notice, "notice", {"webhook", "email", "locale"})) return;
+    auto webhook = notice["webhook"];
+    auto email = notice["email"];
+    if (!webhook.IsDefined() && !email.IsDefined()) {
+      yaml.error(notice.Mark(), "a notice needs a \"webhook\" or an \"email\"", "policy");
+    } else if (webhook.IsDefined() && email.IsDefined()) {
+      yaml.error(email.Mark(), "give a \"webhook\" or an \"email\", not both", "policy");
+    }
+    if (webhook.IsDefined() && yaml.expect_map(webhook, "notice webhook", {"url", "secret_file"})) {
+      if (auto u = yaml.string(webhook, "url", true)) {
+        p.notice_url = *u;
+        if (!u->starts_with("http://") && !u->starts_with("https://")) {
+          yaml.error(webhook["url"].Mark(), "\"url\" must be an http:// or https:// URL", "value");
+        }
+      }
+      if (auto f = yaml.string(webhook, "secret_file", true)) {
+        fs::path path(*f);
+        p.notice_secret_file = (path.is_relative() ? base / path : path).lexically_normal();
+      }
+    }
+    if (auto e = yaml.string(notice, "email")) {
+      const auto at = e->find('@');
+      if (at == std::string::npos || at == 0 || at + 1 == e->size() ||
+          e->find_first_of(" \t\r\n<>,;\"") != std::string::npos) {
+        yaml.error(notice["email"].Mark(), "\"email\" must be a plain email address", "value");
+      } else {
+        p.notice_email = *e;
+      }
+    }
+    if (auto l = yaml.string(notice, "locale")) {
+      if (l->empty() || l->size() > 16 || l->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") !=
+                                              std::string::npos) {
+        yaml.error(notice["locale"].Mark(), "\"locale\" must be a language tag such as en or zh-CN", "value");
+      } else {
+        p.notice_locale = *l;
+      }
     }
   }
 

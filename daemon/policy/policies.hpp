@@ -41,13 +41,25 @@ struct DataSystem {
   std::optional<Query> unlink;
 };
 
+// How long a partner has to acknowledge a notice, and when it is reminded
+// (offsets from the notice; SPEC §13.3).
+struct Acknowledgement {
+  Duration within = std::chrono::hours(24 * 30);
+  std::vector<Duration> reminders = {std::chrono::hours(24 * 7), std::chrono::hours(24 * 21)};
+};
+
 struct Partner {
   std::string id;
   std::string name;
   std::string contact_email;
   std::string contact_url;
+  // The notice channel: a webhook (url and secret) or an email address;
+  // every partner has one (a partner with neither is a policy error).
   std::string notice_url;                  // where partner notices are POSTed
   std::filesystem::path notice_secret_file;
+  std::string notice_email;
+  std::string notice_locale = "en";        // of the notice's text
+  std::optional<Acknowledgement> acknowledgement;  // overrides the policies' own
   std::vector<std::string> shared_categories;
 };
 
@@ -68,8 +80,12 @@ struct Policies {
   std::map<std::string, Partner> partners;
   std::vector<RetentionRule> retention;
   std::map<std::string, Jurisdiction> jurisdictions;  // always has "default"
+  Acknowledgement acknowledgement;
 
   const Partner* partner(std::string_view id) const;
+  const Acknowledgement& acknowledgement_for(const Partner& p) const {
+    return p.acknowledgement ? *p.acknowledgement : acknowledgement;
+  }
   const RetentionRule* hold_for(std::string_view category) const;
   const Jurisdiction& jurisdiction(std::string_view name) const;  // falls back to "default"
 };

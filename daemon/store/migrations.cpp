@@ -212,6 +212,34 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({5, "claim_tokens", common, common});
     }
+    {
+      // Closing the loops (SPEC §13): an access package is fetched by its
+      // owner through a token whose SHA-256 alone is kept, a limited number
+      // of times until it expires (then its ciphertext is erased); a
+      // partner notice is acknowledged (by webhook, by the link in its mail
+      // or by an operator), reminded until then, and overdue after.
+      std::vector<std::string> common = {
+          "ALTER TABLE exports ADD COLUMN token_sha256 TEXT",
+          "ALTER TABLE exports ADD COLUMN expires_at BIGINT",
+          "ALTER TABLE exports ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE exports ADD COLUMN erased_at BIGINT",
+          "CREATE UNIQUE INDEX exports_token ON exports(token_sha256)",
+          "CREATE INDEX exports_expiry ON exports(expires_at)",
+          "ALTER TABLE notices ADD COLUMN ack_token_sha256 TEXT",
+          "ALTER TABLE notices ADD COLUMN ack_due_at BIGINT",
+          "ALTER TABLE notices ADD COLUMN next_reminder_at BIGINT",
+          "ALTER TABLE notices ADD COLUMN reminders_sent INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE notices ADD COLUMN reminder_of TEXT",
+          "ALTER TABLE notices ADD COLUMN ack_outcome TEXT",
+          "ALTER TABLE notices ADD COLUMN ack_note_enc TEXT",
+          "ALTER TABLE notices ADD COLUMN ack_by TEXT",
+          "ALTER TABLE notices ADD COLUMN acknowledged_at BIGINT",
+          "CREATE UNIQUE INDEX notices_ack_token ON notices(ack_token_sha256)",
+          "CREATE INDEX notices_reminders ON notices(next_reminder_at)",
+          "CREATE INDEX notices_ack_due ON notices(ack_due_at)",
+      };
+      list.push_back({6, "loops", common, common});
+    }
     return list;
   }();
   return all;

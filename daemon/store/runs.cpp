@@ -34,21 +34,28 @@ bool changed(soci::statement& update) {
   return update.get_affected_rows() == 1;
 }
 
+}  // namespace
+
 void insert_notices(soci::session& sql, const std::string& request_id, int step_idx,
-                    const std::vector<Transition::Notice>& notices, long long now) {
+                    const std::vector<Transition::Notice>& notices, UnixMillis at) {
+  const long long now = at;
   for (const auto& n : notices) {
     std::string pending = "pending";
+    int idx = n.awaited ? step_idx : -1;
+    Maybe<long long> due(n.ack_due_at ? std::optional<long long>(*n.ack_due_at) : std::nullopt);
+    Maybe<long long> remind(n.next_reminder_at ? std::optional<long long>(*n.next_reminder_at) : std::nullopt);
+    Maybe<std::string> token(n.ack_token_sha256.empty() ? std::nullopt : std::optional<std::string>(n.ack_token_sha256));
     sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
-           " next_attempt_at, created_at) VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
-           " :payload, :next, :created) ON CONFLICT (id) DO NOTHING",
-        soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(step_idx, "idx"),
+           " next_attempt_at, created_at, ack_due_at, next_reminder_at, ack_token_sha256)"
+           " VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
+           " :payload, :next, :created, :due, :remind, :token) ON CONFLICT (id) DO NOTHING",
+        soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(idx, "idx"),
         soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
         soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
-        soci::use(now, "created");
+        soci::use(now, "created"), soci::use(due.value, due.ind, "due"), soci::use(remind.value, remind.ind, "remind"),
+        soci::use(token.value, token.ind, "token");
   }
 }
-
-}  // namespace
 
 std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
                          int limit, const std::vector<std::string>& driving) {
@@ -97,7 +104,7 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
   soci::rowset<soci::row> rows =
       (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
                       " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
-                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale"
+                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id"
                       " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
        soci::use(id, "id"));
   std::optional<RunRow> run;
@@ -120,6 +127,7 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
     x.huawei_id_enc = r.get<std::string>(14);
     x.contact_enc = opt<std::string>(r, 15);
     x.locale = opt<std::string>(r, 16);
+    x.webhook_id = r.get<std::string>(17);
     run = std::move(x);
   }
   if (!run) return std::nullopt;

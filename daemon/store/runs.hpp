@@ -28,6 +28,7 @@ struct StepRow {
 
 struct RunRow {
   std::string id;
+  std::string webhook_id;  // the Partner Center's delivery that created it
   std::string type;    // access | deletion | disassociation
   std::string status;  // received, running, awaiting_approval, completed, rejected, failed
   std::string subject_id;
@@ -105,6 +106,10 @@ struct Transition {
     std::string recipient;
     std::string template_name;
     std::string payload_enc;
+    bool awaited = true;  // false: stored with step_idx -1, nothing waits for it
+    std::optional<UnixMillis> ack_due_at;
+    std::optional<UnixMillis> next_reminder_at;
+    std::string ack_token_sha256;
   };
   std::vector<Notice> notices;
   // The step waits for its notices (step_idx's): whether it is woken now or
@@ -115,6 +120,11 @@ struct Transition {
   bool await_notices = false;
 };
 bool apply(soci::session& sql, const Transition& t);
+
+// Writes notices to the outbox (pending, due now) for `step_idx` of the
+// request, or for none (-1, and any notice that is not `awaited`).
+void insert_notices(soci::session& sql, const std::string& request_id, int step_idx,
+                    const std::vector<Transition::Notice>& notices, UnixMillis now);
 
 // What apply() did to the request, done to a loaded copy of it (so that
 // the holder of the lease need not read back what it just wrote).

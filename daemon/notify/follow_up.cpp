@@ -1,0 +1,161 @@
+#include "daemon/notify/follow_up.hpp"
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/crypto/primitives.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/notify/dates.hpp"
+#include "daemon/store/async.hpp"
+#include "daemon/store/follow_ups.hpp"
+
+namespace privacyd::notify {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+
+namespace {
+constexpr int kBatch = 64;
+long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+}  // namespace
+
+struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
+  Impl(net::io_context& ioc, const NoticeDependencies& d, const Clock& c, Logger& l, Duration e)
+      : strand(net::make_strand(ioc)), timer(strand), deps(d), clock(c), log(l), every(e) {}
+
+  net::strand<net::io_context::executor_type> strand;
+  net::steady_timer timer;
+  const NoticeDependencies& deps;
+  const Clock& clock;
+  Logger& log;
+  Duration every;
+  std::function<void()> queued;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> done{true};
+  OutageLog outage{"follow-up round failed"};
+
+  net::awaitable<void> loop() {
+    auto self = shared_from_this();
+    while (!stopping) {
+      try {
+        int reminded = co_await remind();
+        co_await erase_expired();
+        if (reminded > 0 && queued) queued();
+        outage.succeeded(log);
+      } catch (const std::exception& e) {
+        outage.failed(log, describe_failure(e));
+      }
+      timer.expires_after(every);
+      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    done = true;
+  }
+
+  // The reminder for `first`: its own notice on the partner's channel,
+  // naming the first one, with a fresh link for a partner that answers by
+  // link (the first link's token is not kept; either acknowledges).
+  runs::Transition::Notice reminder_for(const follow_ups::DueReminder& first, const policy::Partner& partner,
+                                        UnixMillis now) {
+    engine::NoticeDraft n;
+    n.id = crypto::new_id("ntc", now);
+    n.channel = "partner";
+    n.recipient = partner.id;
+    n.template_name = std::string(kReminderTemplate);
+    n.awaited = false;
+    std::string token;
+    if (first.by_link) {
+      token = crypto::new_link_token();
+      n.ack_token_sha256 = crypto::token_digest(token);
+    }
+    const std::string& locale = partner.notice_locale;
+    json::object body{{"type", "notice.reminder"},
+                      {"notice_id", n.id},
+                      {"reminds_of", first.id},
+                      {"partner_id", partner.id},
+                      {"request_id", first.request_id},
+                      {"acknowledge_by", format_rfc3339(first.ack_due_at)}};
+    json::object values{{"partner_name", partner.name},
+                        {"partner_id", partner.id},
+                        {"request_id", first.request_id},
+                        {"first_notice_id", first.id},
+                        {"first_sent", display_date(first.created_at, locale)},
+                        {"acknowledge_by", display_date(first.ack_due_at, locale)},
+                        {"overdue", now > first.ack_due_at}};
+    if (!token.empty()) values["ack_url"] = deps.public_url + "/v1/acks/" + token;
+    body["text"] = deps.templates.get()->render(n.template_name, locale, values);
+    n.payload_enc = deps.keys.seal(json::serialize(body), "notices.payload");
+    return engine::outbox_entry(std::move(n));
+  }
+
+  net::awaitable<int> remind() {
+    const UnixMillis now = to_unix_ms(clock.now());
+    auto policies = deps.policies.current();
+    auto work = [&](soci::session& sql) {
+      soci::transaction tr(sql);
+      int queued_now = 0;
+      for (const auto& first : follow_ups::due_reminders(sql, now, kBatch)) {
+        const auto* partner = policies->partner(first.partner_id);
+        const auto& terms = partner != nullptr ? policies->acknowledgement_for(*partner) : policies->acknowledgement;
+        // The offsets as the policies give them now, counted from the notice.
+        std::optional<UnixMillis> next;
+        const auto after = static_cast<std::size_t>(first.reminders_sent + 1);
+        if (after < terms.reminders.size()) next = first.created_at + ms(terms.reminders[after]);
+        if (partner == nullptr) {
+          // Gone from the policies: nothing to remind through. Stop here.
+          follow_ups::record_reminder(sql, first, {}, std::nullopt, now);
+          continue;
+        }
+        if (follow_ups::record_reminder(sql, first, reminder_for(first, *partner, now), next, now)) ++queued_now;
+      }
+      tr.commit();
+      return queued_now;
+    };
+    int n = co_await run_in_db(deps.db, work);
+    if (n > 0) log.info("partners reminded", {{"reminders", n}});
+    co_return n;
+  }
+
+  net::awaitable<void> erase_expired() {
+    const UnixMillis now = to_unix_ms(clock.now());
+    auto work = [now](soci::session& sql) {
+      soci::transaction tr(sql);
+      int n = follow_ups::erase_expired_packages(sql, now, kBatch);
+      tr.commit();
+      return n;
+    };
+    int n = co_await run_in_db(deps.db, work);
+    if (n > 0) log.info("expired access packages erased", {{"packages", n}});
+  }
+};
+
+FollowUp::FollowUp(net::io_context& ioc, const NoticeDependencies& deps, const Clock& clock, Logger& log,
+                   Duration every)
+    : impl_(std::make_shared<Impl>(ioc, deps, clock, log, every)) {}
+
+FollowUp::~FollowUp() = default;
+
+void FollowUp::on_queued(std::function<void()> callback) { impl_->queued = std::move(callback); }
+
+void FollowUp::start() {
+  impl_->done = false;
+  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
+}
+
+void FollowUp::stop() {
+  auto self = impl_;
+  self->stopping = true;
+  net::post(self->strand, [self] { self->timer.cancel(); });
+}
+
+bool FollowUp::stopped() const { return impl_->done.load(); }
+
+}  // namespace privacyd::notify

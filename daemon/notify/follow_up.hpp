@@ -1,0 +1,37 @@
+#pragma once
+// The loops that follow a request's notices (SPEC §13): partners that have
+// not acknowledged a notice are reminded at the policies' offsets (on the
+// notice's own channel, through the outbox), and access packages whose
+// link has expired are erased. Durable: the due times live in the
+// database, so a restart loses none; instances share the work through
+// row locks, and each reminder is fenced on the count already sent.
+
+#include <functional>
+#include <memory>
+
+#include "daemon/base/clock.hpp"
+#include "daemon/notify/notice_actions.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace privacyd::notify {
+
+class FollowUp {
+ public:
+  FollowUp(boost::asio::io_context& ioc, const NoticeDependencies& deps, const Clock& clock, Logger& log,
+           Duration every);
+  ~FollowUp();
+  // Called after reminders were queued (main wires the notifier's wake-up).
+  void on_queued(std::function<void()> callback);
+  void start();
+  void stop();
+  bool stopped() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace privacyd::notify

@@ -1,0 +1,200 @@
+#include "daemon/store/follow_ups.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/audit/audit.hpp"
+#include "daemon/store/rows.hpp"
+
+namespace privacyd::follow_ups {
+
+namespace json = boost::json;
+
+namespace {
+bool postgres(soci::session& sql) { return sql.get_backend_name() == "postgresql"; }
+}  // namespace
+
+FetchedPackage take_package(soci::session& sql, const std::string& digest, int max_downloads, UnixMillis at) {
+  FetchedPackage out;
+  if (digest.empty()) return out;
+  const long long now = at;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string("SELECT request_id, package_enc, downloads, expires_at, erased_at FROM exports"
+                                  " WHERE token_sha256 = :d") +
+                          (postgres(sql) ? " FOR UPDATE" : ""),
+       soci::use(digest, "d"));
+  std::optional<long long> expires, erased;
+  int downloads = 0;
+  bool found = false;
+  for (const auto& r : rows) {
+    found = true;
+    out.request_id = r.get<std::string>(0);
+    out.package_enc = r.get<std::string>(1);
+    downloads = r.get<int>(2);
+    if (r.get_indicator(3) != soci::i_null) expires = row_integer(r, 3);
+    if (r.get_indicator(4) != soci::i_null) erased = row_integer(r, 4);
+  }
+  if (!found) return out;
+  if (erased || !expires || *expires <= now || downloads >= max_downloads || out.package_enc.empty()) {
+    out.result = Fetch::gone;
+    out.package_enc.clear();
+    return out;
+  }
+  soci::statement update =
+      (sql.prepare << "UPDATE exports SET downloads = downloads + 1 WHERE token_sha256 = :d AND downloads = :n",
+       soci::use(digest, "d"), soci::use(downloads, "n"));
+  update.execute(true);
+  if (update.get_affected_rows() != 1) {  // SQLite: another download took this one between
+    out.result = Fetch::gone;
+    out.package_enc.clear();
+    return out;
+  }
+  out.result = Fetch::ok;
+  out.download = downloads + 1;
+  audit::append(sql, now, out.request_id, "package.downloaded",
+                json::serialize(json::object{{"download", out.download}, {"of", max_downloads}}));
+  return out;
+}
+
+int erase_expired_packages(soci::session& sql, UnixMillis at, int limit) {
+  const long long now = at;
+  std::vector<std::string> ids(static_cast<std::size_t>(limit));
+  sql << std::string("SELECT request_id FROM exports WHERE expires_at <= :now AND erased_at IS NULL"
+                     " ORDER BY expires_at LIMIT :n") +
+             (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+      soci::use(now, "now"), soci::use(limit, "n"), soci::into(ids);
+  for (const auto& id : ids) {
+    sql << "UPDATE exports SET package_enc = '', erased_at = :now WHERE request_id = :r AND erased_at IS NULL",
+        soci::use(now, "now"), soci::use(id, "r");
+    audit::append(sql, now, id, "package.erased", R"({"why":"expired"})");
+  }
+  return static_cast<int>(ids.size());
+}
+
+namespace {
+
+const char* kAckColumns = "SELECT id, request_id, channel, recipient, ack_outcome, reminder_of FROM notices";
+
+std::optional<AckTarget> one_target(soci::rowset<soci::row>& rows, std::optional<std::string>& reminder_of) {
+  std::optional<AckTarget> t;
+  for (const auto& r : rows) {
+    AckTarget x;
+    x.id = r.get<std::string>(0);
+    x.request_id = r.get<std::string>(1);
+    x.channel = r.get<std::string>(2);
+    x.recipient = r.get<std::string>(3);
+    if (r.get_indicator(4) != soci::i_null) x.outcome = r.get<std::string>(4);
+    if (r.get_indicator(5) != soci::i_null) reminder_of = r.get<std::string>(5);
+    t = std::move(x);
+  }
+  return t;
+}
+
+std::optional<AckTarget> resolve(soci::session& sql, std::optional<AckTarget> t, std::optional<std::string> reminder_of) {
+  if (!t || !reminder_of) return t;
+  std::optional<std::string> again;
+  soci::rowset<soci::row> rows = (sql.prepare << std::string(kAckColumns) + " WHERE id = :id", soci::use(*reminder_of, "id"));
+  return one_target(rows, again);  // a reminder's first notice is never a reminder itself
+}
+
+}  // namespace
+
+std::optional<AckTarget> find_ack_target(soci::session& sql, const std::string& id) {
+  std::optional<std::string> reminder_of;
+  soci::rowset<soci::row> rows = (sql.prepare << std::string(kAckColumns) + " WHERE id = :id", soci::use(id, "id"));
+  auto t = one_target(rows, reminder_of);
+  return resolve(sql, std::move(t), std::move(reminder_of));
+}
+
+std::optional<AckTarget> find_ack_target_by_token(soci::session& sql, const std::string& digest) {
+  if (digest.empty()) return std::nullopt;
+  std::optional<std::string> reminder_of;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string(kAckColumns) + " WHERE ack_token_sha256 = :d", soci::use(digest, "d"));
+  auto t = one_target(rows, reminder_of);
+  return resolve(sql, std::move(t), std::move(reminder_of));
+}
+
+Ack acknowledge(soci::session& sql, const std::string& id, const std::string& outcome, const std::string& note_enc,
+                const std::string& by, UnixMillis at) {
+  auto target = find_ack_target(sql, id);
+  if (!target) return Ack::not_found;
+  if (target->channel != "partner") return Ack::not_acknowledgeable;
+  const long long now = at;
+  soci::indicator note_ind = note_enc.empty() ? soci::i_null : soci::i_ok;
+  soci::statement update =
+      (sql.prepare << "UPDATE notices SET ack_outcome = :o, ack_note_enc = :note, ack_by = :by, acknowledged_at = :at,"
+                      " next_reminder_at = NULL WHERE id = :id AND ack_outcome IS NULL",
+       soci::use(outcome, "o"), soci::use(note_enc, note_ind, "note"), soci::use(by, "by"), soci::use(now, "at"),
+       soci::use(target->id, "id"));
+  update.execute(true);
+  if (update.get_affected_rows() != 1) {
+    // Acknowledged already (perhaps a moment ago, by another instance).
+    std::string recorded;
+    sql << "SELECT ack_outcome FROM notices WHERE id = :id", soci::use(target->id, "id"), soci::into(recorded);
+    return recorded == outcome ? Ack::same : Ack::conflict;
+  }
+  audit::append(sql, now, target->request_id, "notice.acknowledged",
+                json::serialize(json::object{{"notice_id", target->id}, {"outcome", outcome}, {"by", by}}));
+  return Ack::recorded;
+}
+
+std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis at, int limit) {
+  const long long now = at;
+  std::vector<DueReminder> out;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string("SELECT id, request_id, recipient, template, created_at, ack_due_at, reminders_sent,"
+                                  " ack_token_sha256 FROM notices WHERE next_reminder_at <= :now AND channel = 'partner'"
+                                  " AND status = 'delivered' AND ack_outcome IS NULL AND reminder_of IS NULL"
+                                  " ORDER BY next_reminder_at LIMIT ") +
+                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+       soci::use(now, "now"));
+  for (const auto& r : rows) {
+    DueReminder d;
+    d.id = r.get<std::string>(0);
+    d.request_id = r.get<std::string>(1);
+    d.partner_id = r.get<std::string>(2);
+    d.template_name = r.get<std::string>(3);
+    d.created_at = row_integer(r, 4);
+    d.ack_due_at = r.get_indicator(5) == soci::i_null ? 0 : row_integer(r, 5);
+    d.reminders_sent = r.get<int>(6);
+    d.by_link = r.get_indicator(7) != soci::i_null;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+bool record_reminder(soci::session& sql, const DueReminder& first, const runs::Transition::Notice& reminder,
+                     std::optional<UnixMillis> next, UnixMillis at) {
+  const long long now = at;
+  const int sent = first.reminders_sent + 1;
+  long long next_at = next.value_or(0);
+  soci::indicator next_ind = next ? soci::i_ok : soci::i_null;
+  soci::statement update =
+      (sql.prepare << "UPDATE notices SET reminders_sent = :sent, next_reminder_at = :next"
+                      " WHERE id = :id AND reminders_sent = :before AND ack_outcome IS NULL",
+       soci::use(sent, "sent"), soci::use(next_at, next_ind, "next"), soci::use(first.id, "id"),
+       soci::use(first.reminders_sent, "before"));
+  update.execute(true);
+  if (update.get_affected_rows() != 1) return false;
+  if (reminder.id.empty()) return true;  // reminders stop: nothing to send through
+  runs::insert_notices(sql, first.request_id, -1, {reminder}, now);
+  sql << "UPDATE notices SET reminder_of = :first WHERE id = :id", soci::use(first.id, "first"),
+      soci::use(reminder.id, "id");
+  audit::append(sql, now, first.request_id, "notice.reminded",
+                json::serialize(json::object{{"notice_id", first.id}, {"reminder_id", reminder.id}, {"reminder", sent}}));
+  return true;
+}
+
+std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis at) {
+  const long long now = at;
+  std::vector<std::pair<std::string, long long>> out;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT recipient, COUNT(*) FROM notices WHERE channel = 'partner' AND reminder_of IS NULL"
+                      " AND ack_outcome IS NULL AND ack_due_at < :now GROUP BY recipient ORDER BY recipient",
+       soci::use(now, "now"));
+  for (const auto& r : rows) out.emplace_back(r.get<std::string>(0), row_integer(r, 1));
+  return out;
+}
+
+}  // namespace privacyd::follow_ups

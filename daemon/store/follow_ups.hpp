@@ -1,0 +1,85 @@
+#pragma once
+// What happens after a request's notices go out (SPEC §13): the person
+// fetches their access package by its link, and partners acknowledge the
+// notices they got, or are reminded until they do. Every function runs in
+// the caller's transaction.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/base/time.hpp"
+#include "daemon/store/runs.hpp"
+
+namespace soci {
+class session;
+}
+
+namespace privacyd::follow_ups {
+
+// ---- Access packages ----
+
+enum class Fetch { ok, unknown, gone };
+struct FetchedPackage {
+  Fetch result = Fetch::unknown;
+  std::string request_id;
+  std::string package_enc;  // sealed; set when ok
+  int download = 0;         // this download's number, from 1
+};
+// One download of the package whose token has `digest`: counted and
+// audited, unless it has expired, been erased or been fetched
+// `max_downloads` times (gone).
+FetchedPackage take_package(soci::session& sql, const std::string& digest, int max_downloads, UnixMillis now);
+
+// Erases up to `limit` expired packages' ciphertext (the row stays, so
+// its link answers 410, not 404), each audited. Returns how many.
+int erase_expired_packages(soci::session& sql, UnixMillis now, int limit);
+
+// ---- Acknowledgements ----
+
+inline bool valid_outcome(std::string_view o) { return o == "erased" || o == "retained" || o == "no_data"; }
+
+struct AckTarget {
+  std::string id;  // the notice acknowledged: a reminder's first notice
+  std::string request_id;
+  std::string channel;
+  std::string recipient;  // the partner's id
+  std::optional<std::string> outcome;  // set once acknowledged
+};
+// The notice `id` names, or the one a reminder `id` reminds of.
+std::optional<AckTarget> find_ack_target(soci::session& sql, const std::string& id);
+// The same, by the digest of the token in an email partner's link.
+std::optional<AckTarget> find_ack_target_by_token(soci::session& sql, const std::string& digest);
+
+enum class Ack { recorded, same, conflict, not_found, not_acknowledgeable };
+// Records the acknowledgement of partner notice `id` (or of the notice a
+// reminder `id` reminds of). The same outcome again is `same`; another is
+// `conflict`. `note_enc` is sealed; `by` is partner, link or an operator.
+Ack acknowledge(soci::session& sql, const std::string& id, const std::string& outcome, const std::string& note_enc,
+                const std::string& by, UnixMillis now);
+
+// ---- Reminders ----
+
+struct DueReminder {
+  std::string id;  // the first notice
+  std::string request_id;
+  std::string partner_id;
+  std::string template_name;
+  UnixMillis created_at = 0;
+  UnixMillis ack_due_at = 0;
+  int reminders_sent = 0;
+  bool by_link = false;  // the partner answers through a link (email)
+};
+// Delivered, unacknowledged partner notices whose next reminder is due,
+// locked for this transaction (PostgreSQL: SKIP LOCKED).
+std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis now, int limit);
+// Queues `reminder` for `first` and moves its next reminder to `next` (or
+// none); fenced on the count of reminders sent so far. A `reminder`
+// without an id sends nothing (the partner has gone from the policies).
+bool record_reminder(soci::session& sql, const DueReminder& first, const runs::Transition::Notice& reminder,
+                     std::optional<UnixMillis> next, UnixMillis now);
+
+// Unacknowledged partner notices past their due date, by partner.
+std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis now);
+
+}  // namespace privacyd::follow_ups
