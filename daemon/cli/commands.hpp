@@ -58,6 +58,9 @@ struct OperatorOptions {
   std::string reason;
   int days = 0;  // 0: the jurisdiction's whole extension
   bool json = false;
+  bool unacknowledged = false;  // notices list: partner notices not yet acknowledged
+  bool overdue = false;         // notices list: past their acknowledgement date
+  std::string outcome;          // notices acknowledge
 };
 int requests_command(const OperatorOptions& options);
 int notices_command(const OperatorOptions& options);

@@ -108,15 +108,23 @@ int main(int argc, char** argv) {
   add_reason(r_reject, true);
   add_reason(r_extend, true);
 
-  auto* notices = app.add_subcommand("notices", "See and retry notices through the admin API");
+  auto* notices = app.add_subcommand("notices", "See, retry and acknowledge notices through the admin API");
   notices->require_subcommand(1);
   auto* n_list = notices->add_subcommand("list", "List notices, newest first");
   n_list->add_option("--status", op.status, "pending, delivered or dead");
   n_list->add_option("--limit", op.limit, "Notices per page (1-500)")->capture_default_str();
   n_list->add_option("--cursor", op.cursor, "Continue after this page");
+  n_list->add_flag("--unacknowledged", op.unacknowledged, "Only partner notices not yet acknowledged");
+  n_list->add_flag("--overdue", op.overdue, "Only partner notices past their acknowledgement date");
   auto* n_retry = notices->add_subcommand("retry", "Deliver a dead notice afresh");
   add_id(n_retry, "Notice id (ntc_…)");
-  for (auto* sub : {n_list, n_retry}) add_connection(sub);
+  auto* n_ack = notices->add_subcommand("acknowledge", "Record a partner's answer to a notice, given some other way");
+  add_id(n_ack, "Notice id (ntc_…)");
+  n_ack->add_option("--outcome", op.outcome, "erased, retained or no_data")
+      ->required()
+      ->check(CLI::IsMember({"erased", "retained", "no_data"}));
+  n_ack->add_option("--note", op.reason, "What the partner said (at most 1000 bytes)");
+  for (auto* sub : {n_list, n_retry, n_ack}) add_connection(sub);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -111,6 +111,21 @@ std::string field(const json::value& o, std::string_view key) {
   return v == nullptr ? "-" : str(*v);
 }
 
+// A partner notice's acknowledgement, in a word or two.
+std::string ack_cell(const json::value& n) {
+  const auto& o = n.as_object();
+  if (const auto* a = o.if_contains("acknowledgement"); a != nullptr && a->is_object()) {
+    return field(*a, "outcome") + " (" + field(*a, "by") + ")";
+  }
+  if (const auto* overdue = o.if_contains("overdue"); overdue != nullptr && overdue->is_bool() && overdue->get_bool()) {
+    return "OVERDUE";
+  }
+  if (const auto* by = o.if_contains("acknowledge_by"); by != nullptr && by->is_string()) {
+    return "due " + std::string(by->get_string()).substr(0, 10);
+  }
+  return "-";
+}
+
 // Columns as wide as their widest cell.
 void print_table(const std::vector<std::string>& headings, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(headings.size());
@@ -161,9 +176,9 @@ void print_request(const json::value& r) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& n : notices->as_array()) {
       rows.push_back({field(n, "id"), field(n, "channel"), field(n, "recipient"), field(n, "status"),
-                      field(n, "attempts"), field(n, "last_error")});
+                      field(n, "attempts"), ack_cell(n), field(n, "last_error")});
     }
-    print_table({"NOTICE", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "LAST ERROR"}, rows);
+    print_table({"NOTICE", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "ACK", "LAST ERROR"}, rows);
   }
 }
 
@@ -238,6 +253,8 @@ int notices_command(const OperatorOptions& o) {
       std::string query = "?limit=" + std::to_string(o.limit);
       if (!o.status.empty()) query += "&status=" + query_escape(o.status);
       if (!o.cursor.empty()) query += "&cursor=" + query_escape(o.cursor);
+      if (o.unacknowledged) query += "&acknowledged=false";
+      if (o.overdue) query += "&overdue=true";
       result = call(o, "GET", "/v1/notices" + query);
       if (o.json) {
         std::cout << json::serialize(result) << '\n';
@@ -246,15 +263,23 @@ int notices_command(const OperatorOptions& o) {
       std::vector<std::vector<std::string>> rows;
       for (const auto& n : result.at("notices").as_array()) {
         rows.push_back({field(n, "id"), field(n, "request_id"), field(n, "channel"), field(n, "recipient"),
-                        field(n, "status"), field(n, "attempts"), field(n, "last_error")});
+                        field(n, "status"), field(n, "attempts"), ack_cell(n), field(n, "last_error")});
       }
-      print_table({"NOTICE", "REQUEST", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "LAST ERROR"}, rows);
+      print_table({"NOTICE", "REQUEST", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "ACK", "LAST ERROR"}, rows);
       print_next(result);
       return 0;
     }
-    result = call(o, "POST", "/v1/notices/" + query_escape(o.id) + "/retry");
+    if (o.action == "acknowledge") {
+      json::object body{{"outcome", o.outcome}};
+      if (!o.reason.empty()) body["note"] = o.reason;
+      result = call(o, "POST", "/v1/notices/" + query_escape(o.id) + "/acknowledge", &body);
+    } else {
+      result = call(o, "POST", "/v1/notices/" + query_escape(o.id) + "/retry");
+    }
     if (o.json) {
       std::cout << json::serialize(result) << '\n';
+    } else if (o.action == "acknowledge") {
+      std::cout << field(result, "id") << ": " << ack_cell(result) << '\n';
     } else {
       std::cout << field(result, "id") << ": " << field(result, "status") << '\n';
     }
