@@ -339,14 +339,19 @@ class Export final : public DomainAction {
     const long long now = ctx.now;
     const long long expires = now + std::chrono::duration_cast<std::chrono::milliseconds>(deps_.package_ttl).count();
     const long long bytes = static_cast<long long>(text.size());
+    // A run that does not commit (it lost its lease, or the process died)
+    // leaves a link nobody was given; the one that commits reaches the mail.
     auto store = [&](soci::session& sql) {
-      sql << "INSERT INTO exports(request_id, package_enc, bytes, created_at, token_sha256, expires_at, downloads)"
-             " VALUES (:r, :p, :b, :t, :digest, :expires, 0)"
+      soci::transaction tr(sql);
+      sql << "INSERT INTO exports(request_id, package_enc, bytes, created_at, expires_at, downloads)"
+             " VALUES (:r, :p, :b, :t, :expires, 0)"
              " ON CONFLICT (request_id) DO UPDATE SET package_enc = excluded.package_enc, bytes = excluded.bytes,"
-             " created_at = excluded.created_at, token_sha256 = excluded.token_sha256,"
-             " expires_at = excluded.expires_at, downloads = 0, erased_at = NULL",
+             " created_at = excluded.created_at, expires_at = excluded.expires_at, erased_at = NULL",
           soci::use(request_id, "r"), soci::use(sealed, "p"), soci::use(bytes, "b"), soci::use(now, "t"),
-          soci::use(digest, "digest"), soci::use(expires, "expires");
+          soci::use(expires, "expires");
+      sql << "INSERT INTO package_links(token_sha256, request_id, created_at) VALUES (:d, :r, :t)",
+          soci::use(digest, "d"), soci::use(request_id, "r"), soci::use(now, "t");
+      tr.commit();
     };
     co_await run_in_db(deps_.db, store);
     co_return ActionResult::success(json::object{

@@ -7,6 +7,7 @@
 #include <soci/soci.h>
 
 #include "daemon/admin/views.hpp"
+#include "daemon/base/text.hpp"
 #include "daemon/store/follow_ups.hpp"
 #include "daemon/audit/audit.hpp"
 #include "daemon/engine/engine.hpp"
@@ -390,6 +391,7 @@ net::awaitable<Response> AdminApi::export_package(Request& request, const Token&
     soci::indicator ind = soci::i_null;
     sql << "SELECT package_enc FROM exports WHERE request_id = :id", soci::use(id, "id"), soci::into(sealed, ind);
     if (!sql.got_data() || ind != soci::i_ok) return std::string();
+    if (sealed.empty()) return std::string("erased");  // expired, and erased by the follow-up loop
     soci::transaction tr(sql);
     audit::append(sql, now, id, "export.downloaded", json::serialize(json::object{{"by", who}}));
     tr.commit();
@@ -397,6 +399,9 @@ net::awaitable<Response> AdminApi::export_package(Request& request, const Token&
   };
   const std::string sealed = co_await run_in_db(deps_.db, work);
   if (sealed.empty()) co_return http::error(404, "not_found", "this request has no access package");
+  if (sealed == "erased") {
+    co_return http::error(410, "package_erased", "the package expired and was erased (access.package_ttl)");
+  }
   auto package = deps_.keys.open(sealed, "exports.package");
   if (!package) {
     deps_.log.error("access package cannot be decrypted with the configured keys", {{"request_id", id}});
@@ -456,20 +461,28 @@ net::awaitable<Response> AdminApi::acknowledge_notice(Request& request, const To
   }
   std::string note;
   if (const auto* n = body.if_contains("note"); n != nullptr && !n->is_null()) {
-    if (!n->is_string() || n->get_string().size() > 1000) {
-      refuse_input(400, "invalid_field", "note is text of at most 1000 bytes", "note");
+    if (!n->is_string() || n->get_string().size() > 4000 || !readable_text(n->get_string())) {
+      refuse_input(400, "invalid_field", "note is readable text of at most 4000 bytes", "note");
     }
     note = std::string(n->get_string());
   }
   const std::string note_enc = note.empty() ? std::string() : deps_.keys.seal(note, "notices.ack_note");
   const UnixMillis now = to_unix_ms(deps_.clock.now());
+  // The notice acknowledged: the one named, or the first one when it
+  // names a reminder; that is the one shown.
+  struct Recorded {
+    follow_ups::Ack ack;
+    std::string id;
+  };
   auto work = [id, outcome, note_enc, who = caller.name, now](soci::session& sql) {
     soci::transaction tr(sql);
-    auto ack = follow_ups::acknowledge(sql, id, outcome, note_enc, who, now);
+    Recorded r;
+    r.ack = follow_ups::acknowledge(sql, id, outcome, note_enc, who, now, &r.id);
     tr.commit();
-    return ack;
+    return r;
   };
-  switch (co_await run_in_db(deps_.db, work)) {
+  const Recorded recorded = co_await run_in_db(deps_.db, work);
+  switch (recorded.ack) {
     case follow_ups::Ack::not_found: co_return http::error(404, "not_found", "no such notice");
     case follow_ups::Ack::not_acknowledgeable:
       co_return http::error(409, "not_acknowledgeable", "only a notice to a partner is acknowledged");
@@ -479,8 +492,8 @@ net::awaitable<Response> AdminApi::acknowledge_notice(Request& request, const To
     case follow_ups::Ack::same: break;
   }
   deps_.log.info("notice acknowledged", {{"notice_id", id}, {"by", caller.name}, {"outcome", outcome}});
-  auto load = [this, id, now](soci::session& sql) {
-    return admin::show_notice(sql, id, now, deps_.keys);
+  auto load = [this, shown_id = recorded.id, now](soci::session& sql) {
+    return admin::show_notice(sql, shown_id, now, deps_.keys);
   };
   auto shown_notice = co_await run_in_db(deps_.db, load);
   co_return json_response(shown_notice ? *shown_notice : json::value(nullptr));
@@ -580,19 +593,19 @@ net::awaitable<Response> AdminApi::metrics(Request&) {
                             static_cast<double>(it == c.overdue.end() ? 0 : it->second));
     }
     metrics::write_family_header(out, "privacyd_notices", "gauge", "Notices in the outbox, by channel and status.");
-    metrics::write_family_header(out, "privacyd_partner_acknowledgements_overdue", "gauge",
-                                 "Partner notices not acknowledged by their due date, by partner.");
-    for (const auto& [id, partner] : partners->partners) {
-      auto it = c.unacknowledged.find(id);
-      metrics::write_sample(out, "privacyd_partner_acknowledgements_overdue", "{partner=\"" + id + "\"}",
-                            static_cast<double>(it == c.unacknowledged.end() ? 0 : it->second));
-    }
     for (const std::string channel : {"partner", "subject", "partner_center"}) {
       for (const auto& status : notice_statuses()) {
         auto it = c.notices.find({channel, status});
         metrics::write_sample(out, "privacyd_notices", "{channel=\"" + channel + "\",status=\"" + status + "\"}",
                               static_cast<double>(it == c.notices.end() ? 0 : it->second));
       }
+    }
+    metrics::write_family_header(out, "privacyd_partner_acknowledgements_overdue", "gauge",
+                                 "Partner notices not acknowledged by their due date, by partner.");
+    for (const auto& [id, partner] : partners->partners) {
+      auto it = c.unacknowledged.find(id);
+      metrics::write_sample(out, "privacyd_partner_acknowledgements_overdue", "{partner=\"" + id + "\"}",
+                            static_cast<double>(it == c.unacknowledged.end() ? 0 : it->second));
     }
     metrics::write_family_header(out, "privacyd_database_up", "gauge", "Whether the last scrape reached the database.");
     metrics::write_sample(out, "privacyd_database_up", "", 1);

@@ -198,7 +198,7 @@ json::value list_notices(soci::session& sql, const NoticeFilter& f, UnixMillis a
   const long long now = at;
   // Fixed fragments only: nothing the caller sent is spliced into SQL.
   std::string where = " WHERE (:status = '' OR status = :status2) AND (:cursor = '' OR id < :cursor2)";
-  constexpr const char* kAsks = " AND channel = 'partner' AND reminder_of IS NULL";
+  constexpr const char* kAsks = " AND channel = 'partner' AND reminder_of IS NULL AND ack_due_at IS NOT NULL";
   if (f.acknowledged == "false") where += std::string(kAsks) + " AND ack_outcome IS NULL";
   if (f.acknowledged == "true") where += " AND ack_outcome IS NOT NULL";
   if (f.overdue == "true") where += std::string(kAsks) + " AND ack_outcome IS NULL AND ack_due_at < :now";

@@ -29,6 +29,10 @@ int export_package(const std::filesystem::path& config_file, const std::string& 
       std::cerr << "no access package for that request\n";
       return 1;
     }
+    if (sealed.empty()) {
+      std::cerr << "the package expired and was erased (access.package_ttl)\n";
+      return 1;
+    }
     auto package = keys.open(sealed, "exports.package");
     if (!package) {
       std::cerr << "the package cannot be decrypted with the configured keys\n";

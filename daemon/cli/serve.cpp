@@ -282,7 +282,13 @@ int serve(const std::filesystem::path& config_file) {
                               admin_routes, log, io_contexts);
     auto public_at = public_server.listen();
     auto admin_at = admin_server.listen();
-    if (public_url.empty()) public_url = (config.tls.enabled() ? "https://" : "http://") + public_at.text();
+    if (public_url.empty()) {
+      public_url = (config.tls.enabled() ? "https://" : "http://") + public_at.text();
+      if (public_at.host == "0.0.0.0" || public_at.host == "::") {
+        log.warn("public_url is not set: mailed links name an address nobody can reach; set public_url",
+                 {{"public_url", public_url}});
+      }
+    }
     public_server.start();
     admin_server.start();
     log.info("listening", {{"listener", "public"}, {"addr", public_at.text()}, {"tls", config.tls.enabled()}});

@@ -488,12 +488,16 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
 
       auto workflow = co_await workflow_for(*row);
       const auto idx = static_cast<std::size_t>(row->next_step);
-      if (!workflow) {
+      if (!workflow || row->next_step < 0) {
+        // Never a guess: a request whose place in its workflow is unknown
+        // fails loudly rather than being taken for finished.
         t.request_status = "failed";
         t.next_step = row->next_step;
-        t.reason = "workflow_unavailable";
+        t.reason = workflow ? "corrupt_position" : "workflow_unavailable";
         t.audit_event = "request.failed";
-        t.audit_detail = json::serialize(json::object{{"reason", "the pinned workflow version cannot be loaded"}});
+        t.audit_detail = json::serialize(json::object{
+            {"reason", workflow ? "the request's next step is not in its workflow"
+                                : "the pinned workflow version cannot be loaded"}});
         if (co_await commit(t)) finished(*row, t.request_status, at);
         break;
       }

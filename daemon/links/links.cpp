@@ -4,6 +4,7 @@
 #include <boost/url/parse_query.hpp>
 #include <soci/soci.h>
 
+#include "daemon/base/text.hpp"
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/crypto/webhook_signature.hpp"
 #include "daemon/store/async.hpp"
@@ -18,7 +19,7 @@ using boost::asio::awaitable;
 
 namespace {
 
-constexpr std::size_t kMaxNote = 1000;         // bytes of a partner's note
+constexpr std::size_t kMaxNote = 4000;         // bytes of a partner's note (1,000 characters of any script)
 constexpr std::uint64_t kMaxAckBody = 16 * 1024;
 
 // Links carry bearer tokens: never cached, never leaked to another site.
@@ -176,9 +177,12 @@ awaitable<Response> Links::partner_ack(Request& request) {
   if (o.contains("note") && !o.at("note").is_string() && !o.at("note").is_null()) {
     co_return http::error(400, "invalid_field", "note must be text", "note");
   }
-  if (note.size() > kMaxNote) co_return http::error(400, "invalid_field", "note is longer than 1000 bytes", "note");
+  if (note.size() > kMaxNote || !readable_text(note)) {
+    co_return http::error(400, "invalid_field", "note is readable text of at most 4000 bytes", "note");
+  }
 
-  const auto* partner = deps_.policies.current()->partner(*partner_id);
+  const auto policies = deps_.policies.current();  // held: a reload must not free the partner under us
+  const auto* partner = policies->partner(*partner_id);
   std::vector<crypto::Bytes> secrets;
   if (partner != nullptr && !partner->notice_secret_file.empty()) {
     try {
@@ -268,7 +272,9 @@ awaitable<Response> Links::ack_by_link(Request& request) {
   if (!follow_ups::valid_outcome(outcome)) {
     co_return page(400, "Choose an answer", "<p>Choose erased, retained or none held, then send again.</p>");
   }
-  if (note.size() > kMaxNote) co_return page(400, "Note too long", "<p>Keep the note under 1000 characters.</p>");
+  if (note.size() > kMaxNote || !readable_text(note)) {
+    co_return page(400, "Note not accepted", "<p>Keep the note to plain text of at most 1000 characters.</p>");
+  }
   const std::string note_enc = note.empty() ? std::string() : deps_.keys.seal(note, "notices.ack_note");
   const UnixMillis now = to_unix_ms(deps_.clock.now());
   struct Result {

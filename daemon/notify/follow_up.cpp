@@ -25,6 +25,7 @@ namespace json = boost::json;
 
 namespace {
 constexpr int kBatch = 64;
+constexpr long long kDayMs = 24LL * 3600 * 1000;
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 }  // namespace
 
@@ -72,7 +73,9 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     n.template_name = std::string(kReminderTemplate);
     n.awaited = false;
     std::string token;
-    if (first.by_link) {
+    // A partner answers by link when the notice asked it to, or when it is
+    // reached by email now.
+    if (first.by_link || partner.notice_url.empty()) {
       token = crypto::new_link_token();
       n.ack_token_sha256 = crypto::token_digest(token);
     }
@@ -104,15 +107,21 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       int queued_now = 0;
       for (const auto& first : follow_ups::due_reminders(sql, now, kBatch)) {
         const auto* partner = policies->partner(first.partner_id);
-        const auto& terms = partner != nullptr ? policies->acknowledgement_for(*partner) : policies->acknowledgement;
-        // The offsets as the policies give them now, counted from the notice.
-        std::optional<UnixMillis> next;
-        const auto after = static_cast<std::size_t>(first.reminders_sent + 1);
-        if (after < terms.reminders.size()) next = first.created_at + ms(terms.reminders[after]);
         if (partner == nullptr) {
-          // Gone from the policies: nothing to remind through. Stop here.
-          follow_ups::record_reminder(sql, first, {}, std::nullopt, now);
+          // Gone from the policies: nothing to remind through for now. Look
+          // again in a day (it may come back with a reload).
+          follow_ups::postpone_reminder(sql, first.id, now + kDayMs);
           continue;
+        }
+        // The next offset still ahead, as the policies give them now: after
+        // an outage (or a delivery that took longer than an offset) one
+        // reminder goes out, not one per offset missed.
+        std::optional<UnixMillis> next;
+        for (const auto offset : policies->acknowledgement_for(*partner).reminders) {
+          if (first.created_at + ms(offset) > now) {
+            next = first.created_at + ms(offset);
+            break;
+          }
         }
         if (follow_ups::record_reminder(sql, first, reminder_for(first, *partner, now), next, now)) ++queued_now;
       }

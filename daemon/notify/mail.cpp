@@ -29,7 +29,7 @@ std::string crlf(std::string_view text) {
 // RFC 2047 for a header that is not ASCII (a Chinese subject line).
 std::string encoded_word(std::string_view text) {
   bool ascii = true;
-  for (unsigned char c : text) ascii = ascii && c < 0x80;
+  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
   if (ascii) return std::string(text);
   std::string b64(4 * ((text.size() + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
@@ -123,8 +123,12 @@ Delivery send_smtp(const SmtpSettings& smtp, const Mail& mail) {
   if (rc == CURLE_OK) return {true, false, {}, {}};
   std::string error = std::string("smtp: ") + curl_easy_strerror(rc) + (code ? " (" + std::to_string(code) + ")" : "");
   if (rc == CURLE_USE_SSL_FAILED) error += ": the relay offers no STARTTLS, so the credentials were not sent";
-  // 5xx from the mail server is permanent; the rest (4xx, network, TLS) retries.
-  const bool permanent = code >= 500 && code < 600;
+  // 5xx from the mail server is permanent; the rest (4xx, network, TLS)
+  // retries. A refused login (530, 535) is the relay's configuration, not
+  // the mail's: it retries, or one wrong password would kill every notice.
+  const bool login = rc == CURLE_LOGIN_DENIED || code == 530 || code == 535;
+  if (login) error += ": the relay refused the credentials (notices.smtp_user, notices.smtp_password_file)";
+  const bool permanent = code >= 500 && code < 600 && !login;
   return {false, !permanent, error, {}};
 }
 

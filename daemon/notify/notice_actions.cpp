@@ -355,7 +355,8 @@ std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& dep
 
 std::string ask_for_acknowledgement(const NoticeDependencies& deps, const policy::Partner& partner,
                                     engine::NoticeDraft& n, UnixMillis now) {
-  const auto& terms = deps.policies.current()->acknowledgement_for(partner);
+  const auto policies = deps.policies.current();  // held while its terms are read
+  const auto& terms = policies->acknowledgement_for(partner);
   auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
   n.ack_due_at = now + ms(terms.within);
   if (!terms.reminders.empty()) n.next_reminder_at = now + ms(terms.reminders.front());

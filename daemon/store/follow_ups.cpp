@@ -19,9 +19,10 @@ FetchedPackage take_package(soci::session& sql, const std::string& digest, int m
   if (digest.empty()) return out;
   const long long now = at;
   soci::rowset<soci::row> rows =
-      (sql.prepare << std::string("SELECT request_id, package_enc, downloads, expires_at, erased_at FROM exports"
-                                  " WHERE token_sha256 = :d") +
-                          (postgres(sql) ? " FOR UPDATE" : ""),
+      (sql.prepare << std::string("SELECT e.request_id, e.package_enc, e.downloads, e.expires_at, e.erased_at"
+                                  " FROM package_links l JOIN exports e ON e.request_id = l.request_id"
+                                  " WHERE l.token_sha256 = :d") +
+                          (postgres(sql) ? " FOR UPDATE OF e" : ""),
        soci::use(digest, "d"));
   std::optional<long long> expires, erased;
   int downloads = 0;
@@ -41,8 +42,8 @@ FetchedPackage take_package(soci::session& sql, const std::string& digest, int m
     return out;
   }
   soci::statement update =
-      (sql.prepare << "UPDATE exports SET downloads = downloads + 1 WHERE token_sha256 = :d AND downloads = :n",
-       soci::use(digest, "d"), soci::use(downloads, "n"));
+      (sql.prepare << "UPDATE exports SET downloads = downloads + 1 WHERE request_id = :r AND downloads = :n",
+       soci::use(out.request_id, "r"), soci::use(downloads, "n"));
   update.execute(true);
   if (update.get_affected_rows() != 1) {  // SQLite: another download took this one between
     out.result = Fetch::gone;
@@ -116,9 +117,10 @@ std::optional<AckTarget> find_ack_target_by_token(soci::session& sql, const std:
 }
 
 Ack acknowledge(soci::session& sql, const std::string& id, const std::string& outcome, const std::string& note_enc,
-                const std::string& by, UnixMillis at) {
+                const std::string& by, UnixMillis at, std::string* acknowledged) {
   auto target = find_ack_target(sql, id);
   if (!target) return Ack::not_found;
+  if (acknowledged != nullptr) *acknowledged = target->id;
   if (target->channel != "partner") return Ack::not_acknowledgeable;
   const long long now = at;
   soci::indicator note_ind = note_enc.empty() ? soci::i_null : soci::i_ok;
@@ -177,13 +179,18 @@ bool record_reminder(soci::session& sql, const DueReminder& first, const runs::T
        soci::use(first.reminders_sent, "before"));
   update.execute(true);
   if (update.get_affected_rows() != 1) return false;
-  if (reminder.id.empty()) return true;  // reminders stop: nothing to send through
   runs::insert_notices(sql, first.request_id, -1, {reminder}, now);
   sql << "UPDATE notices SET reminder_of = :first WHERE id = :id", soci::use(first.id, "first"),
       soci::use(reminder.id, "id");
   audit::append(sql, now, first.request_id, "notice.reminded",
                 json::serialize(json::object{{"notice_id", first.id}, {"reminder_id", reminder.id}, {"reminder", sent}}));
   return true;
+}
+
+void postpone_reminder(soci::session& sql, const std::string& id, UnixMillis until) {
+  const long long at = until;
+  sql << "UPDATE notices SET next_reminder_at = :at WHERE id = :id AND ack_outcome IS NULL", soci::use(at, "at"),
+      soci::use(id, "id");
 }
 
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis at) {

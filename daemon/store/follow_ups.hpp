@@ -55,8 +55,10 @@ enum class Ack { recorded, same, conflict, not_found, not_acknowledgeable };
 // Records the acknowledgement of partner notice `id` (or of the notice a
 // reminder `id` reminds of). The same outcome again is `same`; another is
 // `conflict`. `note_enc` is sealed; `by` is partner, link or an operator.
+// `acknowledged` (when given) receives the id of the notice that was
+// acknowledged: `id` itself, or the first notice when `id` is a reminder.
 Ack acknowledge(soci::session& sql, const std::string& id, const std::string& outcome, const std::string& note_enc,
-                const std::string& by, UnixMillis now);
+                const std::string& by, UnixMillis now, std::string* acknowledged = nullptr);
 
 // ---- Reminders ----
 
@@ -74,10 +76,12 @@ struct DueReminder {
 // locked for this transaction (PostgreSQL: SKIP LOCKED).
 std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis now, int limit);
 // Queues `reminder` for `first` and moves its next reminder to `next` (or
-// none); fenced on the count of reminders sent so far. A `reminder`
-// without an id sends nothing (the partner has gone from the policies).
+// none); fenced on the count of reminders sent so far.
 bool record_reminder(soci::session& sql, const DueReminder& first, const runs::Transition::Notice& reminder,
                      std::optional<UnixMillis> next, UnixMillis now);
+
+// Moves a notice's next reminder to `until`, sending nothing.
+void postpone_reminder(soci::session& sql, const std::string& id, UnixMillis until);
 
 // Unacknowledged partner notices past their due date, by partner.
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis now);

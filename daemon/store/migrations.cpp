@@ -218,13 +218,18 @@ const std::vector<Migration>& migrations() {
       // of times until it expires (then its ciphertext is erased); a
       // partner notice is acknowledged (by webhook, by the link in its mail
       // or by an operator), reminded until then, and overdue after.
+      // A package's links are rows of their own: export.package runs at
+      // least once, and whichever run's output commits (and so reaches the
+      // mail), its link must work.
       std::vector<std::string> common = {
-          "ALTER TABLE exports ADD COLUMN token_sha256 TEXT",
           "ALTER TABLE exports ADD COLUMN expires_at BIGINT",
           "ALTER TABLE exports ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0",
           "ALTER TABLE exports ADD COLUMN erased_at BIGINT",
-          "CREATE UNIQUE INDEX exports_token ON exports(token_sha256)",
           "CREATE INDEX exports_expiry ON exports(expires_at)",
+          "CREATE TABLE package_links ("
+          " token_sha256 TEXT PRIMARY KEY,"
+          " request_id TEXT NOT NULL REFERENCES exports(request_id),"
+          " created_at BIGINT NOT NULL)",
           "ALTER TABLE notices ADD COLUMN ack_token_sha256 TEXT",
           "ALTER TABLE notices ADD COLUMN ack_due_at BIGINT",
           "ALTER TABLE notices ADD COLUMN next_reminder_at BIGINT",

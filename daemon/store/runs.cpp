@@ -400,6 +400,13 @@ bool retry_notice(soci::session& sql, const std::string& notice_id, const std::s
   sql << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"
          " WHERE id = :id",
       soci::use(at, "at"), soci::use(notice_id, "id");
+  if (idx < 0) {
+    // A callback or a reminder: no step waits for it, and whatever the
+    // request's state, delivering it again changes nothing else.
+    audit::append(sql, now, request_id, "notice.retried",
+                  boost::json::serialize(boost::json::object{{"notice_id", notice_id}, {"by", who}}));
+    return true;
+  }
   // The step the dead notice failed waits for delivery again; the notifier
   // wakes it, and it succeeds or fails on what happens now.
   sql << "UPDATE request_steps SET status = 'waiting', error = NULL, finished_at = NULL"

@@ -263,6 +263,12 @@ class EmailPartner(Relayed, Scenario):
         def post(outcome):
             return fetch(port, "POST", path, urllib.parse.urlencode({"outcome": outcome, "note": "never held it"}),
                          {"Content-Type": "application/x-www-form-urlencoded"})
+        # A note nobody could read back (not UTF-8, terminal escapes) is refused, and nothing is recorded.
+        for bad in ("%FF%FE", "%1B%5B2J"):
+            status, _, page = fetch(port, "POST", path, "outcome=erased&note=" + bad,
+                                    {"Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(status, 400, page[:200])
+        self.assertIsNone(self.notice(nid, rid)["acknowledgement"])
         status, headers, page = post("no_data")
         self.assertEqual(status, 200, page[:200])
         self.assertTrue(headers.get("Content-Type", "").startswith("text/html"))
@@ -315,6 +321,36 @@ class CredentialsNeedStarttls(Relayed, Scenario):
         self.assert_not_logged(self.smtp_password)
 
 
+class WrongPasswordWaits(Relayed, Scenario):
+    """A relay that refuses privacyd's login (535): the relay's configuration
+    is wrong, not the mail, so the mail waits and retries instead of dying."""
+
+    @classmethod
+    def prepare(cls):
+        with open(os.path.join(cls.folder, "var", "keys", "smtp-password"), "w") as f:
+            f.write("not-the-password\n")
+        cls.ca, server = make_certificates(cls.folder)
+        cls.relay = SmtpRelay(SMTP_USER, base64.urlsafe_b64encode(os.urandom(12)).decode(), tls=server)
+        cls.addClassCleanup(cls.relay.close)
+        cls.notices = (f"  smtp: smtp://127.0.0.1:{cls.relay.port}\n  smtp_user: {SMTP_USER}\n"
+                       f"  smtp_password_file: var/keys/smtp-password\n  smtp_ca_file: {cls.ca}\n"
+                       f"  timeout: 5s\n  retry_schedule: [0s, 1h]\n")
+
+    def test_a_refused_login_is_retried_not_dead(self):
+        rid = self.submit("request.access", "demo-002")
+        failed = wait_for(lambda: [n for n in self.notices_of(rid, "subject") if n["attempts"] >= 1 and n["last_error"]],
+                          timeout=60, what="a failed attempt at the person's mail")[0]
+        self.assertEqual(failed["status"], "pending", failed)
+        self.assertIn("refused the credentials", failed["last_error"])
+        with self.relay.lock:
+            self.assertTrue(self.relay.auth_commands and all(self.relay.auth_commands), "AUTH tried, over TLS")
+            self.assertEqual(self.relay.messages, [])
+
+
+class WrongPasswordWaitsOnSqlite(WrongPasswordWaits, unittest.TestCase):
+    pass
+
+
 class CredentialsNeedStarttlsOnSqlite(CredentialsNeedStarttls, unittest.TestCase):
     pass
 
@@ -357,6 +393,8 @@ class Acknowledgements(Scenario):
                                         headers={"Content-Type": "application/json"})[0], 401)
         self.assertEqual(self.post_signed(ACK, {**ack, "outcome": "deleted"}, self.partner_secret)[0], 400)
         self.assertEqual(self.post_signed(ACK, {**ack, "type": "notice.read"}, self.partner_secret)[0], 400)
+        self.assertEqual(self.post_signed(ACK, {**ack, "note": "\x1b[2J\x1b[31mhi"}, self.partner_secret)[0], 400)
+        self.assertEqual(self.post_signed(ACK, {**ack, "note": "x" * 4001}, self.partner_secret)[0], 400)
         self.assertIsNone(self.notice(nid, rid)["acknowledgement"], "nothing refused was recorded")
 
         msg_id = "msg_" + os.urandom(8).hex()
@@ -483,6 +521,14 @@ class Reminders(Scenario):
         self.assertEqual(len(self.reminder_notices(answered_rid, answered)), reminded_before_answer)
         item = self.notice(answered, answered_rid)
         self.assertEqual((item["overdue"], item["acknowledgement"]["outcome"]), (False, "erased"))
+
+        # An operator answering a reminder's id answers the notice it reminds of.
+        reminder_id = reminders[0][0]
+        status, shown = self.admin("POST", f"/v1/notices/{reminder_id}/acknowledge", body={"outcome": "no_data"})
+        self.assertEqual(status, 200, shown)
+        self.assertEqual((shown["id"], shown["acknowledgement"]["outcome"], shown["overdue"]), (first, "no_data", False))
+        self.assertEqual(self.notice(reminder_id, rid)["acknowledgement"], None, "the reminder itself asks nothing")
+        wait_for(lambda: self.metric(series) == 0, timeout=10, what=f"{series} 0")
         self.assertEqual(self.partners.bad_signatures, 0)
 
 

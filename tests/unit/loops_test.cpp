@@ -5,11 +5,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "daemon/base/text.hpp"
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/links/links.hpp"
 #include "daemon/notify/dates.hpp"
 #include "daemon/notify/mail.hpp"
+#include <soci/soci.h>
 #include "daemon/policy/policies.hpp"
+#include "daemon/store/follow_ups.hpp"
+#include "store_fixture.hpp"
 
 using namespace privacyd;
 using namespace std::chrono_literals;
@@ -124,4 +128,54 @@ TEST_CASE("every partner has a notice channel, or the policies say where", "[loo
                         "    notice: { email: dpo@one.example, locale: zh-CN }\n"
                         "    acknowledgement: { within: 5d, reminders: [1d, 3d] }\n")
             .empty());
+}
+
+TEST_CASE("free text is kept only when a person can read it back", "[loops]") {
+  CHECK(readable_text("erased on 27 November; 已删除\nline two\ttab"));
+  CHECK(readable_text(""));
+  CHECK_FALSE(readable_text("\xFF\xFE"));                // not UTF-8
+  CHECK_FALSE(readable_text("a\x1B[31mred"));            // a terminal escape
+  CHECK_FALSE(readable_text(std::string("nul\0x", 5)));  // NUL
+  CHECK_FALSE(readable_text("\xC0\xAF"));                // an overlong '/'
+  CHECK_FALSE(readable_text("\xED\xA0\x80"));            // a UTF-16 surrogate
+  CHECK_FALSE(readable_text("\xE4\xB8"));                // cut short
+  CHECK_FALSE(readable_text("\xC2\x85"));                // a C1 control (NEL)
+}
+
+TEST_CASE("every committed run's link fetches the one package, counted together", "[loops]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  // export.package ran twice (at least once): two links, one package.
+  f.exec("INSERT INTO exports(request_id, package_enc, bytes, created_at, expires_at, downloads)"
+         " VALUES ('req_1', 'sealed', 6, 1000, 10000, 0)");
+  f.exec("INSERT INTO package_links(token_sha256, request_id, created_at) VALUES ('d1', 'req_1', 1000), ('d2', 'req_1', 1001)");
+  auto take = [&](const std::string& digest, long long now) {
+    follow_ups::FetchedPackage got;
+    f.db->with_session([&](soci::session& sql) {
+      soci::transaction tr(sql);
+      got = follow_ups::take_package(sql, digest, 2, now);
+      tr.commit();
+    });
+    return got;
+  };
+  auto first = take("d1", 2000);
+  CHECK(first.result == follow_ups::Fetch::ok);
+  CHECK(first.package_enc == "sealed");
+  CHECK(first.download == 1);
+  CHECK(take("d2", 2001).download == 2);
+  CHECK(take("d1", 2002).result == follow_ups::Fetch::gone);  // max_downloads is the package's, not a link's
+  CHECK(take("d3", 2003).result == follow_ups::Fetch::unknown);
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'package.downloaded'") == 2);
+
+  f.exec("UPDATE exports SET downloads = 0");
+  CHECK(take("d2", 9999).result == follow_ups::Fetch::ok);
+  CHECK(take("d2", 10000).result == follow_ups::Fetch::gone);  // expired at its instant
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK(follow_ups::erase_expired_packages(sql, 10000, 10) == 1);
+    CHECK(follow_ups::erase_expired_packages(sql, 10001, 10) == 0);  // once
+    tr.commit();
+  });
+  CHECK(f.scalar<std::string>("SELECT package_enc FROM exports") == "");
+  CHECK(take("d1", 10002).result == follow_ups::Fetch::gone);  // 410, not 404: the link was real
 }

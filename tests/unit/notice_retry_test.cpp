@@ -39,3 +39,34 @@ TEST_CASE("an operator's retry revives a dead notice and the step it failed", "[
   f.db->with_session([&](soci::session& sql) { v = audit::verify(sql); });
   CHECK(v.intact);
 }
+
+TEST_CASE("retrying a dead callback or reminder leaves its failed request as it is", "[notices]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'failed', reason = 'step tell-subject failed', next_step = 3,"
+         " run_at = NULL WHERE id = 'req_1'");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
+         " VALUES ('req_1', 3, 'tell-subject', 'notify.subject', 'failed', 1, 'notice ntc_2 could not be delivered')");
+  // A reminder (or a callback): stored with step_idx -1, nothing waits for it.
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc, attempts,"
+         " next_attempt_at, created_at, last_error) VALUES ('ntc_9', 'req_1', -1, 'partner', 'P-1001',"
+         " 'partner-reminder', 'dead', 'v1.k.y', 10, 2000, 1500, 'the partner answered 410')");
+
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK(runs::retry_notice(sql, "ntc_9", "ops", 9000));
+    tr.commit();
+  });
+  CHECK(f.scalar<std::string>("SELECT status FROM notices WHERE id = 'ntc_9'") == "pending");
+  // The request is still failed at its step, so an operator's retry of it works as before.
+  CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_1'") == "failed");
+  CHECK(f.scalar("SELECT next_step FROM requests WHERE id = 'req_1'") == 3);
+  CHECK(f.scalar<std::string>("SELECT status FROM request_steps WHERE idx = 3") == "failed");
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK(runs::retry_request(sql, "req_1", "ops", 9500));
+    tr.commit();
+  });
+  CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_1'") == "running");
+  CHECK(f.scalar("SELECT next_step FROM requests WHERE id = 'req_1'") == 3);
+}
