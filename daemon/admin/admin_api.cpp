@@ -1,18 +1,14 @@
 #include "daemon/admin/admin_api.hpp"
 
 #include <boost/json.hpp>
-#include <boost/url/parse_query.hpp>
-#include <charconv>
 #include <map>
 #include <soci/soci.h>
 
+#include "daemon/admin/input.hpp"
 #include "daemon/admin/views.hpp"
-#include "daemon/base/text.hpp"
-#include "daemon/store/follow_ups.hpp"
 #include "daemon/audit/audit.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/store/async.hpp"
-#include "daemon/store/rows.hpp"
 #include "daemon/store/runs.hpp"
 
 namespace privacyd::admin {
@@ -22,127 +18,6 @@ namespace json = boost::json;
 using http::Request;
 using http::Response;
 
-namespace {
-
-constexpr std::uint64_t kMaxActionBody = 4096;
-constexpr std::size_t kMaxReason = 500;
-constexpr int kMaxLimit = 500;
-constexpr std::int64_t kDayMs = 24LL * 3600 * 1000;
-
-// Bad input, answered at once with `response`.
-struct Refusal {
-  Response response;
-};
-[[noreturn]] void refuse_input(int status, std::string_view code, std::string_view message,
-                               std::string_view field = {}) {
-  throw Refusal{http::error(status, code, message, field)};
-}
-
-bool valid_id(std::string_view id, std::string_view prefix) {
-  if (!id.starts_with(prefix) || id.size() == prefix.size() || id.size() > prefix.size() + 40) return false;
-  for (char c : id.substr(prefix.size())) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
-// The query's parameters; unknown or repeated names are refused, so a typo
-// never silently lists everything.
-std::map<std::string, std::string> query_params(std::string_view query, std::initializer_list<std::string_view> known) {
-  std::map<std::string, std::string> out;
-  if (query.empty()) return out;
-  auto parsed = boost::urls::parse_query(query);
-  if (!parsed) refuse_input(400, "invalid_query", "the query string is malformed");
-  for (auto p : *parsed) {
-    std::string key = p.key.decode();
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      refuse_input(400, "unknown_parameter", "unknown query parameter", key.size() <= 32 ? key : key.substr(0, 32));
-    }
-    if (!out.emplace(key, p.has_value ? p.value.decode() : std::string()).second) {
-      refuse_input(400, "invalid_query", "a query parameter is given twice", key);
-    }
-  }
-  return out;
-}
-
-std::string one_of(const std::map<std::string, std::string>& q, const std::string& name,
-                   const std::vector<std::string>& allowed) {
-  auto it = q.find(name);
-  if (it == q.end() || it->second.empty()) return {};
-  if (std::find(allowed.begin(), allowed.end(), it->second) == allowed.end()) {
-    std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    refuse_input(400, "invalid_parameter", name + " is one of: " + list, name);
-  }
-  return it->second;
-}
-
-int limit_of(const std::map<std::string, std::string>& q) {
-  auto it = q.find("limit");
-  if (it == q.end() || it->second.empty()) return 50;
-  int n = 0;
-  auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
-  if (ec != std::errc() || end != it->second.data() + it->second.size() || n < 1 || n > kMaxLimit) {
-    refuse_input(400, "invalid_parameter", "limit is a whole number from 1 to 500", "limit");
-  }
-  return n;
-}
-
-std::string cursor_of(const std::map<std::string, std::string>& q, std::string_view prefix) {
-  auto it = q.find("cursor");
-  if (it == q.end() || it->second.empty()) return {};
-  if (!valid_id(it->second, prefix)) refuse_input(400, "invalid_parameter", "cursor is not one this API gave", "cursor");
-  return it->second;
-}
-
-// The body of an action: a JSON object with only `known` members (an empty
-// body is an empty object).
-json::object action_body(const Request& r, std::initializer_list<std::string_view> known) {
-  if (r.body.empty()) return {};
-  boost::system::error_code ec;
-  json::parse_options options;
-  options.max_depth = 4;
-  auto value = json::parse(r.body, ec, {}, options);
-  if (ec || !value.is_object()) refuse_input(400, "malformed_json", "the body must be a JSON object");
-  for (const auto& [key, v] : value.get_object()) {
-    if (std::find(known.begin(), known.end(), std::string_view(key)) == known.end()) {
-      refuse_input(400, "unknown_field", "unknown field", key.size() <= 32 ? std::string_view(key) : "");
-    }
-  }
-  return std::move(value.get_object());
-}
-
-// Why an operator acted: told to the person on a rejection, kept in the
-// audit trail. Plain text, one to 500 bytes, no control characters.
-std::string reason_of(const json::object& body) {
-  const auto* v = body.if_contains("reason");
-  if (v == nullptr || !v->is_string()) refuse_input(400, "missing_field", "a reason is required", "reason");
-  std::string reason(v->get_string());
-  while (!reason.empty() && reason.back() == ' ') reason.pop_back();
-  while (!reason.empty() && reason.front() == ' ') reason.erase(0, 1);
-  if (reason.empty() || reason.size() > kMaxReason) {
-    refuse_input(400, "invalid_field", "the reason is 1 to 500 bytes of text", "reason");
-  }
-  for (char c : reason) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) refuse_input(400, "invalid_field", "the reason may not hold control characters", "reason");
-  }
-  return reason;
-}
-
-std::string request_id_of(const Request& r) {
-  std::string id(r.param("id"));
-  if (!valid_id(id, "req_")) refuse_input(404, "not_found", "no such request");
-  return id;
-}
-
-Response json_response(const json::value& v) { return Response::json(200, json::serialize(v)); }
-
-// Why an action could not be taken on a request in its present state.
-Response wrong_status(std::string_view wanted, std::string_view status) {
-  return http::error(409, "wrong_status", "the request is " + std::string(status) + ", not " + std::string(wanted));
-}
-
-}  // namespace
 
 AdminApi::AdminApi(AdminDependencies deps) : deps_(std::move(deps)) {}
 
@@ -414,91 +289,6 @@ net::awaitable<Response> AdminApi::export_package(Request& request, const Token&
   co_return r;
 }
 
-net::awaitable<Response> AdminApi::list_notices(Request& request, const Token&) {
-  auto q = query_params(request.query, {"status", "limit", "cursor", "acknowledged", "overdue"});
-  static const std::vector<std::string> yes_no = {"true", "false"};
-  NoticeFilter filter{one_of(q, "status", notice_statuses()), one_of(q, "acknowledged", yes_no),
-                      one_of(q, "overdue", yes_no), cursor_of(q, "ntc_"), limit_of(q)};
-  const UnixMillis now = to_unix_ms(deps_.clock.now());
-  auto load = [this, filter, now](soci::session& sql) { return admin::list_notices(sql, filter, now, deps_.keys); };
-  auto list = co_await run_in_db(deps_.db, load);
-  co_return json_response(list);
-}
-
-net::awaitable<Response> AdminApi::retry_notice(Request& request, const Token& caller) {
-  std::string id(request.param("id"));
-  if (!valid_id(id, "ntc_")) co_return http::error(404, "not_found", "no such notice");
-  action_body(request, {});
-  const UnixMillis now = to_unix_ms(deps_.clock.now());
-  auto work = [id, who = caller.name, now](soci::session& sql) {
-    soci::transaction tr(sql);
-    if (!runs::retry_notice(sql, id, who, now)) {
-      std::string status;
-      sql << "SELECT status FROM notices WHERE id = :id", soci::use(id, "id"), soci::into(status);
-      return sql.got_data() ? status : std::string();
-    }
-    tr.commit();
-    return std::string("retried");
-  };
-  const std::string outcome = co_await run_in_db(deps_.db, work);
-  if (outcome.empty()) co_return http::error(404, "not_found", "no such notice");
-  if (outcome != "retried") co_return http::error(409, "wrong_status", "the notice is " + outcome + ", not dead");
-  deps_.log.info("notice retried", {{"notice_id", id}, {"by", caller.name}});
-  if (deps_.wake_notifier) deps_.wake_notifier();
-  co_return json_response(json::object{{"id", id}, {"status", "pending"}});
-}
-
-// An operator records a partner's answer given some other way (a letter,
-// a call): the same rules as the partner's own acknowledgement.
-net::awaitable<Response> AdminApi::acknowledge_notice(Request& request, const Token& caller) {
-  std::string id(request.param("id"));
-  if (!valid_id(id, "ntc_")) co_return http::error(404, "not_found", "no such notice");
-  const auto body = action_body(request, {"outcome", "note"});
-  const auto* o = body.if_contains("outcome");
-  const std::string outcome = o != nullptr && o->is_string() ? std::string(o->get_string()) : std::string();
-  if (!follow_ups::valid_outcome(outcome)) {
-    refuse_input(400, "invalid_field", "outcome is erased, retained or no_data", "outcome");
-  }
-  std::string note;
-  if (const auto* n = body.if_contains("note"); n != nullptr && !n->is_null()) {
-    if (!n->is_string() || n->get_string().size() > 4000 || !readable_text(n->get_string())) {
-      refuse_input(400, "invalid_field", "note is readable text of at most 4000 bytes", "note");
-    }
-    note = std::string(n->get_string());
-  }
-  const std::string note_enc = note.empty() ? std::string() : deps_.keys.seal(note, "notices.ack_note");
-  const UnixMillis now = to_unix_ms(deps_.clock.now());
-  // The notice acknowledged: the one named, or the first one when it
-  // names a reminder; that is the one shown.
-  struct Recorded {
-    follow_ups::Ack ack;
-    std::string id;
-  };
-  auto work = [id, outcome, note_enc, who = caller.name, now](soci::session& sql) {
-    soci::transaction tr(sql);
-    Recorded r;
-    r.ack = follow_ups::acknowledge(sql, id, outcome, note_enc, who, now, &r.id);
-    tr.commit();
-    return r;
-  };
-  const Recorded recorded = co_await run_in_db(deps_.db, work);
-  switch (recorded.ack) {
-    case follow_ups::Ack::not_found: co_return http::error(404, "not_found", "no such notice");
-    case follow_ups::Ack::not_acknowledgeable:
-      co_return http::error(409, "not_acknowledgeable", "only a notice to a partner is acknowledged");
-    case follow_ups::Ack::conflict:
-      co_return http::error(409, "already_acknowledged", "the notice was acknowledged with another outcome");
-    case follow_ups::Ack::recorded:
-    case follow_ups::Ack::same: break;
-  }
-  deps_.log.info("notice acknowledged", {{"notice_id", id}, {"by", caller.name}, {"outcome", outcome}});
-  auto load = [this, shown_id = recorded.id, now](soci::session& sql) {
-    return admin::show_notice(sql, shown_id, now, deps_.keys);
-  };
-  auto shown_notice = co_await run_in_db(deps_.db, load);
-  co_return json_response(shown_notice ? *shown_notice : json::value(nullptr));
-}
-
 net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) {
   query_params(request.query, {});
   auto work = [](soci::session& sql) {
@@ -533,87 +323,6 @@ net::awaitable<Response> AdminApi::reload(Request& request, const Token& caller)
   }
   deps_.log.info("reloaded by the admin API", {{"by", caller.name}});
   co_return json_response(json::object{{"reloaded", true}});
-}
-
-net::awaitable<Response> AdminApi::metrics(Request&) {
-  // Counts that every instance sharing the database agrees on come from
-  // the database at each scrape; the rest from this process.
-  const UnixMillis now = to_unix_ms(deps_.clock.now());
-  struct Counts {
-    std::map<std::pair<std::string, std::string>, long long> requests;  // (type, status)
-    std::map<std::string, long long> overdue;                           // type
-    std::map<std::pair<std::string, std::string>, long long> notices;   // (channel, status)
-    std::map<std::string, long long> unacknowledged;                    // partner: past due
-  };
-  // Partner ids come from the policies (validated, [A-Za-z0-9_.-]): safe as labels.
-  auto partners = deps_.policies.current();
-  auto count = [now](soci::session& sql) {
-    Counts c;
-    soci::rowset<soci::row> requests =
-        (sql.prepare << "SELECT type, status, COUNT(*) FROM requests GROUP BY type, status");
-    for (const auto& r : requests) c.requests[{r.get<std::string>(0), r.get<std::string>(1)}] = row_integer(r, 2);
-    long long at = now;
-    soci::rowset<soci::row> overdue =
-        (sql.prepare << "SELECT type, COUNT(*) FROM requests WHERE status NOT IN ('completed', 'rejected')"
-                        " AND deadline_at < :now GROUP BY type",
-         soci::use(at, "now"));
-    for (const auto& r : overdue) c.overdue[r.get<std::string>(0)] = row_integer(r, 1);
-    soci::rowset<soci::row> notices =
-        (sql.prepare << "SELECT channel, status, COUNT(*) FROM notices GROUP BY channel, status");
-    for (const auto& r : notices) c.notices[{r.get<std::string>(0), r.get<std::string>(1)}] = row_integer(r, 2);
-    for (const auto& [partner, n] : follow_ups::overdue_by_partner(sql, now)) c.unacknowledged[partner] = n;
-    return c;
-  };
-  std::string out = deps_.registry.render();
-  try {
-    const Counts c = co_await run_in_db(deps_.db, count);
-    // Every known series, zeros included, so none vanishes from a graph.
-    metrics::write_family_header(out, "privacyd_requests", "gauge", "Requests in the database, by type and status.");
-    for (const auto& type : request_types()) {
-      for (const auto& status : request_statuses()) {
-        auto it = c.requests.find({type, status});
-        metrics::write_sample(out, "privacyd_requests", "{type=\"" + type + "\",status=\"" + status + "\"}",
-                              static_cast<double>(it == c.requests.end() ? 0 : it->second));
-      }
-    }
-    metrics::write_family_header(out, "privacyd_requests_open", "gauge",
-                                 "Requests not yet completed or rejected, by type.");
-    for (const auto& type : request_types()) {
-      long long open = 0;
-      for (const auto& [key, n] : c.requests) {
-        if (key.first == type && key.second != "completed" && key.second != "rejected") open += n;
-      }
-      metrics::write_sample(out, "privacyd_requests_open", "{type=\"" + type + "\"}", static_cast<double>(open));
-    }
-    metrics::write_family_header(out, "privacyd_requests_overdue", "gauge",
-                                 "Open requests past their deadline, by type.");
-    for (const auto& type : request_types()) {
-      auto it = c.overdue.find(type);
-      metrics::write_sample(out, "privacyd_requests_overdue", "{type=\"" + type + "\"}",
-                            static_cast<double>(it == c.overdue.end() ? 0 : it->second));
-    }
-    metrics::write_family_header(out, "privacyd_notices", "gauge", "Notices in the outbox, by channel and status.");
-    for (const std::string channel : {"partner", "subject", "partner_center"}) {
-      for (const auto& status : notice_statuses()) {
-        auto it = c.notices.find({channel, status});
-        metrics::write_sample(out, "privacyd_notices", "{channel=\"" + channel + "\",status=\"" + status + "\"}",
-                              static_cast<double>(it == c.notices.end() ? 0 : it->second));
-      }
-    }
-    metrics::write_family_header(out, "privacyd_partner_acknowledgements_overdue", "gauge",
-                                 "Partner notices not acknowledged by their due date, by partner.");
-    for (const auto& [id, partner] : partners->partners) {
-      auto it = c.unacknowledged.find(id);
-      metrics::write_sample(out, "privacyd_partner_acknowledgements_overdue", "{partner=\"" + id + "\"}",
-                            static_cast<double>(it == c.unacknowledged.end() ? 0 : it->second));
-    }
-    metrics::write_family_header(out, "privacyd_database_up", "gauge", "Whether the last scrape reached the database.");
-    metrics::write_sample(out, "privacyd_database_up", "", 1);
-  } catch (const std::exception&) {
-    metrics::write_family_header(out, "privacyd_database_up", "gauge", "Whether the last scrape reached the database.");
-    metrics::write_sample(out, "privacyd_database_up", "", 0);
-  }
-  co_return Response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(out), {}};
 }
 
 }  // namespace privacyd::admin
