@@ -122,6 +122,10 @@ int serve(const std::filesystem::path& config_file) {
     auto keys = crypto::KeyRing::load(config.keys.data_key_file, config.keys.previous_key_files,
                                       config.keys.index_key_file);
     auto secrets = crypto::load_webhook_secrets(config.webhook.secrets_file);
+    // Read again at each delivery (so it can be rotated), but a callback
+    // secret that cannot be read at all is a start-up error, not a dead
+    // callback weeks later.
+    if (!config.partner_center.callback_url.empty()) crypto::load_webhook_secrets(config.partner_center.secret_file);
     Current<std::vector<admin::Token>> admin_tokens(load_admin_tokens(config, log));
     const auto catalog = action_catalog(config);
     Diagnostics problems;

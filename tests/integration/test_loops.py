@@ -636,6 +636,15 @@ class CheckFindsPartnersNoNoticeReaches(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("config OK", r.stdout)
 
+    def test_a_callback_secret_that_cannot_be_read_stops_the_start(self):
+        with open(self.config, "a") as f:
+            f.write("partner_center:\n  callback_url: http://127.0.0.1:9/callbacks\n"
+                    "  secret_file: var/keys/no-such-callback.secret\n")
+        r = run(["serve", "--config", self.config])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("no-such-callback.secret", r.stderr)
+        self.assertNotIn("ready", r.stderr.replace("subject-access-ready", ""))
+
 
 if __name__ == "__main__":
     unittest.main()
