@@ -213,7 +213,8 @@ class Holdings final : public DomainAction {
       return json::value(std::move(out));
     };
     json::value holdings = co_await run_in_db(deps_.db, query);
-    if (const auto* p = deps_.policies.current()->partner(partner)) holdings.as_object()["partner_name"] = p->name;
+    const auto policies = deps_.policies.current();  // held while the partner is read
+    if (const auto* p = policies->partner(partner)) holdings.as_object()["partner_name"] = p->name;
     co_return ActionResult::success(std::move(holdings));
   }
 };

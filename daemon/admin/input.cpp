@@ -1,5 +1,7 @@
 #include "daemon/admin/input.hpp"
 
+#include "daemon/base/text.hpp"
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse_query.hpp>
@@ -101,6 +103,7 @@ std::string reason_of(const json::object& body) {
   if (reason.empty() || reason.size() > kMaxReason) {
     refuse_input(400, "invalid_field", "the reason is 1 to 500 bytes of text", "reason");
   }
+  if (!readable_text(reason)) refuse_input(400, "invalid_field", "the reason must be readable text", "reason");
   for (char c : reason) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) refuse_input(400, "invalid_field", "the reason may not hold control characters", "reason");
   }

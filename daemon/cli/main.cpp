@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   n_ack->add_option("--outcome", op.outcome, "erased, retained or no_data")
       ->required()
       ->check(CLI::IsMember({"erased", "retained", "no_data"}));
-  n_ack->add_option("--note", op.reason, "What the partner said (at most 1000 bytes)");
+  n_ack->add_option("--note", op.reason, "What the partner said (at most 4000 bytes of text)");
   for (auto* sub : {n_list, n_retry, n_ack}) add_connection(sub);
 
   CLI11_PARSE(app, argc, argv);

@@ -59,9 +59,9 @@ struct NoticeDraft {
   bool awaited = true;
   // A partner notice asks to be acknowledged (SPEC §13.3): by when, the
   // first reminder, and the SHA-256 of the token in its link.
-  std::optional<UnixMillis> ack_due_at;
-  std::optional<UnixMillis> next_reminder_at;
-  std::string ack_token_sha256;
+  std::optional<UnixMillis> ack_due_at = {};
+  std::optional<UnixMillis> next_reminder_at = {};
+  std::string ack_token_sha256 = {};
 };
 
 struct ActionResult {

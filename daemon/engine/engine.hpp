@@ -49,7 +49,7 @@ struct EngineOptions {
   // rejected): the Partner Center's callback. Committed with the end.
   std::function<std::vector<NoticeDraft>(const runs::RunRow& row, const std::string& status,
                                          const std::string& reason, UnixMillis now)>
-      finished_notices;
+      finished_notices = {};
   // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
   // still undelivered holds its commit until this file exists, which widens
   // the window in which a notice can settle between the read and the commit.

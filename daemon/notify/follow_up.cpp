@@ -47,14 +47,22 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   net::awaitable<void> loop() {
     auto self = shared_from_this();
     while (!stopping) {
+      // Each on its own: one failing does not stop the other.
+      bool failed = false;
       try {
         int reminded = co_await remind();
-        co_await erase_expired();
         if (reminded > 0 && queued) queued();
-        outage.succeeded(log);
       } catch (const std::exception& e) {
+        failed = true;
         outage.failed(log, describe_failure(e));
       }
+      try {
+        co_await erase_expired();
+      } catch (const std::exception& e) {
+        failed = true;
+        outage.failed(log, describe_failure(e));
+      }
+      if (!failed) outage.succeeded(log);
       timer.expires_after(every);
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));
     }
@@ -116,8 +124,13 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
         // The next offset still ahead, as the policies give them now: after
         // an outage (or a delivery that took longer than an offset) one
         // reminder goes out, not one per offset missed.
+        const auto& offsets = policies->acknowledgement_for(*partner).reminders;
+        if (offsets.empty()) {
+          follow_ups::postpone_reminder(sql, first.id, std::nullopt);  // reminders were switched off
+          continue;
+        }
         std::optional<UnixMillis> next;
-        for (const auto offset : policies->acknowledgement_for(*partner).reminders) {
+        for (const auto offset : offsets) {
           if (first.created_at + ms(offset) > now) {
             next = first.created_at + ms(offset);
             break;

@@ -126,9 +126,14 @@ Delivery send_smtp(const SmtpSettings& smtp, const Mail& mail) {
   // 5xx from the mail server is permanent; the rest (4xx, network, TLS)
   // retries. A refused login (530, 535) is the relay's configuration, not
   // the mail's: it retries, or one wrong password would kill every notice.
-  const bool login = rc == CURLE_LOGIN_DENIED || code == 530 || code == 535;
-  if (login) error += ": the relay refused the credentials (notices.smtp_user, notices.smtp_password_file)";
-  const bool permanent = code >= 500 && code < 600 && !login;
+  // 530 authentication required, 534 mechanism too weak, 535 credentials
+  // invalid, 538 encryption required for the mechanism.
+  const bool login = rc == CURLE_LOGIN_DENIED || code == 530 || code == 534 || code == 535 || code == 538;
+  if (login) {
+    error += ": the relay refused the credentials (notices.smtp_user, notices.smtp_password_file)";
+    return {false, true, error, {}, true};
+  }
+  const bool permanent = code >= 500 && code < 600;
   return {false, !permanent, error, {}};
 }
 

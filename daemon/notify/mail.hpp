@@ -31,6 +31,9 @@ struct Delivery {
   bool retryable = true;
   std::string error;
   std::optional<Duration> retry_after;
+  // The relay refused privacyd's own configuration (its login), not the
+  // mail: the attempt is not counted against the notice's schedule.
+  bool relay_misconfigured = false;
 };
 
 struct SmtpSettings {

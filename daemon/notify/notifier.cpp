@@ -62,6 +62,8 @@ struct Claimed {
 
 // Subject mails go out on this many threads (libcurl blocks).
 constexpr std::size_t kMailThreads = 4;
+// How long a notice waits when the relay refused privacyd's credentials.
+constexpr Duration kMisconfiguredRelayWait = std::chrono::minutes(5);
 // Notices claimed per round.
 constexpr int kClaimBatch = 16;
 
@@ -201,10 +203,15 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       co_return o;
     }
     if (n.channel == "partner") {
-      const auto* partner = policies.current()->partner(n.recipient);
+      // The snapshot is held across the awaits below: a reload must not
+      // free the partner this attempt reads.
+      const auto snapshot = policies.current();
+      const auto* partner = snapshot->partner(n.recipient);
       if (partner == nullptr) co_return Outcome{false, false, "the partner is no longer in the policies", {}};
       if (!partner->notice_url.empty()) {
-        Outcome o = co_await post_signed(partner->notice_url, partner->notice_secret_file, n.id, *plain, "the partner");
+        const std::string url = partner->notice_url;
+        const std::filesystem::path secret_file = partner->notice_secret_file;
+        Outcome o = co_await post_signed(url, secret_file, n.id, *plain, "the partner");
         co_return o;
       }
       if (partner->notice_email.empty()) co_return Outcome{false, false, "the partner has no notice channel", {}};
@@ -241,12 +248,17 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     const Claimed& n = *claimed;
     Outcome o = co_await deliver(n);
     const long long at = to_unix_ms(clock.now());
-    const int attempts = n.attempts + 1;
+    // A relay that refuses privacyd's own credentials says nothing about
+    // this notice: the attempt is not spent (as with a database outage),
+    // and the notice waits long enough not to hammer the relay's login.
+    const int attempts = o.relay_misconfigured ? n.attempts : n.attempts + 1;
     std::string status = "pending";
     long long next = at;
     const auto& schedule = config.notices.retry_schedule;
     if (o.delivered) {
       status = "delivered";
+    } else if (o.relay_misconfigured) {
+      next = at + std::chrono::duration_cast<std::chrono::milliseconds>(kMisconfiguredRelayWait).count();
     } else if (!o.retryable || static_cast<std::size_t>(attempts) >= schedule.size()) {
       status = "dead";
     } else {

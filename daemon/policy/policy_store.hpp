@@ -17,7 +17,8 @@ class PolicyStore final : public intake::Directory {
   void replace(Policies policies) { current_.replace(std::move(policies)); }
 
   std::optional<std::vector<std::string>> partner_shared_categories(std::string_view partner_id) const override {
-    auto p = current()->partner(partner_id);
+    const auto policies = current();  // held while the partner is read
+    const auto* p = policies->partner(partner_id);
     if (p == nullptr) return std::nullopt;
     return p->shared_categories;
   }

@@ -187,9 +187,10 @@ bool record_reminder(soci::session& sql, const DueReminder& first, const runs::T
   return true;
 }
 
-void postpone_reminder(soci::session& sql, const std::string& id, UnixMillis until) {
-  const long long at = until;
-  sql << "UPDATE notices SET next_reminder_at = :at WHERE id = :id AND ack_outcome IS NULL", soci::use(at, "at"),
+void postpone_reminder(soci::session& sql, const std::string& id, std::optional<UnixMillis> until) {
+  const long long at = until.value_or(0);
+  soci::indicator ind = until ? soci::i_ok : soci::i_null;
+  sql << "UPDATE notices SET next_reminder_at = :at WHERE id = :id AND ack_outcome IS NULL", soci::use(at, ind, "at"),
       soci::use(id, "id");
 }
 

@@ -80,8 +80,8 @@ std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis now, int l
 bool record_reminder(soci::session& sql, const DueReminder& first, const runs::Transition::Notice& reminder,
                      std::optional<UnixMillis> next, UnixMillis now);
 
-// Moves a notice's next reminder to `until`, sending nothing.
-void postpone_reminder(soci::session& sql, const std::string& id, UnixMillis until);
+// Moves a notice's next reminder to `until` (none: no more), sending nothing.
+void postpone_reminder(soci::session& sql, const std::string& id, std::optional<UnixMillis> until);
 
 // Unacknowledged partner notices past their due date, by partner.
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis now);

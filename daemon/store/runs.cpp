@@ -338,7 +338,7 @@ bool retry_request(soci::session& sql, const std::string& id, const std::string&
   int idx = 0;
   sql << "SELECT status, next_step FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status),
       soci::into(idx);
-  if (!sql.got_data() || status != "failed") return false;
+  if (!sql.got_data() || status != "failed" || idx < 0) return false;
   long long at = now;
   soci::statement update =
       (sql.prepare << "UPDATE requests SET status = 'running', reason = NULL, run_at = NULL, lease_owner = NULL,"
@@ -396,25 +396,33 @@ bool retry_notice(soci::session& sql, const std::string& notice_id, const std::s
   sql << "SELECT request_id, step_idx, status FROM notices WHERE id = :id", soci::use(notice_id, "id"),
       soci::into(request_id), soci::into(idx), soci::into(status);
   if (!sql.got_data() || status != "dead") return false;
+  // The request's row lock first, as the notifier takes it: what the
+  // request is doing is read, and changed, under it.
+  lock_request(sql, request_id);
   long long at = now;
-  sql << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"
-         " WHERE id = :id",
-      soci::use(at, "at"), soci::use(notice_id, "id");
-  if (idx < 0) {
-    // A callback or a reminder: no step waits for it, and whatever the
-    // request's state, delivering it again changes nothing else.
-    audit::append(sql, now, request_id, "notice.retried",
-                  boost::json::serialize(boost::json::object{{"notice_id", notice_id}, {"by", who}}));
-    return true;
+  soci::statement revive =
+      (sql.prepare << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"
+                      " WHERE id = :id AND status = 'dead'",
+       soci::use(at, "at"), soci::use(notice_id, "id"));
+  if (!changed(revive)) return false;  // retried a moment ago, by someone else
+  std::string request_status;
+  int next_step = 0;
+  sql << "SELECT status, next_step FROM requests WHERE id = :r", soci::use(request_id, "r"),
+      soci::into(request_status), soci::into(next_step);
+  // Only a request that failed on this notice's step waits on it again.
+  // A callback or a reminder (no step), or the mail of an operator's
+  // rejection (the request is rejected, and stays so), is delivered again
+  // and nothing else changes.
+  if (idx >= 0 && request_status == "failed" && next_step == idx) {
+    // The step waits for delivery again; the notifier wakes it, and it
+    // succeeds or fails on what happens now.
+    sql << "UPDATE request_steps SET status = 'waiting', error = NULL, finished_at = NULL"
+           " WHERE request_id = :r AND idx = :idx AND status = 'failed'",
+        soci::use(request_id, "r"), soci::use(idx, "idx");
+    sql << "UPDATE requests SET status = 'running', reason = NULL, run_at = NULL, updated_at = :at"
+           " WHERE id = :r AND status = 'failed'",
+        soci::use(at, "at"), soci::use(request_id, "r");
   }
-  // The step the dead notice failed waits for delivery again; the notifier
-  // wakes it, and it succeeds or fails on what happens now.
-  sql << "UPDATE request_steps SET status = 'waiting', error = NULL, finished_at = NULL"
-         " WHERE request_id = :r AND idx = :idx AND status = 'failed'",
-      soci::use(request_id, "r"), soci::use(idx, "idx");
-  sql << "UPDATE requests SET status = 'running', reason = NULL, next_step = :idx, run_at = NULL, updated_at = :at"
-         " WHERE id = :r AND status = 'failed'",
-      soci::use(idx, "idx"), soci::use(at, "at"), soci::use(request_id, "r");
   audit::append(sql, now, request_id, "notice.retried",
                 boost::json::serialize(boost::json::object{{"notice_id", notice_id}, {"by", who}}));
   return true;

@@ -107,9 +107,9 @@ struct Transition {
     std::string template_name;
     std::string payload_enc;
     bool awaited = true;  // false: stored with step_idx -1, nothing waits for it
-    std::optional<UnixMillis> ack_due_at;
-    std::optional<UnixMillis> next_reminder_at;
-    std::string ack_token_sha256;
+    std::optional<UnixMillis> ack_due_at = {};
+    std::optional<UnixMillis> next_reminder_at = {};
+    std::string ack_token_sha256 = {};
   };
   std::vector<Notice> notices;
   // The step waits for its notices (step_idx's): whether it is woken now or

@@ -75,7 +75,7 @@ struct EngineFixture {
     set.workflows.push_back(std::move(*w));
     engine.emplace(ioc, *store.db, clock, store.log, keys, registry,
                    EngineOptions{.instance = "test", .lease = 30s, .poll = 5ms, .concurrency = 4, .metrics = nullptr, .commits = nullptr,
-                                 .rejection_notices = {}, .await_gate = {}});
+                                 .rejection_notices = {}, .finished_notices = {}, .await_gate = {}});
     REQUIRE(engine->install(std::move(set)).empty());
     engine->start();
     runner = std::thread([this] { ioc.run(); });

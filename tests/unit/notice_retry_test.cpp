@@ -70,3 +70,26 @@ TEST_CASE("retrying a dead callback or reminder leaves its failed request as it 
   CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_1'") == "running");
   CHECK(f.scalar("SELECT next_step FROM requests WHERE id = 'req_1'") == 3);
 }
+
+TEST_CASE("retrying the dead mail of an operator's rejection leaves the request rejected", "[notices]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'rejected', reason = 'no such account', next_step = 1, run_at = NULL"
+         " WHERE id = 'req_1'");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
+         " VALUES ('req_1', 1, 'review', 'approval', 'failed', 1, 'rejected by an operator')");
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc, attempts,"
+         " next_attempt_at, created_at, last_error) VALUES ('ntc_1', 'req_1', 1, 'subject', 'subject',"
+         " 'subject-rejected', 'dead', 'v1.k.y', 1, 2000, 1500, 'smtp: 550')");
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK(runs::retry_notice(sql, "ntc_1", "ops", 9000));
+    CHECK_FALSE(runs::retry_notice(sql, "ntc_1", "ops", 9001));  // once
+    tr.commit();
+  });
+  CHECK(f.scalar<std::string>("SELECT status FROM notices WHERE id = 'ntc_1'") == "pending");
+  CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_1'") == "rejected");
+  CHECK(f.scalar<std::string>("SELECT status FROM request_steps WHERE idx = 1") == "failed");
+  CHECK(f.scalar<std::string>("SELECT error FROM request_steps WHERE idx = 1") == "rejected by an operator");
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'notice.retried'") == 1);
+}
