@@ -17,7 +17,7 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
   catch2 postgresql systemd clang libclang-rt-14-dev sqlite3 openssl prometheus \
-  python3-aiosmtpd
+  python3-aiosmtpd python3-cryptography
 
 .PHONY: help deps configure build run test test-asan test-fuzz bench chaos var clean
 

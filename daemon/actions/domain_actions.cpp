@@ -254,7 +254,7 @@ class Collect final : public DomainAction {
         per_category.as_object()[system.name] = std::move(rows);
       }
     }
-    std::string sealed = deps_.keys.seal(json::serialize(data), "request_data.data");
+    std::string sealed = deps_.keys.seal_for(engine::subject_key(ctx), json::serialize(data), "request_data.data");
     const std::string request_id = ctx.request_id;
     const std::string step_id = ctx.step.id;
     const long long now = ctx.now;
@@ -330,7 +330,8 @@ class Export final : public DomainAction {
                          {"categories", std::move(categories)},
                          {"disclosed_to", std::move(recipients)}};
     std::string text = json::serialize(package);
-    std::string sealed = deps_.keys.seal(text, "exports.package");
+    const std::string key = engine::subject_key(ctx);
+    std::string sealed = deps_.keys.seal_for(key, text, "exports.package");
     // The person's link (SPEC §13.2): only the token's digest is looked up
     // by. The token itself travels sealed in this step's output to the
     // mail and the callback that carry it; whoever could open it could open
@@ -358,7 +359,7 @@ class Export final : public DomainAction {
     co_return ActionResult::success(json::object{
         {"bytes", bytes},
         {"categories", package["categories"].as_object().size()},
-        {"download", json::object{{"token_sealed", deps_.keys.seal(token, "exports.token")},
+        {"download", json::object{{"token_sealed", deps_.keys.seal_for(key, token, "exports.token")},
                                   {"expires_at", format_rfc3339(expires)}}}});
   }
 };

@@ -117,6 +117,7 @@ int demo(const std::filesystem::path& config_file) {
                                       config.keys.index_key_file);
     Database db(config.database, log);
     migrate(db, log);
+    auto vault = open_key_vault(config.keys.store, keys, log);
     const UnixMillis associated = *parse_rfc3339("2026-01-15T09:00:00Z");
     int recorded = 0;
     db.with_session([&](soci::session& sql) {
@@ -136,10 +137,10 @@ int demo(const std::filesystem::path& config_file) {
           w.received_at = associated;
           w.new_subject_id = "sub_demo_" + index.substr(0, 16);
           w.huawei_index = index;
-          w.huawei_id_enc = keys.seal(s.id, "subjects.huawei_id");
+          w.huawei_id = s.id;
           boost::json::object contact{{"account_name", s.account}, {"name", s.name}, {"email", s.email},
                                       {"phone", s.phone}};
-          w.contact_enc = keys.seal(boost::json::serialize(contact), "subjects.contact");
+          w.contact_json = boost::json::serialize(contact);
           w.locale = s.locale;
           w.id = "evt_demo_" + tag;
           w.type = "association.created";
@@ -148,7 +149,9 @@ int demo(const std::filesystem::path& config_file) {
           w.categories = partner->shared_categories;
           w.statement_version = "1.0";
           w.jurisdiction = "default";
-          if (write_intake(sql, w).kind == IntakeOutcome::Kind::stored) ++recorded;
+          if (write_intake(sql, w, SubjectSealer(keys, vault.store.get())).kind == IntakeOutcome::Kind::stored) {
+            ++recorded;
+          }
         }
       }
       tr.commit();

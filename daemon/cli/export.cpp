@@ -6,6 +6,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/key_store.hpp"
 
 namespace privacyd::cli {
 
@@ -19,6 +20,7 @@ int export_package(const std::filesystem::path& config_file, const std::string& 
     auto keys = crypto::KeyRing::load(config.keys.data_key_file, config.keys.previous_key_files,
                                       config.keys.index_key_file);
     Database db(config.database, log);
+    auto vault = open_key_vault(config.keys.store, keys, log);
     std::string sealed;
     soci::indicator ind = soci::i_null;
     db.with_session([&](soci::session& sql) {

@@ -141,6 +141,8 @@ int serve(const std::filesystem::path& config_file) {
     Database db(config.database, log);
     systemd.status("migrating the schema");
     auto schema = migrate(db, log);
+    // Subject keys live apart from the main database (SPEC §14).
+    auto vault = open_key_vault(config.keys.store, keys, log);
 
     // One event loop per I/O thread. The first also runs the engine, the
     // notifier, the timers and the signals; connections are spread over
@@ -176,7 +178,7 @@ int serve(const std::filesystem::path& config_file) {
     notify::add_notice_actions(actions, notice_deps);
     notify::Notifier notifier(ioc, db, policies, keys, clock, log, config, config.engine.poll, &metrics);
     actions::RetentionSweeper retention(ioc, db, policies, systems, keys, clock, log, config.engine.poll);
-    notify::FollowUp follow_up(ioc, notice_deps, clock, log, config.engine.poll);
+    notify::FollowUp follow_up(ioc, notice_deps, clock, log, config.engine.poll, vault.store.get());
     links::Links links({db, policies, keys, clock, log, config});
     Health health(db, log);
     // Keep one database thread free of intake batches for /readyz and the
@@ -184,7 +186,7 @@ int serve(const std::filesystem::path& config_file) {
     GroupCommit commits(db, log, {.max_batch = 256, .max_inflight = std::max<std::size_t>(1, config.database.pool_size - 1)});
     intake::Intake intake(commits, keys, policies, clock, log,
                           {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body,
-                           .metrics = &metrics},
+                           .metrics = &metrics, .subject_keys = vault.store.get()},
                           std::move(secrets));
 
     http::Router public_routes;
@@ -348,6 +350,7 @@ int serve(const std::filesystem::path& config_file) {
     finish_within(config.limits.shutdown_grace, log, [&] {
       db.shutdown();
       systems.shutdown();
+      vault.db->shutdown();
     });
     log.info("stopped");
     return 0;

@@ -81,6 +81,9 @@ struct Config {
     std::filesystem::path data_key_file;
     std::vector<std::filesystem::path> previous_key_files;  // decrypt only, after a rotation
     std::filesystem::path index_key_file;                   // blind index key; default: the data key
+    // Where subject keys are kept, wrapped (SPEC §14): a database of its
+    // own. Default: subject-keys.db (SQLite) beside the data key file.
+    DatabaseConfig store;
   } keys;
   struct {
     std::filesystem::path secrets_file;

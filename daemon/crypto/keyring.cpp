@@ -67,41 +67,31 @@ KeyRing KeyRing::load(const std::filesystem::path& primary, const std::vector<st
   return KeyRing(read_key_file(primary), std::move(old), std::move(index));
 }
 
-std::string KeyRing::seal(std::string_view plaintext, std::string_view context) const {
-  const Key& key = keys_.front();
+std::string KeyRing::encrypt(const Bytes& key, std::string_view plaintext, std::string_view context) {
   Bytes nonce = random_bytes(kNonceSize);
   std::string out = nonce;
   out.resize(kNonceSize + plaintext.size() + kTagSize);
   CipherCtx c;
   int len = 0;
-  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, u8(key.secret), u8(nonce)) != 1 ||
+  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, u8(key), u8(nonce)) != 1 ||
       EVP_EncryptUpdate(c.ctx, nullptr, &len, u8(context), static_cast<int>(context.size())) != 1 ||
       EVP_EncryptUpdate(c.ctx, u8(out) + kNonceSize, &len, u8(plaintext), static_cast<int>(plaintext.size())) != 1 ||
       EVP_EncryptFinal_ex(c.ctx, u8(out) + kNonceSize + len, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, u8(out) + kNonceSize + plaintext.size()) != 1) {
     throw std::runtime_error("AES-256-GCM encryption failed");
   }
-  return "v1." + key.id + "." + base64_encode(out);
+  return base64_encode(out);
 }
 
-std::optional<std::string> KeyRing::open(std::string_view sealed, std::string_view context) const {
-  if (!sealed.starts_with("v1.")) return std::nullopt;
-  auto dot = sealed.find('.', 3);
-  if (dot == std::string_view::npos) return std::nullopt;
-  auto id = sealed.substr(3, dot - 3);
-  const Key* key = nullptr;
-  for (const auto& k : keys_) {
-    if (k.id == id) key = &k;
-  }
-  if (key == nullptr) return std::nullopt;
-  auto raw = base64_decode(sealed.substr(dot + 1));
-  if (!raw || raw->size() < kNonceSize + kTagSize) return std::nullopt;
+std::optional<std::string> KeyRing::decrypt(const Bytes& key, std::string_view text, std::string_view context) {
+  auto raw = base64_decode(text);
+  if (!raw || raw->size() < kNonceSize + kTagSize || key.size() != kKeySize) return std::nullopt;
   std::size_t body = raw->size() - kNonceSize - kTagSize;
   std::string plain(body, '\0');
   std::string tag = raw->substr(kNonceSize + body);
   CipherCtx c;
   int len = 0;
-  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, u8(key->secret), u8(*raw)) != 1 ||
+  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, u8(key), u8(*raw)) != 1 ||
       EVP_DecryptUpdate(c.ctx, nullptr, &len, u8(context), static_cast<int>(context.size())) != 1 ||
       EVP_DecryptUpdate(c.ctx, u8(plain), &len, u8(*raw) + kNonceSize, static_cast<int>(body)) != 1 ||
       EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
@@ -109,6 +99,37 @@ std::optional<std::string> KeyRing::open(std::string_view sealed, std::string_vi
     return std::nullopt;
   }
   return plain;
+}
+
+std::string KeyRing::seal(std::string_view plaintext, std::string_view context) const {
+  const Key& key = keys_.front();
+  return "v1." + key.id + "." + encrypt(key.secret, plaintext, context);
+}
+
+std::string KeyRing::seal_for(std::string_view subject_key, std::string_view plaintext, std::string_view context) const {
+  if (subject_key.empty()) return seal(plaintext, context);
+  if (subjects_ == nullptr) throw std::runtime_error("no subject key store is attached");
+  auto key = subjects_->subject_key(subject_key);
+  if (!key) throw std::runtime_error("the subject's key is gone (destroyed after a deletion)");
+  return "s1." + std::string(subject_key) + "." + encrypt(*key, plaintext, context);
+}
+
+std::optional<std::string> KeyRing::open(std::string_view sealed, std::string_view context) const {
+  const bool subject = sealed.starts_with("s1.");
+  if (!subject && !sealed.starts_with("v1.")) return std::nullopt;
+  auto dot = sealed.find('.', 3);
+  if (dot == std::string_view::npos) return std::nullopt;
+  auto id = sealed.substr(3, dot - 3);
+  if (subject) {
+    if (subjects_ == nullptr) return std::nullopt;
+    auto key = subjects_->subject_key(id);
+    if (!key) return std::nullopt;
+    return decrypt(*key, sealed.substr(dot + 1), context);
+  }
+  for (const auto& k : keys_) {
+    if (k.id == id) return decrypt(k.secret, sealed.substr(dot + 1), context);
+  }
+  return std::nullopt;
 }
 
 std::string KeyRing::blind_index(std::string_view value, std::string_view context) const {

@@ -14,6 +14,17 @@
 
 namespace privacyd::crypto {
 
+// Where subject keys come from (SPEC §14): each subject's data is sealed
+// under a key of its own, kept wrapped in a key store apart from the main
+// database. Destroying that key makes every copy of the data unreadable.
+class SubjectKeySource {
+ public:
+  virtual ~SubjectKeySource() = default;
+  // The 32-byte key `id` names, or nullopt once it has been destroyed (or
+  // if it never existed). May block on the key store when not cached.
+  virtual std::optional<Bytes> subject_key(std::string_view id) const = 0;
+};
+
 class KeyRing {
  public:
   // `primary` encrypts; `previous` only decrypt; the blind index key is
@@ -26,10 +37,24 @@ class KeyRing {
                       const std::filesystem::path& index_key = {});
   static Bytes read_key_file(const std::filesystem::path& file);
 
-  // "v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>"
+  // Under the master key: "v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>".
+  // For what is not any one subject's (callbacks, partners' notes) and for
+  // the subject keys themselves.
   std::string seal(std::string_view plaintext, std::string_view context) const;
-  // nullopt when the key is unknown, the text is malformed or was altered.
+  // Under subject key `subject_key` (from the attached source):
+  // "s1.<subject key id>.<base64(…)>". An empty id seals under the master
+  // key (a subject from before subject keys). Throws when the key is gone.
+  std::string seal_for(std::string_view subject_key, std::string_view plaintext, std::string_view context) const;
+  // Either form. nullopt when the key is unknown or destroyed, the text is
+  // malformed or was altered.
   std::optional<std::string> open(std::string_view sealed, std::string_view context) const;
+
+  // Where subject keys are found; set once at start-up, before any use.
+  void attach(const SubjectKeySource* source) { subjects_ = source; }
+
+  // AES-256-GCM under `key`, bound to `context`: the primitive both forms use.
+  static std::string encrypt(const Bytes& key, std::string_view plaintext, std::string_view context);
+  static std::optional<std::string> decrypt(const Bytes& key, std::string_view raw, std::string_view context);
 
   // Deterministic, keyed, one-way: equal inputs give equal indexes.
   std::string blind_index(std::string_view value, std::string_view context) const;
@@ -43,6 +68,7 @@ class KeyRing {
   };
   std::vector<Key> keys_;  // front() is the primary
   Bytes index_key_;
+  const SubjectKeySource* subjects_ = nullptr;
 };
 
 }  // namespace privacyd::crypto

@@ -46,6 +46,11 @@ class PermanentFailure : public std::runtime_error {
 // on an empty identifier and report success).
 std::string required_huawei_id(const ActionContext& ctx);
 
+// The id of the key the subject's data is sealed under (KeyRing::seal_for),
+// empty for a subject from before subject keys.
+std::string subject_key(const boost::json::value& context);
+inline std::string subject_key(const ActionContext& ctx) { return subject_key(ctx.context); }
+
 // A notice an action decided to send: committed to the outbox in the same
 // transaction as the step's outcome, then delivered by the notifier.
 struct NoticeDraft {

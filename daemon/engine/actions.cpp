@@ -37,6 +37,14 @@ std::string required_huawei_id(const ActionContext& ctx) {
   return std::string(id->get_string());
 }
 
+std::string subject_key(const json::value& context) {
+  if (!context.is_object()) return {};
+  const auto* request = context.get_object().if_contains("request");
+  if (request == nullptr || !request->is_object()) return {};
+  const auto* key = request->get_object().if_contains("subject_key");
+  return key != nullptr && key->is_string() ? std::string(key->get_string()) : std::string();
+}
+
 Duration retry_delay(const RetryPolicy& policy, int attempt, double unit_random) {
   using ms = std::chrono::milliseconds;
   double base = static_cast<double>(std::chrono::duration_cast<ms>(policy.backoff).count());

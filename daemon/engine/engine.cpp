@@ -315,6 +315,7 @@ json::value request_context(const runs::RunRow& row, const crypto::KeyRing& keys
   boost::system::error_code ec;
   request["categories"] = json::parse(row.categories, ec);
   if (row.partner_id) request["partner_id"] = *row.partner_id;
+  if (row.key_id) request["subject_key"] = *row.key_id;
   json::object subject;
   if (auto id = keys.open(row.huawei_id_enc, "subjects.huawei_id")) subject["huawei_id"] = *id;
   if (row.contact_enc) {
@@ -505,6 +506,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         t.request_status = "completed";
         t.next_step = row->next_step;
         t.audit_event = "request.completed";
+        t.shred_subject = row->type == "deletion";
         add_finished_notices(*row, t, at);
         if (co_await commit(t)) {
           finished(*row, t.request_status, at);

@@ -36,13 +36,13 @@ bool is_json(std::string_view content_type) {
   return media.size() == 16 && strncasecmp(media.data(), "application/json", 16) == 0;
 }
 
-std::string sealed_contact(const crypto::KeyRing& keys, const SubjectFields& s) {
+std::string contact_json(const SubjectFields& s) {
   json::object contact;
   if (s.account_name) contact["account_name"] = *s.account_name;
   if (s.name) contact["name"] = *s.name;
   if (s.email) contact["email"] = *s.email;
   if (s.phone) contact["phone"] = *s.phone;
-  return keys.seal(json::serialize(contact), "subjects.contact");
+  return json::serialize(contact);
 }
 
 }  // namespace
@@ -96,8 +96,8 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
   write->received_at = received_at;
   write->new_subject_id = crypto::new_id("sub", received_at);
   write->huawei_index = keys_.blind_index(event.subject.huawei_id, "subjects.huawei_id");
-  write->huawei_id_enc = keys_.seal(event.subject.huawei_id, "subjects.huawei_id");
-  if (event.subject.has_contact()) write->contact_enc = sealed_contact(keys_, event.subject);
+  write->huawei_id = event.subject.huawei_id;
+  if (event.subject.has_contact()) write->contact_json = contact_json(event.subject);
   write->locale = event.subject.locale;
   write->type = std::string(type_name(event.type));
   write->is_request = is_request(event.type);
@@ -127,7 +127,9 @@ boost::asio::awaitable<http::Response> Intake::handle(http::Request& request) {
 
   auto outcome = std::make_shared<IntakeOutcome>();
   // A named local, not a temporary in the co_await (see GroupCommit::run).
-  GroupCommit::Work work = [write, outcome](soci::session& sql) { *outcome = write_intake(sql, *write); };
+  GroupCommit::Work work = [this, write, outcome](soci::session& sql) {
+    *outcome = write_intake(sql, *write, SubjectSealer(keys_, options_.subject_keys));
+  };
   bool committed = false;
   try {
     co_await commits_.run(std::move(work));

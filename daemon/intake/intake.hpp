@@ -16,6 +16,7 @@
 #include "daemon/intake/directory.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
+#include "daemon/store/key_store.hpp"
 
 namespace privacyd::intake {
 
@@ -23,6 +24,8 @@ struct IntakeOptions {
   Duration tolerance = std::chrono::seconds(300);
   std::uint64_t max_body = 64 * 1024;
   metrics::Metrics* metrics = nullptr;  // rejections by reason, requests received by type
+  // Where subjects' keys come from (SPEC §14); null: the master key seals.
+  SubjectKeyStore* subject_keys = nullptr;
 };
 
 class Intake {

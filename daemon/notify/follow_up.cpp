@@ -30,8 +30,8 @@ long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::millis
 }  // namespace
 
 struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
-  Impl(net::io_context& ioc, const NoticeDependencies& d, const Clock& c, Logger& l, Duration e)
-      : strand(net::make_strand(ioc)), timer(strand), deps(d), clock(c), log(l), every(e) {}
+  Impl(net::io_context& ioc, const NoticeDependencies& d, const Clock& c, Logger& l, Duration e, SubjectKeyStore* k)
+      : strand(net::make_strand(ioc)), timer(strand), deps(d), clock(c), log(l), every(e), subject_keys(k) {}
 
   net::strand<net::io_context::executor_type> strand;
   net::steady_timer timer;
@@ -39,6 +39,8 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   const Clock& clock;
   Logger& log;
   Duration every;
+  SubjectKeyStore* subject_keys;
+  UnixMillis last_key_sweep = 0;
   std::function<void()> queued;
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
@@ -58,6 +60,12 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       }
       try {
         co_await erase_expired();
+      } catch (const std::exception& e) {
+        failed = true;
+        outage.failed(log, describe_failure(e));
+      }
+      try {
+        co_await shred();
       } catch (const std::exception& e) {
         failed = true;
         outage.failed(log, describe_failure(e));
@@ -146,6 +154,40 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     co_return n;
   }
 
+  // Crypto-shredding: erase, commit, then destroy the key (a crash between
+  // leaves key_to_destroy set, and the next round destroys it). Spare keys
+  // nobody used are swept once an hour.
+  net::awaitable<void> shred() {
+    const UnixMillis now = to_unix_ms(clock.now());
+    auto erase = [now](soci::session& sql) {
+      soci::transaction tr(sql);
+      auto shredded = follow_ups::shred_due(sql, now, kBatch);
+      tr.commit();
+      return shredded;
+    };
+    auto shredded = co_await run_in_db(deps.db, erase);
+    for (const auto& s : shredded) log.info("subject shredded", {{"subject_id", s.subject_id}});
+    if (subject_keys == nullptr) co_return;
+    auto destroy = [this](soci::session& sql) {
+      auto ids = follow_ups::keys_to_destroy(sql, 256);
+      if (ids.empty()) return std::size_t{0};
+      subject_keys->destroy(ids);  // the key store first: only then is the marker cleared
+      soci::transaction tr(sql);
+      follow_ups::keys_destroyed(sql, ids);
+      tr.commit();
+      return ids.size();
+    };
+    if (auto n = co_await run_in_db(deps.db, destroy); n > 0) log.info("subject keys destroyed", {{"keys", n}});
+    if (now - last_key_sweep < 3600'000) co_return;
+    last_key_sweep = now;
+    auto sweep = [this, now](soci::session& sql) {
+      return subject_keys->sweep_unused(now - 24LL * 3600'000, [&sql](const std::vector<std::string>& ids) {
+        return follow_ups::referenced_keys(sql, ids);
+      });
+    };
+    co_await run_in_db(deps.db, sweep);
+  }
+
   net::awaitable<void> erase_expired() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto work = [now](soci::session& sql) {
@@ -160,8 +202,8 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
 };
 
 FollowUp::FollowUp(net::io_context& ioc, const NoticeDependencies& deps, const Clock& clock, Logger& log,
-                   Duration every)
-    : impl_(std::make_shared<Impl>(ioc, deps, clock, log, every)) {}
+                   Duration every, SubjectKeyStore* subject_keys)
+    : impl_(std::make_shared<Impl>(ioc, deps, clock, log, every, subject_keys)) {}
 
 FollowUp::~FollowUp() = default;
 

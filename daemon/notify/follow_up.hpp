@@ -2,7 +2,8 @@
 // The loops that follow a request's notices (SPEC §13): partners that have
 // not acknowledged a notice are reminded at the policies' offsets (on the
 // notice's own channel, through the outbox), and access packages whose
-// link has expired are erased. Durable: the due times live in the
+// link has expired are erased, and subjects whose deletion completed are
+// crypto-shredded (SPEC §14) once nothing pending needs their key. Durable: the due times live in the
 // database, so a restart loses none; instances share the work through
 // row locks, and each reminder is fenced on the count already sent.
 
@@ -11,6 +12,7 @@
 
 #include "daemon/base/clock.hpp"
 #include "daemon/notify/notice_actions.hpp"
+#include "daemon/store/key_store.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -20,8 +22,10 @@ namespace privacyd::notify {
 
 class FollowUp {
  public:
+  // `subject_keys` (may be null in tests) is where shredded subjects' keys
+  // are destroyed.
   FollowUp(boost::asio::io_context& ioc, const NoticeDependencies& deps, const Clock& clock, Logger& log,
-           Duration every);
+           Duration every, SubjectKeyStore* subject_keys = nullptr);
   ~FollowUp();
   // Called after reminders were queued (main wires the notifier's wake-up).
   void on_queued(std::function<void()> callback);

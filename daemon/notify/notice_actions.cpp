@@ -92,9 +92,10 @@ json::array described(const policy::Policies& p, const json::array& names) {
 bool usable_email(std::string_view email) { return email.find_first_of("\r\n<>") == std::string_view::npos; }
 
 // A mail to the person, rendered in their locale and sealed for the outbox.
-engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::string& template_name,
-                                 std::string locale, const std::string& email, const json::object& values,
-                                 UnixMillis now) {
+// Sealed under the subject's key (`key`): the mail holds their address.
+engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::string& key,
+                                 const std::string& template_name, std::string locale, const std::string& email,
+                                 const json::object& values, UnixMillis now) {
   if (locale.empty()) locale = "en";
   engine::NoticeDraft n;
   n.id = crypto::new_id("ntc", now);
@@ -112,7 +113,7 @@ engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::stri
   }
   json::object message{{"to", email}, {"from", deps.from()}, {"subject", subject_line}, {"body", rendered},
                        {"locale", locale}};
-  n.payload_enc = deps.keys.seal(json::serialize(message), "notices.payload");
+  n.payload_enc = deps.keys.seal_for(key, json::serialize(message), "notices.payload");
   return n;
 }
 
@@ -195,7 +196,7 @@ class NoticeAction : public engine::Action {
     values["acknowledge_by"] = display_date(*n.ack_due_at, locale);
     if (!token.empty()) values["ack_url"] = deps_.public_url + "/v1/acks/" + token;
     body["text"] = deps_.templates.get()->render(n.template_name, locale, values);
-    n.payload_enc = deps_.keys.seal(json::serialize(body), "notices.payload");
+    n.payload_enc = deps_.keys.seal_for(engine::subject_key(ctx), json::serialize(body), "notices.payload");
     return n;
   }
 
@@ -329,8 +330,8 @@ class NotifySubject final : public NoticeAction {
       values["has_retained"] = !retained.empty();
       values["retained"] = std::move(retained);
     }
-    auto n = subject_mail(deps_, std::string(ctx.step.with.at("template").as_string()), locale, email, values,
-                          ctx.now);
+    auto n = subject_mail(deps_, engine::subject_key(ctx), std::string(ctx.step.with.at("template").as_string()),
+                          locale, email, values, ctx.now);
     co_return std::vector<engine::NoticeDraft>{std::move(n)};
   }
 };
@@ -349,8 +350,8 @@ std::vector<engine::NoticeDraft> rejection_notices(const NoticeDependencies& dep
                       {"by_step", !by_operator && !not_associated}};
   // Absent, not empty: a template's {{#name}} section then leaves no blank.
   if (auto name = text(context, {"subject", "name"}); !name.empty()) values["name"] = name;
-  return {subject_mail(deps, std::string(kRejectionTemplate), text(context, {"subject", "locale"}), email, values,
-                       now)};
+  return {subject_mail(deps, engine::subject_key(context), std::string(kRejectionTemplate),
+                       text(context, {"subject", "locale"}), email, values, now)};
 }
 
 std::string ask_for_acknowledgement(const NoticeDependencies& deps, const policy::Partner& partner,

@@ -194,6 +194,74 @@ void postpone_reminder(soci::session& sql, const std::string& id, std::optional<
       soci::use(id, "id");
 }
 
+std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
+  const long long now = at;
+  std::vector<Shredded> done;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string("SELECT id, key_id FROM subjects WHERE shred_after IS NOT NULL AND shred_after <= :now"
+                                  " ORDER BY shred_after LIMIT ") +
+                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+       soci::use(now, "now"));
+  std::vector<Shredded> due;
+  for (const auto& r : rows) {
+    due.push_back({r.get<std::string>(0), r.get_indicator(1) == soci::i_null ? std::string() : r.get<std::string>(1)});
+  }
+  for (const auto& s : due) {
+    // What still needs the subject's data (and so its key): an open
+    // request, a retention hold whose timer has not erased yet, a notice
+    // not yet delivered. The subject waits for all of them.
+    int pending = 0;
+    sql << "SELECT (SELECT COUNT(*) FROM requests WHERE subject_id = :s1"
+           "          AND status NOT IN ('completed', 'rejected', 'failed'))"
+           " + (SELECT COUNT(*) FROM retention_holds WHERE subject_id = :s2 AND status = 'held')"
+           " + (SELECT COUNT(*) FROM notices n JOIN requests r ON r.id = n.request_id"
+           "    WHERE r.subject_id = :s3 AND n.status = 'pending')",
+        soci::use(s.subject_id, "s1"), soci::use(s.subject_id, "s2"), soci::use(s.subject_id, "s3"),
+        soci::into(pending);
+    if (pending > 0) continue;
+    sql << "DELETE FROM request_data WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
+        soci::use(s.subject_id, "s");
+    sql << "UPDATE exports SET package_enc = '', erased_at = COALESCE(erased_at, :now)"
+           " WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
+        soci::use(now, "now"), soci::use(s.subject_id, "s");
+    sql << "UPDATE notices SET payload_enc = '' WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
+        soci::use(s.subject_id, "s");
+    soci::indicator key_ind = s.key_id.empty() ? soci::i_null : soci::i_ok;
+    sql << "UPDATE subjects SET huawei_id_enc = '', contact_enc = NULL, key_id = NULL, key_to_destroy = :key,"
+           " shred_after = NULL, shredded_at = :now WHERE id = :s",
+        soci::use(s.key_id, key_ind, "key"), soci::use(now, "now"), soci::use(s.subject_id, "s");
+    audit::append(sql, now, "", "subject.shredded",
+                  json::serialize(json::object{{"subject_id", s.subject_id},
+                                               {"key_id", s.key_id.empty() ? json::value(nullptr) : json::value(s.key_id)}}));
+    done.push_back(s);
+  }
+  return done;
+}
+
+std::vector<std::string> keys_to_destroy(soci::session& sql, int limit) {
+  std::vector<std::string> ids(static_cast<std::size_t>(limit));
+  sql << "SELECT key_to_destroy FROM subjects WHERE key_to_destroy IS NOT NULL LIMIT :n", soci::use(limit, "n"),
+      soci::into(ids);
+  return ids;
+}
+
+void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids) {
+  for (const auto& id : key_ids) {
+    sql << "UPDATE subjects SET key_to_destroy = NULL WHERE key_to_destroy = :k", soci::use(id, "k");
+  }
+}
+
+std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<std::string>& key_ids) {
+  std::vector<std::string> used;
+  for (const auto& id : key_ids) {
+    int n = 0;
+    sql << "SELECT COUNT(*) FROM subjects WHERE key_id = :k OR key_to_destroy = :k2", soci::use(id, "k"),
+        soci::use(id, "k2"), soci::into(n);
+    if (n > 0) used.push_back(id);
+  }
+  return used;
+}
+
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis at) {
   const long long now = at;
   std::vector<std::pair<std::string, long long>> out;

@@ -83,6 +83,24 @@ bool record_reminder(soci::session& sql, const DueReminder& first, const runs::T
 // Moves a notice's next reminder to `until` (none: no more), sending nothing.
 void postpone_reminder(soci::session& sql, const std::string& id, std::optional<UnixMillis> until);
 
+// ---- Crypto-shredding (SPEC §14) ----
+
+struct Shredded {
+  std::string subject_id;
+  std::string key_id;  // to destroy in the key store; empty: sealed before subject keys
+};
+// Subjects whose deletion completed and that nothing pending still needs
+// (no open request, no retention hold still held, no notice undelivered):
+// their data in privacyd's own tables is erased here, and their key moves
+// to key_to_destroy, in the caller's transaction. Up to `limit`.
+std::vector<Shredded> shred_due(soci::session& sql, UnixMillis now, int limit);
+// Keys erased but not yet destroyed (a crash came between): to destroy.
+std::vector<std::string> keys_to_destroy(soci::session& sql, int limit);
+// After the key store destroyed them.
+void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids);
+// Which of `key_ids` a subject refers to (for sweeping unused keys).
+std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<std::string>& key_ids);
+
 // Unacknowledged partner notices past their due date, by partner.
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis now);
 

@@ -4,6 +4,7 @@
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
+#include "daemon/store/database.hpp"
 
 namespace privacyd {
 
@@ -63,9 +64,61 @@ void write_request(soci::session& sql, const IntakeWrite& w, const std::string& 
                 boost::json::serialize(boost::json::object{{"type", kind}, {"deadline_at", w.deadline_at}}));
 }
 
+// The subject's row, its fields sealed under its key: the key it has, or a
+// new one (new subject, shredded, or sealed before subject keys). Two
+// writers racing to give a subject its key cannot both win: the loser
+// looks again and seals under the winner's.
+std::string write_subject(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer) {
+  const long long at = w.received_at;
+  for (int round = 0; round < 3; ++round) {
+    std::string subject_id, key;
+    soci::indicator key_ind = soci::i_null;
+    sql << "SELECT id, key_id FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
+        soci::into(subject_id), soci::into(key, key_ind);
+    const bool exists = sql.got_data();
+    const bool keyed = exists && key_ind == soci::i_ok && !key.empty();
+    if (!keyed) key = sealer.new_key(w.received_at);
+    std::string contact = w.contact_json ? sealer.seal(key, *w.contact_json, "subjects.contact") : std::string();
+    soci::indicator contact_ind = w.contact_json ? soci::i_ok : soci::i_null;
+    std::string locale = w.locale.value_or("");
+    soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
+    soci::indicator new_key_ind = key.empty() ? soci::i_null : soci::i_ok;
+    if (keyed) {
+      sql << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc), locale = COALESCE(:locale, locale),"
+             " updated_at = :at WHERE id = :id",
+          soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
+          soci::use(subject_id, "id");
+      return subject_id;
+    }
+    const std::string huawei = sealer.seal(key, w.huawei_id, "subjects.huawei_id");
+    if (exists) {
+      soci::statement update =
+          (sql.prepare << "UPDATE subjects SET key_id = :key, huawei_id_enc = :huawei,"
+                          " contact_enc = COALESCE(:contact, contact_enc), locale = COALESCE(:locale, locale),"
+                          " updated_at = :at WHERE id = :id AND key_id IS NULL",
+           soci::use(key, new_key_ind, "key"), soci::use(huawei, "huawei"), soci::use(contact, contact_ind, "contact"),
+           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"));
+      update.execute(true);
+      if (update.get_affected_rows() == 1 || key.empty()) return subject_id;
+      continue;  // another writer gave it a key first
+    }
+    std::string inserted;
+    soci::indicator inserted_ind = soci::i_null;
+    sql << "INSERT INTO subjects(id, huawei_index, huawei_id_enc, contact_enc, locale, created_at, updated_at, key_id)"
+           " VALUES (:id, :index, :huawei, :contact, :locale, :at, :at2, :key)"
+           " ON CONFLICT (huawei_index) DO NOTHING RETURNING id",
+        soci::use(w.new_subject_id, "id"), soci::use(w.huawei_index, "index"), soci::use(huawei, "huawei"),
+        soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
+        soci::use(at, "at2"), soci::use(key, new_key_ind, "key"), soci::into(inserted, inserted_ind);
+    if (sql.got_data() && inserted_ind == soci::i_ok) return inserted;
+    // Inserted by another writer meanwhile: look again.
+  }
+  throw DatabaseConflict("the subject changed under this write three times; try again");
+}
+
 }  // namespace
 
-IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w) {
+IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer) {
   // Claim the webhook-id first: under concurrency exactly one claim wins,
   // and the losers (PostgreSQL makes them wait for the winner's commit)
   // answer from what the winner stored.
@@ -86,22 +139,7 @@ IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w) {
     return {IntakeOutcome::Kind::replayed, status, response};
   }
 
-  std::string subject_id;
-  soci::indicator contact_ind = w.contact_enc ? soci::i_ok : soci::i_null;
-  soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
-  std::string contact = w.contact_enc.value_or("");
-  std::string locale = w.locale.value_or("");
-  sql << "INSERT INTO subjects(id, huawei_index, huawei_id_enc, contact_enc, locale, created_at, updated_at)"
-         " VALUES (:id, :index, :huawei, :contact, :locale, :at, :at2)"
-         " ON CONFLICT (huawei_index) DO UPDATE SET"
-         " contact_enc = COALESCE(excluded.contact_enc, subjects.contact_enc),"
-         " locale = COALESCE(excluded.locale, subjects.locale),"
-         " updated_at = excluded.updated_at"
-         " RETURNING id",
-      soci::use(w.new_subject_id, "id"), soci::use(w.huawei_index, "index"), soci::use(w.huawei_id_enc, "huawei"),
-      soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"),
-      soci::use(w.received_at, "at"), soci::use(w.received_at, "at2"), soci::into(subject_id);
-
+  const std::string subject_id = write_subject(sql, w, sealer);
   if (w.is_request) {
     write_request(sql, w, subject_id);
   } else {

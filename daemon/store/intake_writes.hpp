@@ -2,13 +2,16 @@
 // What one accepted webhook writes, in the caller's transaction: the
 // delivery (for idempotency), the subject (encrypted, found by its blind
 // index), and then the event with its ledger rows, or the request.
-// Everything personal arrives here already sealed.
+// What is personal is sealed here, under the subject's own key (SPEC §14),
+// which is known only once the subject is found.
 
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "daemon/base/time.hpp"
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/store/key_store.hpp"
 
 namespace soci {
 class session;
@@ -24,11 +27,11 @@ struct IntakeWrite {
   std::string response;
   UnixMillis received_at = 0;
 
-  // The subject, sealed.
+  // The subject, in clear until write_intake seals it.
   std::string new_subject_id;  // used only if the subject is new
   std::string huawei_index;
-  std::string huawei_id_enc;
-  std::optional<std::string> contact_enc;  // replaces the stored contact fields as a set
+  std::string huawei_id;
+  std::optional<std::string> contact_json;  // replaces the stored contact fields as a set
   std::optional<std::string> locale;
 
   // The event or request.
@@ -50,7 +53,24 @@ struct IntakeOutcome {
   std::string response;   // for stored and replayed: the body to answer
 };
 
+// Seals a subject's fields under its key, and makes a key for a subject
+// that has none (new, shredded, or from before subject keys). Without a
+// key store (tests of the store alone) everything is sealed under the
+// master key.
+class SubjectSealer {
+ public:
+  SubjectSealer(const crypto::KeyRing& keys, SubjectKeyStore* store) : keys_(keys), store_(store) {}
+  std::string new_key(UnixMillis now) const { return store_ != nullptr ? store_->take(now) : std::string(); }
+  std::string seal(const std::string& key, std::string_view plain, std::string_view context) const {
+    return keys_.seal_for(key, plain, context);
+  }
+
+ private:
+  const crypto::KeyRing& keys_;
+  SubjectKeyStore* store_;
+};
+
 // Runs inside a transaction the caller owns (a group commit).
-IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w);
+IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer);
 
 }  // namespace privacyd

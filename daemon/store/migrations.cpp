@@ -245,6 +245,23 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({6, "loops", common, common});
     }
+    {
+      // Subject keys (SPEC §14): the key a subject's data is sealed under
+      // (kept, wrapped, in the key store), and crypto-shredding: after a
+      // deletion, once nothing pending needs the key, privacyd's own copies
+      // are erased and the key is destroyed (key_to_destroy holds its id
+      // from the erasure's commit until the key store has forgotten it).
+      std::vector<std::string> common = {
+          "ALTER TABLE subjects ADD COLUMN key_id TEXT",
+          "ALTER TABLE subjects ADD COLUMN shred_after BIGINT",
+          "ALTER TABLE subjects ADD COLUMN key_to_destroy TEXT",
+          "ALTER TABLE subjects ADD COLUMN shredded_at BIGINT",
+          "CREATE INDEX subjects_key ON subjects(key_id)",
+          "CREATE INDEX subjects_shred ON subjects(shred_after)",
+          "CREATE INDEX subjects_destroy ON subjects(key_to_destroy)",
+      };
+      list.push_back({7, "subject_keys", common, common});
+    }
     return list;
   }();
   return all;

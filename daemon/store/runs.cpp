@@ -104,7 +104,7 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
   soci::rowset<soci::row> rows =
       (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
                       " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
-                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id"
+                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id, s.key_id"
                       " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
        soci::use(id, "id"));
   std::optional<RunRow> run;
@@ -128,6 +128,7 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
     x.contact_enc = opt<std::string>(r, 15);
     x.locale = opt<std::string>(r, 16);
     x.webhook_id = r.get<std::string>(17);
+    x.key_id = opt<std::string>(r, 18);
     run = std::move(x);
   }
   if (!run) return std::nullopt;
@@ -206,6 +207,11 @@ bool apply(soci::session& sql, const Transition& t) {
     if (pending == 0) {
       sql << "UPDATE requests SET run_at = :now WHERE id = :id", soci::use(now, "now"), soci::use(t.request_id, "id");
     }
+  }
+  if (t.shred_subject) {
+    sql << "UPDATE subjects SET shred_after = COALESCE(shred_after, :now)"
+           " WHERE id = (SELECT subject_id FROM requests WHERE id = :id)",
+        soci::use(now, "now"), soci::use(t.request_id, "id");
   }
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
   return true;

@@ -46,6 +46,7 @@ struct RunRow {
   std::string huawei_id_enc;
   std::optional<std::string> contact_enc;
   std::optional<std::string> locale;
+  std::optional<std::string> key_id;  // the subject's key (none: sealed before subject keys)
   std::vector<StepRow> steps;
 };
 
@@ -118,6 +119,10 @@ struct Transition {
   // same lock before it settles a notice), so a settlement cannot slip
   // between a read and this commit and go unheard.
   bool await_notices = false;
+  // A deletion request completed: privacyd's own copies of the subject's
+  // data are to be erased, and its key destroyed, once nothing pending
+  // needs them (SPEC §14; the follow-up loop does it).
+  bool shred_subject = false;
 };
 bool apply(soci::session& sql, const Transition& t);
 

@@ -90,7 +90,7 @@ struct EngineFixture {
     w.received_at = at;
     w.new_subject_id = "sub_" + std::to_string(count);
     w.huawei_index = keys.blind_index("hw-" + std::to_string(count), "subjects.huawei_id");
-    w.huawei_id_enc = keys.seal("hw-" + std::to_string(count), "subjects.huawei_id");
+    w.huawei_id = "hw-" + std::to_string(count);
     w.id = "req_" + std::to_string(count);
     w.type = "request.deletion";
     w.is_request = true;
@@ -99,7 +99,7 @@ struct EngineFixture {
     w.deadline_at = at + 1000;
     store.db->with_session([&](soci::session& sql) {
       soci::transaction tr(sql);
-      write_intake(sql, w);
+      write_intake(sql, w, SubjectSealer(keys, nullptr));
       tr.commit();
     });
     engine->wake();

@@ -7,11 +7,12 @@ using namespace privacyd;
 
 namespace {
 struct SqliteStore : testing::SqliteFixture {
+  crypto::KeyRing keys{crypto::random_bytes(32)};
   IntakeOutcome write(const IntakeWrite& w) {
     IntakeOutcome out;
     db->with_session([&](soci::session& sql) {
       soci::transaction tr(sql);
-      out = write_intake(sql, w);
+      out = write_intake(sql, w, SubjectSealer(keys, nullptr));
       tr.commit();
     });
     return out;
@@ -27,7 +28,7 @@ IntakeWrite association(std::string webhook_id, std::string event_id, std::strin
   w.received_at = 1000;
   w.new_subject_id = "sub_" + event_id;
   w.huawei_index = std::move(subject_index);
-  w.huawei_id_enc = "v1.k.sealed";
+  w.huawei_id = "hw-" + w.huawei_index;
   w.id = std::move(event_id);
   w.type = "association.created";
   w.partner_id = "P-1001";

@@ -48,7 +48,7 @@ struct SqliteFixture {
     w.received_at = received_at;
     w.new_subject_id = "sub_" + id;
     w.huawei_index = "idx_" + id;
-    w.huawei_id_enc = "v1.k.x";
+    w.huawei_id = "hw-" + id;
     w.id = id;
     w.type = "request.disassociation";
     w.is_request = true;
@@ -57,11 +57,12 @@ struct SqliteFixture {
     w.deadline_at = deadline_at;
     db->with_session([&](soci::session& sql) {
       soci::transaction tr(sql);
-      write_intake(sql, w);
+      write_intake(sql, w, SubjectSealer(fixture_keys, nullptr));
       tr.commit();
     });
   }
 
+  crypto::KeyRing fixture_keys{crypto::random_bytes(32)};
   std::FILE* devnull = std::fopen("/dev/null", "w");
   Logger log{devnull, LogLevel::error, false};
   std::filesystem::path dir;
