@@ -113,7 +113,7 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   if (!yaml.expect_map(root, "the config",
                        {"listen", "tls", "admin", "database", "database_pool", "database_timeouts", "workflows", "policies", "keys", "webhook",
                         "notices", "log", "limits", "io_threads", "engine", "public_url", "partner_center",
-                        "access"})) {
+                        "access", "retention"})) {
     return;
   }
   if (auto ep = r.endpoint(root, "listen")) c.listen = *ep;
@@ -276,6 +276,21 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
         }
       }
       if (auto p = r.path(pc, "secret_file", !c.partner_center.callback_url.empty())) c.partner_center.secret_file = *p;
+    }
+  }
+  if (auto kept = root["retention"]; kept.IsDefined()) {
+    if (yaml.expect_map(kept, "retention", {"deliveries", "notice_payloads", "collected"})) {
+      if (auto d = yaml.duration(kept, "deliveries")) {
+        // The Partner Center retries within the signature tolerance: the
+        // answers must outlive it, or a retry would open a second request.
+        if (*d < c.webhook.tolerance) {
+          yaml.error(kept["deliveries"].Mark(), "\"deliveries\" must be at least webhook.tolerance", "value");
+        } else {
+          c.retention.deliveries = *d;
+        }
+      }
+      if (auto d = yaml.duration(kept, "notice_payloads")) c.retention.notice_payloads = *d;
+      if (auto d = yaml.duration(kept, "collected")) c.retention.collected = *d;
     }
   }
   if (auto access = root["access"]; access.IsDefined()) {

@@ -114,6 +114,14 @@ struct Config {
     std::string callback_url;  // empty: the Partner Center is not called back
     std::filesystem::path secret_file;
   } partner_center;
+  // What privacyd keeps of its own, and for how long (SPEC §14): stored
+  // webhook answers (idempotency), delivered notices' payloads, and
+  // collected data once its package is stored.
+  struct {
+    Duration deliveries = std::chrono::hours(24 * 7);
+    Duration notice_payloads = std::chrono::hours(24 * 30);
+    Duration collected = Duration(0);
+  } retention;
   struct {
     Duration package_ttl = std::chrono::hours(24 * 7);
     int max_downloads = 5;

@@ -65,6 +65,12 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
         outage.failed(log, describe_failure(e));
       }
       try {
+        co_await sweep_retention();
+      } catch (const std::exception& e) {
+        failed = true;
+        outage.failed(log, describe_failure(e));
+      }
+      try {
         co_await shred();
       } catch (const std::exception& e) {
         failed = true;
@@ -186,6 +192,25 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       });
     };
     co_await run_in_db(deps.db, sweep);
+  }
+
+  // privacyd's own retention (config `retention`).
+  net::awaitable<void> sweep_retention() {
+    const UnixMillis now = to_unix_ms(clock.now());
+    const auto& kept = deps.config.retention;
+    const follow_ups::OwnRetention rules{now - ms(kept.deliveries), now - ms(kept.notice_payloads),
+                                         now - ms(kept.collected)};
+    auto work = [rules, now](soci::session& sql) {
+      soci::transaction tr(sql);
+      auto swept = follow_ups::sweep_own_retention(sql, rules, now, kBatch);
+      tr.commit();
+      return swept;
+    };
+    auto swept = co_await run_in_db(deps.db, work);
+    if (swept.total() > 0) {
+      log.info("retention sweep", {{"deliveries", swept.deliveries}, {"notice_payloads", swept.notice_payloads},
+                                   {"collected", swept.collected}});
+    }
   }
 
   net::awaitable<void> erase_expired() {

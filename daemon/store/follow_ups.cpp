@@ -262,6 +262,40 @@ std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<s
   return used;
 }
 
+Swept sweep_own_retention(soci::session& sql, const OwnRetention& rules, UnixMillis at, int limit) {
+  Swept swept;
+  auto run = [&](const std::string& text, long long before) {
+    soci::statement st = (sql.prepare << text, soci::use(before, "before"), soci::use(limit, "n"));
+    st.execute(true);
+    return st.get_affected_rows();
+  };
+  swept.deliveries = run(
+      "DELETE FROM webhook_deliveries WHERE webhook_id IN"
+      " (SELECT webhook_id FROM webhook_deliveries WHERE received_at < :before ORDER BY received_at LIMIT :n)",
+      rules.deliveries_before);
+  // Delivered only: a pending notice is still to be sent, a dead one may be retried.
+  swept.notice_payloads = run(
+      "UPDATE notices SET payload_enc = '' WHERE id IN"
+      " (SELECT id FROM notices WHERE status = 'delivered' AND delivered_at < :before AND payload_enc <> ''"
+      " ORDER BY delivered_at LIMIT :n)",
+      rules.notice_payloads_before);
+  // Only once the package step has committed: before that, a re-run of it
+  // (at least once) needs what was collected.
+  swept.collected = run(
+      "DELETE FROM request_data WHERE request_id IN"
+      " (SELECT s.request_id FROM request_steps s WHERE s.action = 'export.package' AND s.status = 'succeeded'"
+      "  AND s.finished_at < :before AND EXISTS (SELECT 1 FROM request_data d WHERE d.request_id = s.request_id)"
+      "  ORDER BY s.finished_at LIMIT :n)",
+      rules.collected_before);
+  if (swept.total() > 0) {
+    audit::append(sql, at, "", "retention.swept",
+                  json::serialize(json::object{{"deliveries", swept.deliveries},
+                                               {"notice_payloads", swept.notice_payloads},
+                                               {"collected", swept.collected}}));
+  }
+  return swept;
+}
+
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis at) {
   const long long now = at;
   std::vector<std::pair<std::string, long long>> out;

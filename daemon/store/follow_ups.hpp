@@ -101,6 +101,23 @@ void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids)
 // Which of `key_ids` a subject refers to (for sweeping unused keys).
 std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<std::string>& key_ids);
 
+// ---- privacyd's own retention (SPEC §14) ----
+
+struct OwnRetention {
+  UnixMillis deliveries_before = 0;       // stored webhook answers received before this go
+  UnixMillis notice_payloads_before = 0;  // delivered notices' payloads, delivered before this
+  UnixMillis collected_before = 0;        // collected data, once its package step finished before this
+};
+struct Swept {
+  long long deliveries = 0;
+  long long notice_payloads = 0;
+  long long collected = 0;
+  long long total() const { return deliveries + notice_payloads + collected; }
+};
+// Erases up to `limit` of each, in the caller's transaction, and audits
+// what it erased (retention.swept, counts only).
+Swept sweep_own_retention(soci::session& sql, const OwnRetention& rules, UnixMillis now, int limit);
+
 // Unacknowledged partner notices past their due date, by partner.
 std::vector<std::pair<std::string, long long>> overdue_by_partner(soci::session& sql, UnixMillis now);
 

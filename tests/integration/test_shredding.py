@@ -98,6 +98,8 @@ class Shredding:
     def key_store_line(self):
         return ""
 
+    RETENTION = ""  # privacyd's own retention: the defaults
+
     def snapshot(self):
         raise NotImplementedError
 
@@ -119,7 +121,12 @@ class Shredding:
         policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret,
                               replace={"hold: 3y": "hold: 3s"})  # the held category keeps the key this long
         self.secret = new_secret()
-        self.config = write_config(self.dir.name, database=self.privacyd_database(), extra=ENGINE)
+        self.config = write_config(self.dir.name, database=self.privacyd_database(), extra=ENGINE + self.RETENTION)
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write(text.replace("  secrets_file: var/keys/webhook-secrets\n",
+                                 "  secrets_file: var/keys/webhook-secrets\n  tolerance: 2s\n"))
         if self.key_store_line():  # inside keys:, after the data key
             with open(self.config) as f:
                 text = f.read()
@@ -150,6 +157,8 @@ class Shredding:
     def subject_of(self, rid):
         return self.main(f"SELECT subject_id FROM requests WHERE id = '{rid}'")[0][0]
 
+
+class Backups(Shredding):
     def test_a_backup_from_before_the_deletion_yields_nothing_of_the_subject(self):
         for subject in ("demo-001", "demo-002"):
             self.finish(self.request("request.access", subject,
@@ -207,7 +216,41 @@ class Shredding:
         self.finish(again)
 
 
-class ShreddingOnSqlite(Shredding, unittest.TestCase):
+
+class OwnRetention(Shredding):
+    # Short enough to watch (deliveries must outlive the signature
+    # tolerance, so that is short too).
+    RETENTION = "retention: { deliveries: 2s, notice_payloads: 1s, collected: 0s }\n"
+
+    def test_privacyd_keeps_its_own_copies_only_as_long_as_configured(self):
+        rid = self.request("request.access", "demo-002",
+                           subject={"huawei_id": "demo-002", "email": "demo-002@mail.example"})
+        self.finish(rid)
+        webhook_id = self.main(f"SELECT webhook_id FROM requests WHERE id = '{rid}'")[0][0]
+        # collected: 0s — gone once the package step has committed; the package stays.
+        wait_for(lambda: self.main(f"SELECT COUNT(*) FROM request_data WHERE request_id = '{rid}'")[0][0] == 0,
+                 timeout=30, what="the collected data to be erased")
+        self.assertEqual(self.main(f"SELECT COUNT(*) FROM exports WHERE request_id = '{rid}' AND package_enc <> ''")
+                         [0][0], 1)
+        r = run(["export", "--config", self.config, rid])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("alex.morgan@demo.example", r.stdout)
+        # notice_payloads: 1s after delivery; the notice itself (id, status, times) stays.
+        wait_for(lambda: self.main(f"SELECT COUNT(*) FROM notices WHERE request_id = '{rid}' AND payload_enc <> ''")
+                 [0][0] == 0, timeout=30, what="the delivered notices' payloads to be erased")
+        self.assertGreaterEqual(self.main(f"SELECT COUNT(*) FROM notices WHERE request_id = '{rid}'"
+                                          " AND status = 'delivered'")[0][0], 1)
+        # deliveries: 2s — the stored answer goes; the request stays.
+        wait_for(lambda: self.main(f"SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = '{webhook_id}'")
+                 [0][0] == 0, timeout=30, what="the stored webhook answer to be erased")
+        self.assertEqual(self.main(f"SELECT status FROM requests WHERE id = '{rid}'")[0][0], "completed")
+        swept = self.main("SELECT detail FROM audit_log WHERE event = 'retention.swept'")
+        self.assertTrue(swept, "each sweep is audited")
+        r = run(["audit", "verify", "--config", self.config])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class OnSqlite:
     def db_path(self):
         return os.path.join(self.dir.name, "var", "privacyd.db")
 
@@ -246,7 +289,7 @@ class ShreddingOnSqlite(Shredding, unittest.TestCase):
             db.close()
 
 
-class ShreddingOnPostgres(OnPostgres, Shredding, unittest.TestCase):
+class OnItsOwnPostgres(OnPostgres):
     """privacyd's database and its key store each a database of their own."""
 
     def setUp(self):
@@ -278,6 +321,22 @@ class ShreddingOnPostgres(OnPostgres, Shredding, unittest.TestCase):
     def key_rows(self):
         out = self.pg.psql("SELECT id || '|' || wrapped FROM subject_keys", dbname=self.keys_db).strip()
         return [tuple(line.split("|", 1)) for line in out.split("\n")] if out else []
+
+
+class BackupsOnSqlite(OnSqlite, Backups, unittest.TestCase):
+    pass
+
+
+class BackupsOnPostgres(OnItsOwnPostgres, Backups, unittest.TestCase):
+    pass
+
+
+class OwnRetentionOnSqlite(OnSqlite, OwnRetention, unittest.TestCase):
+    pass
+
+
+class OwnRetentionOnPostgres(OnItsOwnPostgres, OwnRetention, unittest.TestCase):
+    pass
 
 
 if __name__ == "__main__":
