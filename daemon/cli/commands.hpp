@@ -23,6 +23,9 @@ int receive(const std::string& listen, const std::filesystem::path& secret_file,
 int export_package(const std::filesystem::path& config_file, const std::string& request_id);
 // Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.
 int audit_verify(const std::filesystem::path& config_file);
+// keys status | keys rotate: `batch` values per transaction; `max_batches`
+// (0: until done) stops early, to resume later.
+int keys_command(const std::filesystem::path& config_file, const std::string& action, int batch, int max_batches);
 
 struct TriggerOptions {
   std::string type;

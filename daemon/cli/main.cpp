@@ -55,6 +55,19 @@ int main(int argc, char** argv) {
   auto* verify = audit->add_subcommand("verify", "Walk the audit chain; exit 1 at the first broken entry");
   add_config(verify);
 
+  auto* keys = app.add_subcommand("keys", "Subject keys and the master key (SPEC §14)");
+  keys->require_subcommand(1);
+  auto* keys_status = keys->add_subcommand("status", "Count what each master key id still protects");
+  add_config(keys_status);
+  int rotate_batch = 500, rotate_max_batches = 0;
+  auto* keys_rotate =
+      keys->add_subcommand("rotate", "Re-seal everything the master key protects under the current one, online");
+  add_config(keys_rotate);
+  keys_rotate->add_option("--batch", rotate_batch, "Values per transaction")->capture_default_str()->check(
+      CLI::Range(1, 100000));
+  keys_rotate->add_option("--max-batches", rotate_max_batches, "Stop after this many batches (0: until done)")
+      ->capture_default_str();
+
   privacyd::cli::TriggerOptions t;
   auto* trigger = app.add_subcommand("trigger", "Send one signed webhook, as the Partner Center does, and print the answer");
   trigger->add_option("type", t.type, "Event type")
@@ -137,6 +150,10 @@ int main(int argc, char** argv) {
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
   if (demo->parsed()) return privacyd::cli::demo(config_file);
+  if (keys_status->parsed()) return privacyd::cli::keys_command(config_file, "status", rotate_batch, 0);
+  if (keys_rotate->parsed()) {
+    return privacyd::cli::keys_command(config_file, "rotate", rotate_batch, rotate_max_batches);
+  }
   if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir, receive_acks);
   if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);

@@ -143,6 +143,12 @@ int serve(const std::filesystem::path& config_file) {
     auto schema = migrate(db, log);
     // Subject keys live apart from the main database (SPEC §14).
     auto vault = open_key_vault(config.keys.store, keys, log);
+    if (config.database.backend == DatabaseConfig::Backend::postgresql &&
+        config.keys.store.backend == DatabaseConfig::Backend::sqlite3) {
+      log.warn("the key store is a SQLite file on this host while the database is PostgreSQL: every instance that"
+               " shares the database must share the key store (set keys.store to a database of its own)",
+               {{"key_store", config.keys.store.sqlite_file.string()}});
+    }
 
     // One event loop per I/O thread. The first also runs the engine, the
     // notifier, the timers and the signals; connections are spread over

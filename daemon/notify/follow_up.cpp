@@ -40,7 +40,6 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   Logger& log;
   Duration every;
   SubjectKeyStore* subject_keys;
-  UnixMillis last_key_sweep = 0;
   std::function<void()> queued;
   std::atomic<bool> stopping{false};
   std::atomic<bool> done{true};
@@ -161,8 +160,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   }
 
   // Crypto-shredding: erase, commit, then destroy the key (a crash between
-  // leaves key_to_destroy set, and the next round destroys it). Spare keys
-  // nobody used are swept once an hour.
+  // leaves key_to_destroy set, and the next round destroys it).
   net::awaitable<void> shred() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto erase = [now](soci::session& sql) {
@@ -184,14 +182,6 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       return ids.size();
     };
     if (auto n = co_await run_in_db(deps.db, destroy); n > 0) log.info("subject keys destroyed", {{"keys", n}});
-    if (now - last_key_sweep < 3600'000) co_return;
-    last_key_sweep = now;
-    auto sweep = [this, now](soci::session& sql) {
-      return subject_keys->sweep_unused(now - 24LL * 3600'000, [&sql](const std::vector<std::string>& ids) {
-        return follow_ups::referenced_keys(sql, ids);
-      });
-    };
-    co_await run_in_db(deps.db, sweep);
   }
 
   // privacyd's own retention (config `retention`).

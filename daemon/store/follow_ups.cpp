@@ -197,28 +197,27 @@ void postpone_reminder(soci::session& sql, const std::string& id, std::optional<
 std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
   const long long now = at;
   std::vector<Shredded> done;
+  // Only subjects that nothing pending still needs (an open request, a
+  // retention hold not yet erased, a notice undelivered or dead): a subject
+  // that waits never stands in the way of those behind it. One whose key
+  // is still to be destroyed waits for that first.
   soci::rowset<soci::row> rows =
-      (sql.prepare << std::string("SELECT id, key_id FROM subjects WHERE shred_after IS NOT NULL AND shred_after <= :now"
-                                  " ORDER BY shred_after LIMIT ") +
-                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+      (sql.prepare << std::string("SELECT s.id, s.key_id FROM subjects s WHERE s.shred_after IS NOT NULL"
+                                  " AND s.shred_after <= :now AND s.key_to_destroy IS NULL"
+                                  " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.subject_id = s.id"
+                                  "   AND r.status NOT IN ('completed', 'rejected', 'failed'))"
+                                  " AND NOT EXISTS (SELECT 1 FROM retention_holds h WHERE h.subject_id = s.id"
+                                  "   AND h.status = 'held')"
+                                  " AND NOT EXISTS (SELECT 1 FROM notices n JOIN requests r ON r.id = n.request_id"
+                                  "   WHERE r.subject_id = s.id AND n.status IN ('pending', 'dead'))"
+                                  " ORDER BY s.shred_after LIMIT ") +
+                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE OF s SKIP LOCKED" : ""),
        soci::use(now, "now"));
   std::vector<Shredded> due;
   for (const auto& r : rows) {
     due.push_back({r.get<std::string>(0), r.get_indicator(1) == soci::i_null ? std::string() : r.get<std::string>(1)});
   }
   for (const auto& s : due) {
-    // What still needs the subject's data (and so its key): an open
-    // request, a retention hold whose timer has not erased yet, a notice
-    // not yet delivered. The subject waits for all of them.
-    int pending = 0;
-    sql << "SELECT (SELECT COUNT(*) FROM requests WHERE subject_id = :s1"
-           "          AND status NOT IN ('completed', 'rejected', 'failed'))"
-           " + (SELECT COUNT(*) FROM retention_holds WHERE subject_id = :s2 AND status = 'held')"
-           " + (SELECT COUNT(*) FROM notices n JOIN requests r ON r.id = n.request_id"
-           "    WHERE r.subject_id = :s3 AND n.status = 'pending')",
-        soci::use(s.subject_id, "s1"), soci::use(s.subject_id, "s2"), soci::use(s.subject_id, "s3"),
-        soci::into(pending);
-    if (pending > 0) continue;
     sql << "DELETE FROM request_data WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
         soci::use(s.subject_id, "s");
     sql << "UPDATE exports SET package_enc = '', erased_at = COALESCE(erased_at, :now)"
@@ -249,17 +248,6 @@ void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids)
   for (const auto& id : key_ids) {
     sql << "UPDATE subjects SET key_to_destroy = NULL WHERE key_to_destroy = :k", soci::use(id, "k");
   }
-}
-
-std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<std::string>& key_ids) {
-  std::vector<std::string> used;
-  for (const auto& id : key_ids) {
-    int n = 0;
-    sql << "SELECT COUNT(*) FROM subjects WHERE key_id = :k OR key_to_destroy = :k2", soci::use(id, "k"),
-        soci::use(id, "k2"), soci::into(n);
-    if (n > 0) used.push_back(id);
-  }
-  return used;
 }
 
 Swept sweep_own_retention(soci::session& sql, const OwnRetention& rules, UnixMillis at, int limit) {

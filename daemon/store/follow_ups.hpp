@@ -98,8 +98,6 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis now, int limit);
 std::vector<std::string> keys_to_destroy(soci::session& sql, int limit);
 // After the key store destroyed them.
 void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids);
-// Which of `key_ids` a subject refers to (for sweeping unused keys).
-std::vector<std::string> referenced_keys(soci::session& sql, const std::vector<std::string>& key_ids);
 
 // ---- privacyd's own retention (SPEC §14) ----
 

@@ -84,11 +84,17 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
     soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
     soci::indicator new_key_ind = key.empty() ? soci::i_null : soci::i_ok;
     if (keyed) {
-      sql << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc), locale = COALESCE(:locale, locale),"
-             " updated_at = :at WHERE id = :id",
-          soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
-          soci::use(subject_id, "id");
-      return subject_id;
+      // Fenced on the key: a shredding that committed meanwhile (PostgreSQL
+      // re-checks this row after waiting for its lock) leaves the subject
+      // keyless, and the next round gives it a new key.
+      soci::statement update =
+          (sql.prepare << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc),"
+                          " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id AND key_id = :key",
+           soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
+           soci::use(subject_id, "id"), soci::use(key, "key"));
+      update.execute(true);
+      if (update.get_affected_rows() == 1) return subject_id;
+      continue;
     }
     const std::string huawei = sealer.seal(key, w.huawei_id, "subjects.huawei_id");
     if (exists) {

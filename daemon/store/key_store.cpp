@@ -9,7 +9,7 @@ namespace privacyd {
 namespace {
 constexpr std::size_t kBatch = 64;                 // keys made per trip to the store
 constexpr std::size_t kMaxCached = 100000;         // unwrapped keys kept in memory (about 10 MB)
-constexpr long long kSpareLifetimeMs = 3600'000;   // a spare older than this is not handed out
+constexpr long long kSpareLifetimeMs = 3600'000;   // a spare older than this is not handed out (clock jumps)
 }  // namespace
 
 std::string wrap_context(std::string_view id) { return "subject_keys:" + std::string(id); }
@@ -100,32 +100,18 @@ std::string SubjectKeyStore::take(UnixMillis now) {
 void SubjectKeyStore::destroy(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   store_.with_session([&](soci::session& sql) {
+    const bool sqlite = sql.get_backend_name() == "sqlite3";
+    // Overwrite the freed bytes (on this connection, whichever it is).
+    if (sqlite) sql << "PRAGMA secure_delete = ON";
     soci::transaction tr(sql);
     for (const auto& id : ids) sql << "DELETE FROM subject_keys WHERE id = :id", soci::use(id, "id");
     tr.commit();
+    // In WAL mode the key's old page lives on in the log until a
+    // checkpoint: copy the log back and empty it now.
+    if (sqlite) sql << "PRAGMA wal_checkpoint(TRUNCATE)";
   });
   std::lock_guard lock(mutex_);
   for (const auto& id : ids) cache_.erase(id);
-}
-
-std::size_t SubjectKeyStore::sweep_unused(
-    UnixMillis before, const std::function<std::vector<std::string>(const std::vector<std::string>&)>& referenced) {
-  std::vector<std::string> old(256);
-  const long long at = before;
-  store_.with_session([&](soci::session& sql) {
-    old.resize(256);
-    sql << "SELECT id FROM subject_keys WHERE created_at < :t ORDER BY created_at LIMIT 256", soci::use(at, "t"),
-        soci::into(old);
-  });
-  if (old.empty()) return 0;
-  auto used = referenced(old);
-  std::vector<std::string> unused;
-  for (const auto& id : old) {
-    if (std::find(used.begin(), used.end(), id) == used.end()) unused.push_back(id);
-  }
-  destroy(unused);
-  if (!unused.empty()) log_.info("unused subject keys swept", {{"keys", unused.size()}});
-  return unused.size();
 }
 
 std::vector<std::pair<std::string, long long>> SubjectKeyStore::count_by_master() const {

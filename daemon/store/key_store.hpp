@@ -7,8 +7,10 @@
 //
 // Keys are made ahead, in batches, and committed here before any is
 // handed out: nothing is ever sealed under a key the store does not hold.
-// A key handed out but never used (the process died first) is a spare
-// nobody refers to, swept after a day.
+// A key handed out but never used (the process died first, or its
+// transaction rolled back) stays in the store, unused: harmless, and not
+// swept, since the main database alone cannot prove a key unused (another
+// instance may hold it, or the main database may be a restored copy).
 
 #include <deque>
 #include <functional>
@@ -42,11 +44,6 @@ class SubjectKeyStore final : public crypto::SubjectKeySource {
   // Destroys keys for good (the store forgets them; SQLite overwrites the
   // freed pages). Blocking.
   void destroy(const std::vector<std::string>& ids);
-
-  // Spare keys made before `before` that `referenced` does not name: made
-  // for a subject whose write never committed. Returns how many went.
-  std::size_t sweep_unused(UnixMillis before, const std::function<std::vector<std::string>(
-                                                  const std::vector<std::string>&)>& referenced);
 
   // How many keys each master key id wraps (for `privacyd keys status`).
   std::vector<std::pair<std::string, long long>> count_by_master() const;

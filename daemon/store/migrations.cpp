@@ -259,6 +259,7 @@ const std::vector<Migration>& migrations() {
           "CREATE INDEX subjects_key ON subjects(key_id)",
           "CREATE INDEX subjects_shred ON subjects(shred_after)",
           "CREATE INDEX subjects_destroy ON subjects(key_to_destroy)",
+          "CREATE INDEX retention_holds_subject ON retention_holds(subject_id, status)",
           // privacyd's own retention: what its sweeper looks for.
           "CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at)",
           "CREATE INDEX notices_delivered ON notices(status, delivered_at)",

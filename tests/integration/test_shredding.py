@@ -119,7 +119,7 @@ class Shredding:
         self.partners = Receiver(self.partner_secret)
         self.addCleanup(self.partners.close)
         policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret,
-                              replace={"hold: 3y": "hold: 3s"})  # the held category keeps the key this long
+                              replace={"hold: 3y": "hold: 6s"})  # the held category keeps the key this long
         self.secret = new_secret()
         self.config = write_config(self.dir.name, database=self.privacyd_database(), extra=ENGINE + self.RETENTION)
         with open(self.config) as f:
@@ -176,7 +176,7 @@ class Backups(Shredding):
         key, shredded = self.main(f"SELECT key_id, shredded_at FROM subjects WHERE id = '{sid}'")[0]
         self.assertTrue(key and key.startswith("sk_"), key)
         self.assertIsNone(shredded)
-        self.assertIn(key, [k for k, _ in self.key_rows()])
+        wrapped = dict(self.key_rows())[key]
         held = self.main(f"SELECT COUNT(*) FROM retention_holds WHERE subject_id = '{sid}' AND status = 'held'")
         self.assertEqual(held[0][0], 1, "certificates are held")
 
@@ -186,6 +186,17 @@ class Backups(Shredding):
                                    " AND status = 'held'")[0][0], 0)
         wait_for(lambda: key not in [k for k, _ in self.key_rows()], timeout=30, what="the key to be destroyed")
         self.assertIsNone(self.main(f"SELECT key_to_destroy FROM subjects WHERE id = '{sid}'")[0][0])
+        # privacyd's own copies are erased, not only made unreadable.
+        of_subject = f"(SELECT id FROM requests WHERE subject_id = '{sid}')"
+        self.assertEqual(self.main(f"SELECT COUNT(*) FROM request_data WHERE request_id IN {of_subject}")[0][0], 0)
+        self.assertEqual(self.main(f"SELECT COUNT(*) FROM exports WHERE request_id IN {of_subject}"
+                                   " AND package_enc <> ''")[0][0], 0)
+        self.assertEqual(self.main(f"SELECT COUNT(*) FROM notices WHERE request_id IN {of_subject}"
+                                   " AND payload_enc <> ''")[0][0], 0)
+        self.assertEqual(self.main(f"SELECT huawei_id_enc, contact_enc FROM subjects WHERE id = '{sid}'")[0],
+                         ("", None) if isinstance(self, OnSqlite) else (None, None))
+        # And the key store's own files no longer hold the wrapped key.
+        self.assertNotIn(wrapped.encode(), self.key_store_bytes())
 
         # The backup property: the old copy, the keys as they are now.
         opener = Opener(self.master, self.key_rows())
@@ -281,6 +292,15 @@ class OnSqlite:
                     out += f.read()
         return out
 
+    def key_store_bytes(self):
+        out = b""
+        folder = os.path.join(self.dir.name, "var", "keys")
+        for name in os.listdir(folder):
+            if name.startswith("subject-keys.db"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    out += f.read()
+        return out
+
     def key_rows(self):
         db = sqlite3.connect(os.path.join(self.dir.name, "var", "keys", "subject-keys.db"), timeout=10)
         try:
@@ -317,6 +337,9 @@ class OnItsOwnPostgres(OnPostgres):
 
     def current(self):
         return self.snapshot()
+
+    def key_store_bytes(self):
+        return self.pg.dump(self.keys_db)
 
     def key_rows(self):
         out = self.pg.psql("SELECT id || '|' || wrapped FROM subject_keys", dbname=self.keys_db).strip()

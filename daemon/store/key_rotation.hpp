@@ -1,0 +1,36 @@
+#pragma once
+// Master key rotation (SPEC §14): everything the master key protects is
+// re-sealed under the current one, in batches, online (each row is
+// rewritten only if it still holds what was read), and resumably (a
+// batch picks up whatever is still under another key). What is sealed
+// under a subject key is not touched: only that key's wrapping changes.
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "daemon/crypto/keyring.hpp"
+#include "daemon/store/database.hpp"
+
+namespace privacyd {
+
+// master key id -> how many values it still protects: subject keys in the
+// key store ("subject keys"), and values in the main database it seals
+// directly (by table.column).
+struct KeyCounts {
+  std::map<std::string, std::map<std::string, long long>> by_key;  // key id -> what -> count
+};
+KeyCounts count_key_use(Database& main, Database& store);
+
+struct RotationProgress {
+  std::string what;  // "subject keys" or table.column
+  long long done = 0;
+};
+// One batch of up to `batch` values per call, for the first kind of value
+// still under another key; returns false once nothing is left. A value
+// that no configured key opens is counted in `unreadable` and left as it
+// is (never lost; `keys status` still shows its key).
+bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, int batch, RotationProgress& progress,
+                  long long& unreadable);
+
+}  // namespace privacyd
