@@ -51,6 +51,14 @@ class KeyRing {
 
   // Where subject keys are found; set once at start-up, before any use.
   void attach(const SubjectKeySource* source) { subjects_ = source; }
+  // Fetches the subject key `sealed` needs into the source's cache, so that
+  // opening it later does no key-store I/O. For database threads, ahead of
+  // work on an event loop.
+  void warm(std::string_view sealed) const {
+    if (subjects_ == nullptr || !sealed.starts_with("s1.")) return;
+    auto dot = sealed.find('.', 3);
+    if (dot != std::string_view::npos) subjects_->subject_key(sealed.substr(3, dot - 3));
+  }
 
   // AES-256-GCM under `key`, bound to `context`: the primitive both forms use.
   static std::string encrypt(const Bytes& key, std::string_view plaintext, std::string_view context);

@@ -425,7 +425,11 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
     std::optional<runs::RunRow> row;
     for (;;) {
       if (!row) {
-        auto load = [id = run->id](soci::session& sql) { return runs::load(sql, id); };
+        auto load = [id = run->id, this](soci::session& sql) {
+          auto loaded = runs::load(sql, id);
+          if (loaded) keys.warm(loaded->huawei_id_enc);  // the key store's I/O here, not on the event loop
+          return loaded;
+        };
         row = co_await run_in_db(db, load);
       }
       if (!row || row->lease_owner != owner) break;

@@ -159,13 +159,15 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     co_return n;
   }
 
-  // Crypto-shredding: erase, commit, then destroy the key (a crash between
-  // leaves key_to_destroy set, and the next round destroys it).
+  // Crypto-shredding: erase and doom the key; once no hold needs it, mark
+  // it ready and commit; then destroy it in the key store and forget it (a
+  // crash between leaves it ready, and the next round destroys it).
   net::awaitable<void> shred() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto erase = [now](soci::session& sql) {
       soci::transaction tr(sql);
       auto shredded = follow_ups::shred_due(sql, now, kBatch);
+      follow_ups::ready_doomed_keys(sql, now, kBatch);
       tr.commit();
       return shredded;
     };

@@ -322,7 +322,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     const long long attempt_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config.notices.timeout).count();
     const long long lease = now + (2 + kClaimBatch / static_cast<long long>(kMailThreads)) * attempt_ms + 1000;
     const std::string token = crypto::hex(crypto::random_bytes(12));
-    auto claim = [now, lease, token](soci::session& sql) {
+    auto claim = [this, now, lease, token](soci::session& sql) {
       const bool pg = sql.get_backend_name() == "postgresql";
       std::vector<Claimed> due;
       soci::transaction tr(sql);
@@ -341,6 +341,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
         sql << "UPDATE notices SET lease_until = :lease, claim_token = :token WHERE id = :id", soci::use(lease, "lease"),
             soci::use(token, "token"), soci::use(d.id, "id");
       }
+      for (const auto& d : due) keys.warm(d.payload_enc);  // key-store I/O here, not on the event loop
       tr.commit();
       return due;
     };

@@ -198,16 +198,14 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
   const long long now = at;
   std::vector<Shredded> done;
   // Only subjects that nothing pending still needs (an open request, a
-  // retention hold not yet erased, a notice undelivered or dead): a subject
-  // that waits never stands in the way of those behind it. One whose key
-  // is still to be destroyed waits for that first.
+  // notice pending or dead): one that waits never stands in the way of
+  // those behind it. A retention hold does not wait here: it needs only
+  // the identifier, which stays sealed under the doomed key until then.
   soci::rowset<soci::row> rows =
       (sql.prepare << std::string("SELECT s.id, s.key_id FROM subjects s WHERE s.shred_after IS NOT NULL"
-                                  " AND s.shred_after <= :now AND s.key_to_destroy IS NULL"
+                                  " AND s.shred_after <= :now"
                                   " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.subject_id = s.id"
                                   "   AND r.status NOT IN ('completed', 'rejected', 'failed'))"
-                                  " AND NOT EXISTS (SELECT 1 FROM retention_holds h WHERE h.subject_id = s.id"
-                                  "   AND h.status = 'held')"
                                   " AND NOT EXISTS (SELECT 1 FROM notices n JOIN requests r ON r.id = n.request_id"
                                   "   WHERE r.subject_id = s.id AND n.status IN ('pending', 'dead'))"
                                   " ORDER BY s.shred_after LIMIT ") +
@@ -225,10 +223,19 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
         soci::use(now, "now"), soci::use(s.subject_id, "s");
     sql << "UPDATE notices SET payload_enc = '' WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
         soci::use(s.subject_id, "s");
-    soci::indicator key_ind = s.key_id.empty() ? soci::i_null : soci::i_ok;
-    sql << "UPDATE subjects SET huawei_id_enc = '', contact_enc = NULL, key_id = NULL, key_to_destroy = :key,"
-           " shred_after = NULL, shredded_at = :now WHERE id = :s",
-        soci::use(s.key_id, key_ind, "key"), soci::use(now, "now"), soci::use(s.subject_id, "s");
+    if (s.key_id.empty()) {
+      // Sealed before subject keys, under the master key: erased now.
+      sql << "UPDATE subjects SET huawei_id_enc = '', contact_enc = NULL, shred_after = NULL, shredded_at = :now"
+             " WHERE id = :s",
+          soci::use(now, "now"), soci::use(s.subject_id, "s");
+    } else {
+      sql << "UPDATE subjects SET contact_enc = NULL, key_id = NULL, shred_after = NULL, shredded_at = :now"
+             " WHERE id = :s",
+          soci::use(now, "now"), soci::use(s.subject_id, "s");
+      sql << "INSERT INTO doomed_keys(key_id, subject_id, doomed_at) VALUES (:k, :s, :now)"
+             " ON CONFLICT (key_id) DO NOTHING",
+          soci::use(s.key_id, "k"), soci::use(s.subject_id, "s"), soci::use(now, "now");
+    }
     audit::append(sql, now, "", "subject.shredded",
                   json::serialize(json::object{{"subject_id", s.subject_id},
                                                {"key_id", s.key_id.empty() ? json::value(nullptr) : json::value(s.key_id)}}));
@@ -237,17 +244,34 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
   return done;
 }
 
+int ready_doomed_keys(soci::session& sql, UnixMillis at, int limit) {
+  const long long now = at;
+  std::vector<std::pair<std::string, std::string>> ready;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << std::string("SELECT d.key_id, d.subject_id FROM doomed_keys d WHERE d.ready_at IS NULL"
+                                  " AND NOT EXISTS (SELECT 1 FROM retention_holds h WHERE h.subject_id = d.subject_id"
+                                  "   AND h.status = 'held') ORDER BY d.doomed_at LIMIT ") +
+                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE OF d SKIP LOCKED" : ""));
+  for (const auto& r : rows) ready.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+  for (const auto& [key, subject] : ready) {
+    // The identifier is still sealed under this key unless a later event
+    // gave the subject a new one.
+    sql << "UPDATE subjects SET huawei_id_enc = '' WHERE id = :s AND key_id IS NULL", soci::use(subject, "s");
+    sql << "UPDATE doomed_keys SET ready_at = :now WHERE key_id = :k", soci::use(now, "now"), soci::use(key, "k");
+    audit::append(sql, now, "", "subject_key.destroyed",
+                  json::serialize(json::object{{"subject_id", subject}, {"key_id", key}}));
+  }
+  return static_cast<int>(ready.size());
+}
+
 std::vector<std::string> keys_to_destroy(soci::session& sql, int limit) {
   std::vector<std::string> ids(static_cast<std::size_t>(limit));
-  sql << "SELECT key_to_destroy FROM subjects WHERE key_to_destroy IS NOT NULL LIMIT :n", soci::use(limit, "n"),
-      soci::into(ids);
+  sql << "SELECT key_id FROM doomed_keys WHERE ready_at IS NOT NULL LIMIT :n", soci::use(limit, "n"), soci::into(ids);
   return ids;
 }
 
 void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids) {
-  for (const auto& id : key_ids) {
-    sql << "UPDATE subjects SET key_to_destroy = NULL WHERE key_to_destroy = :k", soci::use(id, "k");
-  }
+  for (const auto& id : key_ids) sql << "DELETE FROM doomed_keys WHERE key_id = :k", soci::use(id, "k");
 }
 
 Swept sweep_own_retention(soci::session& sql, const OwnRetention& rules, UnixMillis at, int limit) {

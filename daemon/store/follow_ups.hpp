@@ -87,14 +87,19 @@ void postpone_reminder(soci::session& sql, const std::string& id, std::optional<
 
 struct Shredded {
   std::string subject_id;
-  std::string key_id;  // to destroy in the key store; empty: sealed before subject keys
+  std::string key_id;  // doomed; empty: sealed before subject keys
 };
-// Subjects whose deletion completed and that nothing pending still needs
-// (no open request, no retention hold still held, no notice undelivered):
-// their data in privacyd's own tables is erased here, and their key moves
-// to key_to_destroy, in the caller's transaction. Up to `limit`.
+// Subjects whose deletion completed and whose data nothing pending still
+// needs (no open request, no notice pending or dead): privacyd's own
+// copies are erased, and the subject's key is doomed (the subject is left
+// keyless, so anything later gets a new key). Up to `limit`, in the
+// caller's transaction.
 std::vector<Shredded> shred_due(soci::session& sql, UnixMillis now, int limit);
-// Keys erased but not yet destroyed (a crash came between): to destroy.
+// Doomed keys whose subject has no retention hold still held: the
+// identifier sealed under them is erased (unless a later event re-sealed
+// it under a new key) and they are marked ready. Returns how many.
+int ready_doomed_keys(soci::session& sql, UnixMillis now, int limit);
+// Keys ready to destroy in the key store (a crash may have come between).
 std::vector<std::string> keys_to_destroy(soci::session& sql, int limit);
 // After the key store destroyed them.
 void keys_destroyed(soci::session& sql, const std::vector<std::string>& key_ids);

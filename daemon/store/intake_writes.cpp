@@ -71,15 +71,23 @@ void write_request(soci::session& sql, const IntakeWrite& w, const std::string& 
 std::string write_subject(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer) {
   const long long at = w.received_at;
   for (int round = 0; round < 3; ++round) {
-    std::string subject_id, key;
-    soci::indicator key_ind = soci::i_null;
-    sql << "SELECT id, key_id FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
-        soci::into(subject_id), soci::into(key, key_ind);
+    std::string subject_id, key, old_contact;
+    soci::indicator key_ind = soci::i_null, old_contact_ind = soci::i_null;
+    sql << "SELECT id, key_id, contact_enc FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
+        soci::into(subject_id), soci::into(key, key_ind), soci::into(old_contact, old_contact_ind);
     const bool exists = sql.got_data();
     const bool keyed = exists && key_ind == soci::i_ok && !key.empty();
     if (!keyed) key = sealer.new_key(w.received_at);
     std::string contact = w.contact_json ? sealer.seal(key, *w.contact_json, "subjects.contact") : std::string();
     soci::indicator contact_ind = w.contact_json ? soci::i_ok : soci::i_null;
+    if (exists && !keyed && !w.contact_json && old_contact_ind == soci::i_ok && !key.empty()) {
+      // A subject from before subject keys gets its key now: what it had
+      // under the master key moves under its own key with it.
+      if (auto moved = sealer.reseal(key, old_contact, "subjects.contact")) {
+        contact = *moved;
+        contact_ind = soci::i_ok;
+      }
+    }
     std::string locale = w.locale.value_or("");
     soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
     soci::indicator new_key_ind = key.empty() ? soci::i_null : soci::i_ok;

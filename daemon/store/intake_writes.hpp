@@ -64,6 +64,13 @@ class SubjectSealer {
   std::string seal(const std::string& key, std::string_view plain, std::string_view context) const {
     return keys_.seal_for(key, plain, context);
   }
+  // `sealed` (under another key) sealed again under `key`; nullopt when
+  // no configured key opens it.
+  std::optional<std::string> reseal(const std::string& key, std::string_view sealed, std::string_view context) const {
+    auto plain = keys_.open(sealed, context);
+    if (!plain) return std::nullopt;
+    return keys_.seal_for(key, *plain, context);
+  }
 
  private:
   const crypto::KeyRing& keys_;

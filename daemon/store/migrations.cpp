@@ -248,17 +248,23 @@ const std::vector<Migration>& migrations() {
     {
       // Subject keys (SPEC §14): the key a subject's data is sealed under
       // (kept, wrapped, in the key store), and crypto-shredding: after a
-      // deletion, once nothing pending needs the key, privacyd's own copies
-      // are erased and the key is destroyed (key_to_destroy holds its id
-      // from the erasure's commit until the key store has forgotten it).
+      // deletion, privacyd's own copies are erased and the subject's key
+      // is doomed (the subject gets a new one for anything later); the
+      // doomed key is destroyed once no retention hold still needs the
+      // identifier sealed under it (ready_at: erased here, to be destroyed
+      // in the key store).
       std::vector<std::string> common = {
           "ALTER TABLE subjects ADD COLUMN key_id TEXT",
           "ALTER TABLE subjects ADD COLUMN shred_after BIGINT",
-          "ALTER TABLE subjects ADD COLUMN key_to_destroy TEXT",
           "ALTER TABLE subjects ADD COLUMN shredded_at BIGINT",
           "CREATE INDEX subjects_key ON subjects(key_id)",
           "CREATE INDEX subjects_shred ON subjects(shred_after)",
-          "CREATE INDEX subjects_destroy ON subjects(key_to_destroy)",
+          "CREATE TABLE doomed_keys ("
+          " key_id TEXT PRIMARY KEY,"
+          " subject_id TEXT NOT NULL REFERENCES subjects(id),"
+          " doomed_at BIGINT NOT NULL,"
+          " ready_at BIGINT)",
+          "CREATE INDEX doomed_keys_subject ON doomed_keys(subject_id)",
           "CREATE INDEX retention_holds_subject ON retention_holds(subject_id, status)",
           // privacyd's own retention: what its sweeper looks for.
           "CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at)",
