@@ -283,8 +283,10 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
       if (auto d = yaml.duration(kept, "deliveries")) {
         // The Partner Center retries within the signature tolerance: the
         // answers must outlive it, or a retry would open a second request.
-        if (*d < c.webhook.tolerance) {
-          yaml.error(kept["deliveries"].Mark(), "\"deliveries\" must be at least webhook.tolerance", "value");
+        // A signed message is accepted until tolerance past its timestamp,
+        // which may itself be tolerance ahead of this clock.
+        if (*d < 2 * c.webhook.tolerance) {
+          yaml.error(kept["deliveries"].Mark(), "\"deliveries\" must be at least twice webhook.tolerance", "value");
         } else {
           c.retention.deliveries = *d;
         }

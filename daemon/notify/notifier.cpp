@@ -341,8 +341,8 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
         sql << "UPDATE notices SET lease_until = :lease, claim_token = :token WHERE id = :id", soci::use(lease, "lease"),
             soci::use(token, "token"), soci::use(d.id, "id");
       }
-      for (const auto& d : due) keys.warm(d.payload_enc);  // key-store I/O here, not on the event loop
       tr.commit();
+      for (const auto& d : due) keys.warm(d.payload_enc);  // key-store I/O here (after the commit), not on the event loop
       return due;
     };
     std::vector<Claimed> due = co_await run_in_db(db, claim);

@@ -197,17 +197,19 @@ void postpone_reminder(soci::session& sql, const std::string& id, std::optional<
 std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
   const long long now = at;
   std::vector<Shredded> done;
-  // Only subjects that nothing pending still needs (an open request, a
-  // notice pending or dead): one that waits never stands in the way of
-  // those behind it. A retention hold does not wait here: it needs only
-  // the identifier, which stays sealed under the doomed key until then.
+  // Only subjects that nothing pending still needs: a request not finished
+  // (a failed one may be retried, and would need the data), a notice not
+  // yet delivered. One that waits never stands in the way of those behind
+  // it. A retention hold does not wait here: it needs only the identifier,
+  // which stays sealed (under the doomed key) until the hold is over. A
+  // dead callback or reminder does not wait: its payload goes too.
   soci::rowset<soci::row> rows =
       (sql.prepare << std::string("SELECT s.id, s.key_id FROM subjects s WHERE s.shred_after IS NOT NULL"
                                   " AND s.shred_after <= :now"
                                   " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.subject_id = s.id"
-                                  "   AND r.status NOT IN ('completed', 'rejected', 'failed'))"
+                                  "   AND r.status NOT IN ('completed', 'rejected'))"
                                   " AND NOT EXISTS (SELECT 1 FROM notices n JOIN requests r ON r.id = n.request_id"
-                                  "   WHERE r.subject_id = s.id AND n.status IN ('pending', 'dead'))"
+                                  "   WHERE r.subject_id = s.id AND n.status = 'pending')"
                                   " ORDER BY s.shred_after LIMIT ") +
                           std::to_string(limit) + (postgres(sql) ? " FOR UPDATE OF s SKIP LOCKED" : ""),
        soci::use(now, "now"));
@@ -221,21 +223,20 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
     sql << "UPDATE exports SET package_enc = '', erased_at = COALESCE(erased_at, :now)"
            " WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
         soci::use(now, "now"), soci::use(s.subject_id, "s");
-    sql << "UPDATE notices SET payload_enc = '' WHERE request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
+    // Not a notice still pending (one queued after the check above, on
+    // PostgreSQL): it needs its payload.
+    sql << "UPDATE notices SET payload_enc = '' WHERE status <> 'pending'"
+           " AND request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
         soci::use(s.subject_id, "s");
-    if (s.key_id.empty()) {
-      // Sealed before subject keys, under the master key: erased now.
-      sql << "UPDATE subjects SET huawei_id_enc = '', contact_enc = NULL, shred_after = NULL, shredded_at = :now"
-             " WHERE id = :s",
-          soci::use(now, "now"), soci::use(s.subject_id, "s");
-    } else {
-      sql << "UPDATE subjects SET contact_enc = NULL, key_id = NULL, shred_after = NULL, shredded_at = :now"
-             " WHERE id = :s",
-          soci::use(now, "now"), soci::use(s.subject_id, "s");
-      sql << "INSERT INTO doomed_keys(key_id, subject_id, doomed_at) VALUES (:k, :s, :now)"
-             " ON CONFLICT (key_id) DO NOTHING",
-          soci::use(s.key_id, "k"), soci::use(s.subject_id, "s"), soci::use(now, "now");
-    }
+    sql << "UPDATE subjects SET contact_enc = NULL, key_id = NULL, shred_after = NULL, shredded_at = :now"
+           " WHERE id = :s",
+        soci::use(now, "now"), soci::use(s.subject_id, "s");
+    // The identifier goes with the key, once no hold needs it; a subject
+    // sealed before subject keys has a placeholder in the key's place.
+    const std::string doomed = s.key_id.empty() ? "master:" + s.subject_id : s.key_id;
+    sql << "INSERT INTO doomed_keys(key_id, subject_id, doomed_at) VALUES (:k, :s, :now)"
+           " ON CONFLICT (key_id) DO NOTHING",
+        soci::use(doomed, "k"), soci::use(s.subject_id, "s"), soci::use(now, "now");
     audit::append(sql, now, "", "subject.shredded",
                   json::serialize(json::object{{"subject_id", s.subject_id},
                                                {"key_id", s.key_id.empty() ? json::value(nullptr) : json::value(s.key_id)}}));

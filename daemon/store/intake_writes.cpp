@@ -80,12 +80,14 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
     if (!keyed) key = sealer.new_key(w.received_at);
     std::string contact = w.contact_json ? sealer.seal(key, *w.contact_json, "subjects.contact") : std::string();
     soci::indicator contact_ind = w.contact_json ? soci::i_ok : soci::i_null;
+    int resealed = 0;
     if (exists && !keyed && !w.contact_json && old_contact_ind == soci::i_ok && !key.empty()) {
       // A subject from before subject keys gets its key now: what it had
       // under the master key moves under its own key with it.
       if (auto moved = sealer.reseal(key, old_contact, "subjects.contact")) {
         contact = *moved;
         contact_ind = soci::i_ok;
+        resealed = 1;
       }
     }
     std::string locale = w.locale.value_or("");
@@ -109,9 +111,13 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
       soci::statement update =
           (sql.prepare << "UPDATE subjects SET key_id = :key, huawei_id_enc = :huawei,"
                           " contact_enc = COALESCE(:contact, contact_enc), locale = COALESCE(:locale, locale),"
-                          " updated_at = :at WHERE id = :id AND key_id IS NULL",
+                          " updated_at = :at WHERE id = :id AND key_id IS NULL"
+                          // A contact moved from before must not outlive a
+                          // shredding that erased it meanwhile.
+                          " AND (:resealed = 0 OR (shredded_at IS NULL AND shred_after IS NULL))",
            soci::use(key, new_key_ind, "key"), soci::use(huawei, "huawei"), soci::use(contact, contact_ind, "contact"),
-           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"));
+           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"),
+           soci::use(resealed, "resealed"));
       update.execute(true);
       if (update.get_affected_rows() == 1 || key.empty()) return subject_id;
       continue;  // another writer gave it a key first

@@ -161,3 +161,19 @@ TEST_CASE("a missing config file is one clear problem", "[config]") {
   REQUIRE(r.problems.size() == 1);
   CHECK(format_text(r.problems[0]) == "/nonexistent/privacyd.yaml: cannot read config file [io]");
 }
+
+TEST_CASE("privacyd's own retention and its key store are read, and stored answers outlive replays", "[config]") {
+  auto env = fake_env({{"CREDENTIALS_DIRECTORY", "/run/credentials/privacyd.service"}});
+  auto good = parse_config(std::string(kGood) + "retention: { deliveries: 10m, notice_payloads: 2d, collected: 1h }\n",
+                           "/etc/privacyd/privacyd.yaml", env);
+  REQUIRE(good.problems.empty());
+  CHECK(good.config->retention.deliveries == 10min);
+  CHECK(good.config->retention.notice_payloads == 48h);
+  CHECK(good.config->retention.collected == 1h);
+  // The default key store sits beside the data key.
+  CHECK(good.config->keys.store.sqlite_file == "/run/credentials/privacyd.service/subject-keys.db");
+  // A signed message is accepted until tolerance past a timestamp that may be tolerance ahead.
+  auto short_lived = parse_config(std::string(kGood) + "retention: { deliveries: 9m }\n", "/etc/privacyd/privacyd.yaml", env);
+  CHECK(positions(short_lived.problems) ==
+        "/etc/privacyd/privacyd.yaml:18:26: \"deliveries\" must be at least twice webhook.tolerance [value]\n");
+}
