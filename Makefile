@@ -111,6 +111,7 @@ bench: build
 	$(PYTHON) tests/bench/e2e_bench.py
 	$(PYTHON) tests/bench/memory_bench.py
 	$(PYTHON) tests/bench/crash_bench.py
+	/usr/bin/python3 tests/bench/key_rotation_bench.py
 
 # The chaos suite in full (SPEC §12, tests/chaos/chaos.py): per scenario,
 # 5,000 requests while PostgreSQL restarts every 5-20 s, two instances on one
