@@ -3,7 +3,6 @@
 #include <cstring>
 #include <curl/curl.h>
 #include <fstream>
-#include <openssl/evp.h>
 #include <stdexcept>
 
 #include "daemon/crypto/primitives.hpp"
@@ -31,24 +30,13 @@ std::string encoded_word(std::string_view text) {
   bool ascii = true;
   for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
   if (ascii) return std::string(text);
-  std::string b64(4 * ((text.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  b64.resize(static_cast<std::size_t>(n));
-  return "=?UTF-8?B?" + b64 + "?=";
+  return "=?UTF-8?B?" + crypto::base64_encode(text) + "?=";
 }
 
 // Base64 in lines of 76 characters, for a MIME part.
 std::string base64_lines(std::string_view data) {
   std::string out;
-  for (std::size_t i = 0; i < data.size(); i += 57) {
-    auto chunk = data.substr(i, 57);
-    std::string b64(4 * ((chunk.size() + 2) / 3) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
-                                  reinterpret_cast<const unsigned char*>(chunk.data()), static_cast<int>(chunk.size()));
-    b64.resize(static_cast<std::size_t>(n));
-    out += b64 + "\r\n";
-  }
+  for (std::size_t i = 0; i < data.size(); i += 57) out += crypto::base64_encode(data.substr(i, 57)) + "\r\n";
   return out;
 }
 

@@ -114,25 +114,4 @@ void SubjectKeyStore::destroy(const std::vector<std::string>& ids) {
   for (const auto& id : ids) cache_.erase(id);
 }
 
-std::vector<std::pair<std::string, long long>> SubjectKeyStore::count_by_master() const {
-  std::vector<std::pair<std::string, long long>> out;
-  store_.with_session([&](soci::session& sql) {
-    out.clear();
-    soci::rowset<soci::row> rows =
-        (sql.prepare << "SELECT master_key_id, COUNT(*) FROM subject_keys GROUP BY master_key_id ORDER BY master_key_id");
-    for (const auto& r : rows) {
-      const auto kind = r.get_properties(1).get_data_type();
-      long long n = kind == soci::dt_integer ? r.get<int>(1) : kind == soci::dt_long_long ? r.get<long long>(1)
-                                                                                          : std::stoll(r.get<std::string>(1));
-      out.emplace_back(r.get<std::string>(0), n);
-    }
-  });
-  return out;
-}
-
-void SubjectKeyStore::forget_cached() {
-  std::lock_guard lock(mutex_);
-  cache_.clear();
-}
-
 }  // namespace privacyd

@@ -45,12 +45,6 @@ class SubjectKeyStore final : public crypto::SubjectKeySource {
   // freed pages). Blocking.
   void destroy(const std::vector<std::string>& ids);
 
-  // How many keys each master key id wraps (for `privacyd keys status`).
-  std::vector<std::pair<std::string, long long>> count_by_master() const;
-
-  // Forgets cached keys (after another instance destroyed one, or in tests).
-  void forget_cached();
-
  private:
   std::optional<crypto::Bytes> unwrap(const std::string& id, const std::string& wrapped) const;
 
