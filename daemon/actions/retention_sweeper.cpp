@@ -1,19 +1,12 @@
 #include "daemon/actions/retention_sweeper.hpp"
 
-#include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
+#include "daemon/crypto/primitives.hpp"
 #include "daemon/store/async.hpp"
+#include "daemon/store/jobs.hpp"
 
 namespace privacyd::actions {
 
@@ -27,61 +20,47 @@ struct Due {
   std::string huawei_id_enc;
 };
 
+// How many holds a round claims, and for how long: long enough for their
+// erases to finish; a crash frees them when it lapses.
+constexpr int kClaimBatch = 16;
+constexpr long long kLeaseMs = 60000;
+
 struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::Impl> {
   Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, SystemConnections& s,
        const crypto::KeyRing& k, const Clock& c, Logger& l, Duration e)
-      : strand(net::make_strand(ioc)), timer(strand), db(d), policies(p), systems(s), keys(k), clock(c), log(l), every(e) {}
+      : job(std::make_shared<jobs::Loop>(ioc, l, e)), db(d), policies(p), systems(s), keys(k), clock(c), log(l) {
+    job->add("retention sweep", [this] { return sweep(); });
+  }
 
-  net::strand<net::io_context::executor_type> strand;
-  net::steady_timer timer;
+  std::shared_ptr<jobs::Loop> job;
   Database& db;
   const policy::PolicyStore& policies;
   SystemConnections& systems;
   const crypto::KeyRing& keys;
   const Clock& clock;
   Logger& log;
-  Duration every;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> done{true};
-  OutageLog outage{"retention sweep failed"};
 
-  net::awaitable<void> loop() {
-    auto self = shared_from_this();
-    while (!stopping) {
-      try {
-        co_await sweep();
-        outage.succeeded(log);
-      } catch (const std::exception& e) {
-        outage.failed(log, describe_failure(e));
-      }
-      timer.expires_after(every);
-      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
-    }
-    done = true;
-  }
-
-  net::awaitable<void> sweep() {
+  net::awaitable<std::size_t> sweep() {
     const long long now = to_unix_ms(clock.now());
-    const long long lease = now + 60000;
-    auto claim = [now, lease](soci::session& sql) {
-      const bool pg = sql.get_backend_name() == "postgresql";
+    const long long lease = now + kLeaseMs;
+    const std::string token = crypto::hex(crypto::random_bytes(12));
+    auto claim = [now, lease, token](soci::session& sql) {
       std::vector<Due> due;
       soci::transaction tr(sql);
-      soci::rowset<soci::row> rows =
-          (sql.prepare << std::string("SELECT h.request_id, h.subject_id, h.system, h.category, s.huawei_id_enc"
-                                      " FROM retention_holds h JOIN subjects s ON s.id = h.subject_id"
-                                      " WHERE h.status = 'held' AND h.until_at <= :now"
-                                      " AND (h.lease_until IS NULL OR h.lease_until < :now2) LIMIT 16") +
-                              (pg ? " FOR UPDATE OF h SKIP LOCKED" : ""),
-           soci::use(now, "now"), soci::use(now, "now2"));
-      for (const auto& r : rows) {
-        due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2), r.get<std::string>(3),
-                       r.get<std::string>(4)});
-      }
-      for (const auto& d : due) {
-        sql << "UPDATE retention_holds SET lease_until = :lease WHERE request_id = :r AND system = :s AND category = :c",
-            soci::use(lease, "lease"), soci::use(d.request_id, "r"), soci::use(d.system, "s"),
-            soci::use(d.category, "c");
+      jobs::lease_due(sql,
+                      {.table = "retention_holds",
+                       .key = "request_id, system, category",
+                       .due = "status = 'held' AND until_at <= :now",
+                       .order_by = "until_at",
+                       .columns = "request_id, subject_id, system, category",
+                       .limit = kClaimBatch},
+                      now, lease, token, [&](const soci::row& r) {
+                        due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2),
+                                       r.get<std::string>(3), {}});
+                      });
+      for (auto& d : due) {
+        sql << "SELECT huawei_id_enc FROM subjects WHERE id = :s", soci::use(d.subject_id, "s"),
+            soci::into(d.huawei_id_enc);
       }
       tr.commit();
       return due;
@@ -117,19 +96,31 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
       const long long at = to_unix_ms(clock.now());
       auto finish = [&](soci::session& sql) {
         soci::transaction tr(sql);
-        sql << "UPDATE retention_holds SET status = :status, erased_at = :at, lease_until = NULL"
-               " WHERE request_id = :r AND system = :s AND category = :c",
-            soci::use(outcome, "status"), soci::use(at, "at"), soci::use(d.request_id, "r"),
-            soci::use(d.system, "s"), soci::use(d.category, "c");
+        // Fenced on the claim: one that outlived its lease (another round
+        // has claimed the hold since) records nothing.
+        soci::statement update =
+            (sql.prepare << "UPDATE retention_holds SET status = :status, erased_at = :at, lease_until = NULL,"
+                            " claim_token = NULL WHERE request_id = :r AND system = :s AND category = :c"
+                            " AND claim_token = :token AND status = 'held'",
+             soci::use(outcome, "status"), soci::use(at, "at"), soci::use(d.request_id, "r"),
+             soci::use(d.system, "s"), soci::use(d.category, "c"), soci::use(token, "token"));
+        update.execute(true);
+        if (update.get_affected_rows() != 1) return false;
         audit::append(sql, at, d.request_id, "retention." + outcome,
                       boost::json::serialize(boost::json::object{
                           {"system", d.system}, {"category", d.category}, {"rows", rows}}));
         tr.commit();
+        return true;
       };
-      co_await run_in_db(db, finish);
+      if (!co_await run_in_db(db, finish)) {
+        log.warn("retention outcome dropped: its claim was lost", {{"request_id", d.request_id}, {"system", d.system},
+                                                                   {"category", d.category}});
+        continue;
+      }
       log.info("retention hold ended", {{"request_id", d.request_id}, {"system", d.system},
                                         {"category", d.category}, {"outcome", outcome}});
     }
+    co_return due.size();
   }
 };
 
@@ -140,17 +131,10 @@ RetentionSweeper::RetentionSweeper(net::io_context& ioc, Database& db, const pol
 
 RetentionSweeper::~RetentionSweeper() = default;
 
-void RetentionSweeper::start() {
-  impl_->done = false;
-  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
-}
+void RetentionSweeper::start() { impl_->job->start(impl_); }
 
-void RetentionSweeper::stop() {
-  auto self = impl_;
-  self->stopping = true;
-  net::post(self->strand, [self] { self->timer.cancel(); });
-}
+void RetentionSweeper::stop() { impl_->job->stop(); }
 
-bool RetentionSweeper::stopped() const { return impl_->done.load(); }
+bool RetentionSweeper::stopped() const { return impl_->job->stopped(); }
 
 }  // namespace privacyd::actions

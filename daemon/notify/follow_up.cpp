@@ -1,14 +1,5 @@
 #include "daemon/notify/follow_up.hpp"
 
-#include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
@@ -17,6 +8,7 @@
 #include "daemon/notify/dates.hpp"
 #include "daemon/store/async.hpp"
 #include "daemon/store/follow_ups.hpp"
+#include "daemon/store/jobs.hpp"
 
 namespace privacyd::notify {
 
@@ -31,56 +23,19 @@ long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::millis
 
 struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   Impl(net::io_context& ioc, const NoticeDependencies& d, const Clock& c, Logger& l, Duration e, SubjectKeyStore* k)
-      : strand(net::make_strand(ioc)), timer(strand), deps(d), clock(c), log(l), every(e), subject_keys(k) {}
+      : job(std::make_shared<jobs::Loop>(ioc, l, e)), deps(d), clock(c), log(l), subject_keys(k) {
+    job->add("partner reminders", [this] { return remind(); });
+    job->add("access package expiry", [this] { return erase_expired(); });
+    job->add("own retention sweep", [this] { return sweep_retention(); });
+    job->add("crypto-shredding", [this] { return shred(); });
+  }
 
-  net::strand<net::io_context::executor_type> strand;
-  net::steady_timer timer;
+  std::shared_ptr<jobs::Loop> job;
   const NoticeDependencies& deps;
   const Clock& clock;
   Logger& log;
-  Duration every;
   SubjectKeyStore* subject_keys;
   std::function<void()> queued;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> done{true};
-  OutageLog outage{"follow-up round failed"};
-
-  net::awaitable<void> loop() {
-    auto self = shared_from_this();
-    while (!stopping) {
-      // Each on its own: one failing does not stop the other.
-      bool failed = false;
-      try {
-        int reminded = co_await remind();
-        if (reminded > 0 && queued) queued();
-      } catch (const std::exception& e) {
-        failed = true;
-        outage.failed(log, describe_failure(e));
-      }
-      try {
-        co_await erase_expired();
-      } catch (const std::exception& e) {
-        failed = true;
-        outage.failed(log, describe_failure(e));
-      }
-      try {
-        co_await sweep_retention();
-      } catch (const std::exception& e) {
-        failed = true;
-        outage.failed(log, describe_failure(e));
-      }
-      try {
-        co_await shred();
-      } catch (const std::exception& e) {
-        failed = true;
-        outage.failed(log, describe_failure(e));
-      }
-      if (!failed) outage.succeeded(log);
-      timer.expires_after(every);
-      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
-    }
-    done = true;
-  }
 
   // The reminder for `first`: its own notice on the partner's channel,
   // naming the first one, with a fresh link for a partner that answers by
@@ -120,7 +75,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     return engine::outbox_entry(std::move(n));
   }
 
-  net::awaitable<int> remind() {
+  net::awaitable<std::size_t> remind() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto policies = deps.policies.current();
     auto work = [&](soci::session& sql) {
@@ -155,14 +110,17 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       return queued_now;
     };
     int n = co_await run_in_db(deps.db, work);
-    if (n > 0) log.info("partners reminded", {{"reminders", n}});
-    co_return n;
+    if (n > 0) {
+      log.info("partners reminded", {{"reminders", n}});
+      if (queued) queued();
+    }
+    co_return static_cast<std::size_t>(n);
   }
 
   // Crypto-shredding: erase and doom the key; once no hold needs it, mark
   // it ready and commit; then destroy it in the key store and forget it (a
   // crash between leaves it ready, and the next round destroys it).
-  net::awaitable<void> shred() {
+  net::awaitable<std::size_t> shred() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto erase = [now](soci::session& sql) {
       soci::transaction tr(sql);
@@ -173,7 +131,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     };
     auto shredded = co_await run_in_db(deps.db, erase);
     for (const auto& s : shredded) log.info("subject shredded", {{"subject_id", s.subject_id}});
-    if (subject_keys == nullptr) co_return;
+    if (subject_keys == nullptr) co_return shredded.size();
     auto destroy = [this](soci::session& sql) {
       auto ids = follow_ups::keys_to_destroy(sql, 256);
       if (ids.empty()) return std::size_t{0};
@@ -187,11 +145,13 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       tr.commit();
       return ids.size();
     };
-    if (auto n = co_await run_in_db(deps.db, destroy); n > 0) log.info("subject keys destroyed", {{"keys", n}});
+    const std::size_t destroyed = co_await run_in_db(deps.db, destroy);
+    if (destroyed > 0) log.info("subject keys destroyed", {{"keys", destroyed}});
+    co_return shredded.size() + destroyed;
   }
 
   // privacyd's own retention (config `retention`).
-  net::awaitable<void> sweep_retention() {
+  net::awaitable<std::size_t> sweep_retention() {
     const UnixMillis now = to_unix_ms(clock.now());
     const auto& kept = deps.config.retention;
     const follow_ups::OwnRetention rules{now - ms(kept.deliveries), now - ms(kept.notice_payloads),
@@ -207,9 +167,10 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       log.info("retention sweep", {{"deliveries", swept.deliveries}, {"notice_payloads", swept.notice_payloads},
                                    {"collected", swept.collected}});
     }
+    co_return static_cast<std::size_t>(swept.total());
   }
 
-  net::awaitable<void> erase_expired() {
+  net::awaitable<std::size_t> erase_expired() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto work = [now](soci::session& sql) {
       soci::transaction tr(sql);
@@ -219,6 +180,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     };
     int n = co_await run_in_db(deps.db, work);
     if (n > 0) log.info("expired access packages erased", {{"packages", n}});
+    co_return static_cast<std::size_t>(n);
   }
 };
 
@@ -230,17 +192,10 @@ FollowUp::~FollowUp() = default;
 
 void FollowUp::on_queued(std::function<void()> callback) { impl_->queued = std::move(callback); }
 
-void FollowUp::start() {
-  impl_->done = false;
-  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
-}
+void FollowUp::start() { impl_->job->start(impl_); }
 
-void FollowUp::stop() {
-  auto self = impl_;
-  self->stopping = true;
-  net::post(self->strand, [self] { self->timer.cancel(); });
-}
+void FollowUp::stop() { impl_->job->stop(); }
 
-bool FollowUp::stopped() const { return impl_->done.load(); }
+bool FollowUp::stopped() const { return impl_->job->stopped(); }
 
 }  // namespace privacyd::notify

@@ -1,12 +1,9 @@
 #include "daemon/notify/notifier.hpp"
 
-#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -23,6 +20,7 @@
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/store/runs.hpp"
 #include "daemon/store/async.hpp"
+#include "daemon/store/jobs.hpp"
 
 namespace privacyd::notify {
 
@@ -82,58 +80,31 @@ std::string title_of(std::string_view text) {
 struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
   Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, const crypto::KeyRing& k, const Clock& c,
        Logger& l, const Config& cfg, Duration poll_every)
-      : strand(net::make_strand(ioc)),
-        timer(strand),
+      : job(std::make_shared<jobs::Loop>(ioc, l, poll_every)),
+        strand(job->strand()),
         db(d),
         policies(p),
         keys(k),
         clock(c),
         log(l),
         config(cfg),
-        poll(poll_every),
         mail_thread(kMailThreads),
-        rng(std::random_device{}()) {}
+        rng(std::random_device{}()) {
+    job->add("notifier round", [this] { return round(); });
+  }
 
-  net::strand<net::io_context::executor_type> strand;
-  net::steady_timer timer;
+  std::shared_ptr<jobs::Loop> job;
+  jobs::Loop::Strand& strand;
   Database& db;
   const policy::PolicyStore& policies;
   const crypto::KeyRing& keys;
   const Clock& clock;
   Logger& log;
   const Config& config;
-  Duration poll;
   net::thread_pool mail_thread;
   std::mt19937_64 rng;
   std::function<void()> settled;
   metrics::Metrics* metrics = nullptr;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> done{true};
-  bool woken = false;  // on the strand: wake() came since the loop last waited
-  OutageLog outage{"notifier round failed"};
-
-  net::awaitable<void> loop() {
-    auto self = shared_from_this();
-    while (!stopping) {
-      std::size_t handled = 0;
-      try {
-        handled = co_await round();
-        outage.succeeded(log);
-      } catch (const std::exception& e) {
-        outage.failed(log, describe_failure(e));
-      }
-      if (handled > 0 && !stopping) continue;
-      // A wake-up that came while a round ran found no wait to cut short.
-      if (woken && !stopping) {
-        woken = false;
-        continue;
-      }
-      timer.expires_after(poll);
-      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
-      woken = false;
-    }
-    done = true;
-  }
 
   // A Standard Webhooks POST: webhook-id = the notice id on every attempt.
   net::awaitable<Outcome> post_signed(const std::string& url, const std::filesystem::path& secret_file,
@@ -323,24 +294,20 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     const long long lease = now + (2 + kClaimBatch / static_cast<long long>(kMailThreads)) * attempt_ms + 1000;
     const std::string token = crypto::hex(crypto::random_bytes(12));
     auto claim = [this, now, lease, token](soci::session& sql) {
-      const bool pg = sql.get_backend_name() == "postgresql";
       std::vector<Claimed> due;
       soci::transaction tr(sql);
-      soci::rowset<soci::row> rows =
-          (sql.prepare << std::string("SELECT id, request_id, channel, recipient, payload_enc, attempts, step_idx FROM notices"
-                                      " WHERE status = 'pending' AND next_attempt_at <= :now"
-                                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY next_attempt_at LIMIT " +
-                                      std::to_string(kClaimBatch)) +
-                              (pg ? " FOR UPDATE SKIP LOCKED" : ""),
-           soci::use(now, "now"), soci::use(now, "now2"));
-      for (const auto& r : rows) {
-        due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2), r.get<std::string>(3),
-                       r.get<std::string>(4), r.get<int>(5), token, r.get<int>(6)});
-      }
-      for (const auto& d : due) {
-        sql << "UPDATE notices SET lease_until = :lease, claim_token = :token WHERE id = :id", soci::use(lease, "lease"),
-            soci::use(token, "token"), soci::use(d.id, "id");
-      }
+      jobs::lease_due(sql,
+                      {.table = "notices",
+                       .key = "id",
+                       .due = "status = 'pending' AND next_attempt_at <= :now",
+                       .order_by = "next_attempt_at",
+                       .columns = "id, request_id, channel, recipient, payload_enc, attempts, step_idx",
+                       .limit = kClaimBatch},
+                      now, lease, token, [&](const soci::row& r) {
+                        due.push_back({r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2),
+                                       r.get<std::string>(3), r.get<std::string>(4), r.get<int>(5), token,
+                                       r.get<int>(6)});
+                      });
       tr.commit();
       for (const auto& d : due) keys.warm(d.payload_enc);  // key-store I/O here (after the commit), not on the event loop
       return due;
@@ -379,25 +346,12 @@ Notifier::~Notifier() { impl_->mail_thread.join(); }
 
 void Notifier::on_settled(std::function<void()> callback) { impl_->settled = std::move(callback); }
 
-void Notifier::start() {
-  impl_->done = false;
-  net::co_spawn(impl_->strand, impl_->loop(), net::detached);
-}
+void Notifier::start() { impl_->job->start(impl_); }
 
-void Notifier::wake() {
-  auto self = impl_;
-  net::post(self->strand, [self] {
-    self->woken = true;
-    self->timer.cancel();
-  });
-}
+void Notifier::wake() { impl_->job->wake(); }
 
-void Notifier::stop() {
-  auto self = impl_;
-  self->stopping = true;
-  net::post(self->strand, [self] { self->timer.cancel(); });
-}
+void Notifier::stop() { impl_->job->stop(); }
 
-bool Notifier::stopped() const { return impl_->done.load(); }
+bool Notifier::stopped() const { return impl_->job->stopped(); }
 
 }  // namespace privacyd::notify

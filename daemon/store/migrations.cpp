@@ -272,6 +272,15 @@ const std::vector<Migration>& migrations() {
       };
       list.push_back({7, "subject_keys", common, common});
     }
+    {
+      // Durable jobs (daemon/store/jobs.hpp): a retention hold's erase is
+      // recorded only under the claim that made it, as a notice's delivery
+      // is.
+      std::vector<std::string> common = {
+          "ALTER TABLE retention_holds ADD COLUMN claim_token TEXT",
+      };
+      list.push_back({8, "durable_jobs", common, common});
+    }
     return list;
   }();
   return all;
