@@ -35,6 +35,10 @@ int keys_command(const std::filesystem::path& config_file, const std::string& ac
         std::cout << id << (id == keys.key_id() ? " (current)" : "") << ": " << total << '\n';
         for (const auto& [name, n] : what) std::cout << "  " << name << ": " << n << '\n';
       }
+      if (counts.legacy_subjects > 0) {
+        std::cout << "subjects still sealed under the master key (privacyd serve moves them under keys of their own): "
+                  << counts.legacy_subjects << '\n';
+      }
       return 0;
     }
     // rotate

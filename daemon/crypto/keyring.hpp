@@ -68,6 +68,12 @@ class KeyRing {
   std::string blind_index(std::string_view value, std::string_view context) const;
 
   const std::string& key_id() const { return keys_.front().id; }
+  // The ids of the keys that only decrypt (keys.previous_key_files).
+  std::vector<std::string> previous_key_ids() const {
+    std::vector<std::string> ids;
+    for (std::size_t i = 1; i < keys_.size(); ++i) ids.push_back(keys_[i].id);
+    return ids;
+  }
 
  private:
   struct Key {

@@ -9,6 +9,7 @@
 #include "daemon/store/async.hpp"
 #include "daemon/store/follow_ups.hpp"
 #include "daemon/store/jobs.hpp"
+#include "daemon/store/legacy_subjects.hpp"
 
 namespace privacyd::notify {
 
@@ -28,6 +29,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     job->add("access package expiry", [this] { return erase_expired(); });
     job->add("own retention sweep", [this] { return sweep_retention(); });
     job->add("crypto-shredding", [this] { return shred(); });
+    job->add("moving subjects to their own keys", [this] { return move_legacy(); });
   }
 
   std::shared_ptr<jobs::Loop> job;
@@ -36,6 +38,12 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   Logger& log;
   SubjectKeyStore* subject_keys;
   std::function<void()> queued;
+  // The legacy move's place in its pass, and whether a whole pass found
+  // nothing to move (then it never runs again: no subject is made without
+  // a key any more).
+  std::string legacy_after;
+  bool legacy_done = false;
+  bool legacy_unreadable_told = false;
 
   // The reminder for `first`: its own notice on the partner's channel,
   // naming the first one, with a fresh link for a partner that answers by
@@ -148,6 +156,31 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     const std::size_t destroyed = co_await run_in_db(deps.db, destroy);
     if (destroyed > 0) log.info("subject keys destroyed", {{"keys", destroyed}});
     co_return shredded.size() + destroyed;
+  }
+
+  // Subjects from before subject keys, moved under keys of their own.
+  net::awaitable<std::size_t> move_legacy() {
+    if (legacy_done || subject_keys == nullptr) co_return 0;
+    const UnixMillis now = to_unix_ms(clock.now());
+    const std::string after = legacy_after;
+    auto work = [this, now, after](soci::session& sql) {
+      soci::transaction tr(sql);
+      auto moved = legacy::move_to_subject_keys(sql, SubjectSealer(deps.keys, subject_keys), now, kBatch, after);
+      tr.commit();
+      return moved;
+    };
+    const auto moved = co_await run_in_db(deps.db, work);
+    if (after.empty() && moved.examined == 0) legacy_done = true;
+    legacy_after = moved.examined < kBatch ? std::string() : moved.last;
+    if (moved.subjects > 0) {
+      log.info("subjects moved to their own keys", {{"subjects", moved.subjects}, {"values", moved.values},
+                                                    {"unreadable", moved.unreadable}});
+    } else if (moved.unreadable > 0 && !legacy_unreadable_told) {
+      legacy_unreadable_told = true;  // `keys status` keeps counting them
+      log.warn("subjects under a master key no configured key opens stay where they are",
+               {{"subjects", moved.unreadable}});
+    }
+    co_return static_cast<std::size_t>(moved.subjects);
   }
 
   // privacyd's own retention (config `retention`).

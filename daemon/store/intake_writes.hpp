@@ -64,6 +64,9 @@ class SubjectSealer {
   std::string seal(const std::string& key, std::string_view plain, std::string_view context) const {
     return keys_.seal_for(key, plain, context);
   }
+  std::optional<std::string> open(std::string_view sealed, std::string_view context) const {
+    return keys_.open(sealed, context);
+  }
   // `sealed` (under another key) sealed again under `key`; nullopt when
   // no configured key opens it.
   std::optional<std::string> reseal(const std::string& key, std::string_view sealed, std::string_view context) const {

@@ -4,21 +4,14 @@
 #include <vector>
 
 #include "daemon/store/key_store.hpp"
+#include "daemon/store/legacy_subjects.hpp"
 #include "daemon/store/rows.hpp"
 
 namespace privacyd {
 
 namespace {
 
-// Every main-database column a master key may seal, with the columns that
-// find its row and the context it was sealed with.
-struct SealedColumn {
-  const char* table;
-  const char* key1;
-  const char* key2;  // nullptr: one-column key
-  const char* column;
-  const char* context;
-};
+// Every main-database column a master key may seal.
 constexpr SealedColumn kSealed[] = {
     {"subjects", "id", nullptr, "huawei_id_enc", "subjects.huawei_id"},
     {"subjects", "id", nullptr, "contact_enc", "subjects.contact"},
@@ -30,8 +23,15 @@ constexpr SealedColumn kSealed[] = {
 
 std::string what_of(const SealedColumn& c) { return std::string(c.table) + "." + c.column; }
 
-// "v1.<12 hex>." of the current master key.
-std::string prefix_of(const crypto::KeyRing& keys) { return "v1." + keys.key_id() + "."; }
+// "('id1', 'id2')": the previous master keys' ids, which the walk moves
+// from. A value under a key no longer configured is left alone (nothing
+// opens it), so it cannot stall the walk; `keys status` still counts it.
+// The ids are 12 hex digits the key ring derived: safe to inline.
+std::string previous_ids(const crypto::KeyRing& keys) {
+  std::string list;
+  for (const auto& id : keys.previous_key_ids()) list += (list.empty() ? "'" : ", '") + id + "'";
+  return "(" + list + ")";
+}
 
 }  // namespace
 
@@ -49,6 +49,7 @@ KeyCounts count_key_use(Database& main, Database& store) {
                               c.column + " LIKE 'v1.%' GROUP BY substr(" + c.column + ", 4, 12)");
       for (const auto& r : rows) counts.by_key[r.get<std::string>(0)][what_of(c)] = row_integer(r, 1);
     }
+    counts.legacy_subjects = legacy::count_legacy_subjects(sql);
   });
   return counts;
 }
@@ -56,12 +57,15 @@ KeyCounts count_key_use(Database& main, Database& store) {
 bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, int batch, RotationProgress& progress,
                   long long& unreadable) {
   const std::string current = keys.key_id();
+  if (keys.previous_key_ids().empty()) return false;  // nothing else opens anything
+  const std::string previous = previous_ids(keys);
   // Subject keys first: they are what most data hangs from.
   bool any = false;
   store.with_session([&](soci::session& sql) {
     std::vector<std::pair<std::string, std::string>> rows;
     soci::rowset<soci::row> found =
-        (sql.prepare << "SELECT id, wrapped FROM subject_keys WHERE master_key_id <> :m ORDER BY id LIMIT :n",
+        (sql.prepare << "SELECT id, wrapped FROM subject_keys WHERE master_key_id IN " + previous +
+                            " AND master_key_id <> :m ORDER BY id LIMIT :n",
          soci::use(current, "m"), soci::use(batch, "n"));
     for (const auto& r : found) rows.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
     if (rows.empty()) return;
@@ -82,51 +86,69 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
     progress.what = "subject keys";
   });
   if (any) return true;  // a batch of only keys nothing opens ends this part of the walk
-  const std::string prefix = prefix_of(keys);
+  auto again = [&keys](const SealedColumn& c) {
+    return [&keys, &c](const std::string& value) -> std::optional<std::string> {
+      auto plain = keys.open(value, c.context);
+      if (!plain) return std::nullopt;
+      return keys.seal(*plain, c.context);
+    };
+  };
   for (const auto& c : kSealed) {
-    bool did = false;
+    long long moved = 0;
     main.with_session([&](soci::session& sql) {
-      const std::string keys_sql = std::string(c.key1) + (c.key2 ? std::string(", ") + c.key2 : std::string());
-      soci::rowset<soci::row> found =
-          (sql.prepare << "SELECT " + keys_sql + ", " + c.column + " FROM " + c.table + " WHERE " + c.column +
-                              " LIKE 'v1.%' AND substr(" + c.column + ", 1, 16) <> :p LIMIT :n",
-           soci::use(prefix, "p"), soci::use(batch, "n"));
-      struct Row {
-        std::string k1, k2, value;
-      };
-      std::vector<Row> rows;
-      const std::size_t v = c.key2 ? 2 : 1;
-      for (const auto& r : found) rows.push_back({r.get<std::string>(0), c.key2 ? r.get<std::string>(1) : "", r.get<std::string>(v)});
-      if (rows.empty()) return;
       soci::transaction tr(sql);
-      long long moved = 0;
-      for (const auto& row : rows) {
-        auto plain = keys.open(row.value, c.context);
-        if (!plain) {
-          ++unreadable;
-          continue;
-        }
-        const std::string again = keys.seal(*plain, c.context);
-        const std::string where = std::string(" WHERE ") + c.key1 + " = :k1" + (c.key2 ? std::string(" AND ") + c.key2 + " = :k2" : "") +
-                                  " AND " + c.column + " = :old";
-        if (c.key2) {
-          sql << std::string("UPDATE ") + c.table + " SET " + c.column + " = :v" + where, soci::use(again, "v"),
-              soci::use(row.k1, "k1"), soci::use(row.k2, "k2"), soci::use(row.value, "old");
-        } else {
-          sql << std::string("UPDATE ") + c.table + " SET " + c.column + " = :v" + where, soci::use(again, "v"),
-              soci::use(row.k1, "k1"), soci::use(row.value, "old");
-        }
-        ++moved;
-      }
+      moved = reseal_master_sealed(sql, c,
+                                   std::string("substr(") + c.column + ", 4, 12) IN " + previous + " AND substr(" +
+                                       c.column + ", 4, 12) <> :f",
+                                   current, batch, again(c), unreadable);
       tr.commit();
-      progress.what = what_of(c);
-      progress.done += moved;
-      // Values no key opens stay where they are; a batch of only those ends the walk.
-      did = moved > 0;
     });
-    if (did) return true;
+    if (moved == 0) continue;  // values no key opens stay where they are; a batch of only those ends the walk
+    progress.what = what_of(c);
+    progress.done += moved;
+    return true;
   }
   return false;
+}
+
+long long reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
+                               const std::string& filter_value, int limit,
+                               const std::function<std::optional<std::string>(const std::string&)>& reseal,
+                               long long& unreadable) {
+  const std::string keys_sql = std::string(c.key1) + (c.key2 ? std::string(", ") + c.key2 : std::string());
+  std::string query = "SELECT " + keys_sql + ", " + c.column + " FROM " + c.table + " WHERE " + c.column +
+                      " LIKE 'v1.%' AND (" + filter + ")";
+  if (limit > 0) query += " LIMIT " + std::to_string(limit);
+  struct Row {
+    std::string k1, k2, value;
+  };
+  std::vector<Row> rows;
+  {
+    soci::rowset<soci::row> found = (sql.prepare << query, soci::use(filter_value, "f"));
+    const std::size_t v = c.key2 ? 2 : 1;
+    for (const auto& r : found) {
+      rows.push_back({r.get<std::string>(0), c.key2 ? r.get<std::string>(1) : "", r.get<std::string>(v)});
+    }
+  }
+  const std::string update = std::string("UPDATE ") + c.table + " SET " + c.column + " = :v WHERE " + c.key1 +
+                             " = :k1" + (c.key2 ? std::string(" AND ") + c.key2 + " = :k2" : "") + " AND " +
+                             c.column + " = :old";
+  long long moved = 0;
+  for (const auto& row : rows) {
+    auto again = reseal(row.value);
+    if (!again) {
+      ++unreadable;
+      continue;
+    }
+    if (c.key2) {
+      sql << update, soci::use(*again, "v"), soci::use(row.k1, "k1"), soci::use(row.k2, "k2"),
+          soci::use(row.value, "old");
+    } else {
+      sql << update, soci::use(*again, "v"), soci::use(row.k1, "k1"), soci::use(row.value, "old");
+    }
+    ++moved;
+  }
+  return moved;
 }
 
 }  // namespace privacyd

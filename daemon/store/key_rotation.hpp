@@ -7,10 +7,15 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "daemon/crypto/keyring.hpp"
 #include "daemon/store/database.hpp"
+
+namespace soci {
+class session;
+}
 
 namespace privacyd {
 
@@ -19,6 +24,7 @@ namespace privacyd {
 // directly (by table.column).
 struct KeyCounts {
   std::map<std::string, std::map<std::string, long long>> by_key;  // key id -> what -> count
+  long long legacy_subjects = 0;  // from before subject keys, still to move under keys of their own
 };
 KeyCounts count_key_use(Database& main, Database& store);
 
@@ -32,5 +38,25 @@ struct RotationProgress {
 // is (never lost; `keys status` still shows its key).
 bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, int batch, RotationProgress& progress,
                   long long& unreadable);
+
+// A main-database column that holds sealed values, with the columns that
+// find its row and the context its values are sealed with.
+struct SealedColumn {
+  const char* table;
+  const char* key1;
+  const char* key2;  // nullptr: one-column key
+  const char* column;
+  const char* context;
+};
+
+// Rewrites, in the caller's transaction, the values of `c` under the master
+// key that `filter` selects (SQL, binding :f to `filter_value` once), at
+// most `limit` (0: all): each as `reseal` gives it, and only if the row
+// still holds what was read. A value `reseal` cannot open (nullopt) is left
+// as it is and counted in `unreadable`. Returns how many were rewritten.
+long long reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
+                               const std::string& filter_value, int limit,
+                               const std::function<std::optional<std::string>(const std::string&)>& reseal,
+                               long long& unreadable);
 
 }  // namespace privacyd
