@@ -1,24 +1,15 @@
-"""SPEC §14: master key rotation. `privacyd keys rotate` re-seals everything
+"""SPEC §14: master key rotation, on SQLite and on PostgreSQL (each store a database of its own). `privacyd keys rotate` re-seals everything
 the master key protects under the current one — online, while webhooks
 arrive and requests run — in batches it can stop and resume; `keys status`
 counts what each key id still protects; once the old key's count is zero it
 can be removed and everything still opens."""
-import hashlib
-import hmac
 import os
 import re
-import sqlite3
-import tempfile
 import threading
 import unittest
 
-from harness import Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_config, write_secrets
-
-ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
-
-
-def key_id(key):
-    return hmac.new(key, b"privacyd/key-id/v1", hashlib.sha256).hexdigest()[:12]
+from harness import Daemon, run, wait_for
+from test_shredding import OnItsOwnPostgres, OnSqlite, Shredding, key_id
 
 
 def status_counts(text):
@@ -26,23 +17,8 @@ def status_counts(text):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^([0-9a-f]{12})(?: \(current\))?: (\d+)$", text, re.M)}
 
 
-class KeyRotation(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.addCleanup(self.dir.cleanup)
-        self.partner_secret = new_secret()
-        self.partners = Receiver(self.partner_secret)
-        self.addCleanup(self.partners.close)
-        policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
-        self.secret = new_secret()
-        self.config = write_config(self.dir.name, extra=ENGINE)
-        use_policies(self.config, policies)
-        write_secrets(self.dir.name, [self.secret])
-        r = run(["demo", "--config", self.config])
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.keys = os.path.join(self.dir.name, "var", "keys")
-        with open(os.path.join(self.keys, "data.key"), "rb") as f:
-            self.old = f.read()
+class KeyRotation(Shredding):
+    """Rotation needs no retention hold to wait for."""
 
     def start(self):
         d = Daemon(self.config)
@@ -50,27 +26,15 @@ class KeyRotation(unittest.TestCase):
         d.wait_ready()
         return d
 
-    def request(self, d, kind, huawei_id, **more):
-        body = {"type": kind, "occurred_at": "2026-11-26T05:00:00Z", "subject": {"huawei_id": huawei_id}, **more}
-        status, resp = d.webhook(body, self.secret)
-        self.assertEqual(status, 202, resp)
-        return resp.get("request_id") or resp.get("event_id")
-
-    def status_of(self, rid):
-        db = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"), timeout=10)
-        try:
-            return db.execute("SELECT status FROM requests WHERE id = ?", (rid,)).fetchone()[0]
-        finally:
-            db.close()
-
-    def finish(self, rid):
-        wait_for(lambda: self.status_of(rid) in ("completed", "failed", "rejected"), timeout=60, what=f"{rid}")
-        self.assertEqual(self.status_of(rid), "completed")
+    def request_on(self, d, kind, huawei_id, **more):
+        self.d = d
+        return self.request(kind, huawei_id, **more)
 
     def rewrite_keys(self, lines):
         with open(self.config) as f:
             text = f.read()
-        text = re.sub(r"keys:\n(  .*\n)+", "keys:\n" + "".join(f"  {l}\n" for l in lines), text)
+        store = self.key_store_line()
+        text = re.sub(r"keys:\n(  .*\n)+", "keys:\n" + "".join(f"  {l}\n" for l in lines) + store, text)
         with open(self.config, "w") as f:
             f.write(text)
 
@@ -80,9 +44,11 @@ class KeyRotation(unittest.TestCase):
         return status_counts(r.stdout)
 
     def test_rotation_under_load_then_the_old_key_goes(self):
-        d = self.start()
-        before = self.request(d, "request.access", "demo-002",
-                              subject={"huawei_id": "demo-002", "email": "demo-002@mail.example"})
+        self.keys = os.path.join(self.dir.name, "var", "keys")
+        self.old = self.master
+        d = self.d
+        before = self.request_on(d, "request.access", "demo-002",
+                                 subject={"huawei_id": "demo-002", "email": "demo-002@mail.example"})
         self.finish(before)
         counts = self.keys_status()
         self.assertGreater(counts.get(key_id(self.old), 0), 5, counts)
@@ -97,20 +63,22 @@ class KeyRotation(unittest.TestCase):
                            "index_key_file: var/keys/data.key"])
         d = self.start()
 
-        # Load while rotating: webhooks arrive and requests run.
+        # Load while rotating: webhooks arrive and requests run, from before
+        # the rotation starts until after it ends.
         stop = threading.Event()
         sent = []
 
         def load():
             n = 0
-            while not stop.is_set() and n < 200:
+            while not stop.is_set() and n < 5000:
                 subject = ["demo-003", "demo-005", f"load-{n}"][n % 3]
-                sent.append(self.request(d, "request.access", subject,
-                                         subject={"huawei_id": subject, "email": f"s{n}@mail.example"}))
+                sent.append(self.request_on(d, "request.access", subject,
+                                            subject={"huawei_id": subject, "email": f"s{n}@mail.example"}))
                 n += 1
         loader = threading.Thread(target=load)
         loader.start()
         try:
+            wait_for(lambda: len(sent) >= 20, timeout=30, what="load to be under way")
             paused = run(["keys", "rotate", "--config", self.config, "--batch", "2", "--max-batches", "2"])
             self.assertEqual(paused.returncode, 0, paused.stdout + paused.stderr)
             self.assertIn("rotation paused: 4 value(s)", paused.stdout)
@@ -119,10 +87,10 @@ class KeyRotation(unittest.TestCase):
             self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
             self.assertIn("rotation complete", done.stdout)
             self.assertRegex(done.stderr, r"rotated \d+ \(")  # progress on stderr
+            self.assertTrue(loader.is_alive(), "webhooks kept arriving until the rotation had ended")
         finally:
             stop.set()
             loader.join()
-        self.assertGreater(len(sent), 0)
         for rid in sent:
             self.finish(rid)
         counts = self.keys_status()
@@ -137,12 +105,20 @@ class KeyRotation(unittest.TestCase):
         r = run(["export", "--config", self.config, before])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("alex.morgan@demo.example", r.stdout)
-        again = self.request(d, "request.access", "demo-002")
+        again = self.request_on(d, "request.access", "demo-002")
         self.finish(again)
         r = run(["export", "--config", self.config, again])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('"huawei_id":"demo-002"', r.stdout)
         self.assertEqual(self.keys_status().get(key_id(self.old)), None)
+
+
+class KeyRotationOnSqlite(OnSqlite, KeyRotation, unittest.TestCase):
+    pass
+
+
+class KeyRotationOnPostgres(OnItsOwnPostgres, KeyRotation, unittest.TestCase):
+    pass
 
 
 if __name__ == "__main__":
