@@ -1,5 +1,7 @@
-"""SPEC §14: master key rotation, on SQLite and on PostgreSQL (each store a database of its own). `privacyd keys rotate` re-seals everything
-the master key protects under the current one — online, while webhooks
+"""SPEC §14: master key rotation, on SQLite and on PostgreSQL (there the
+main database and the key store each a database of its own).
+`privacyd keys rotate` re-seals everything the master key protects under
+the current one — online, while webhooks
 arrive and requests run — in batches it can stop and resume; `keys status`
 counts what each key id still protects; once the old key's count is zero it
 can be removed and everything still opens."""
