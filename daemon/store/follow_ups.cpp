@@ -228,8 +228,8 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
     sql << "UPDATE notices SET payload_enc = '' WHERE status <> 'pending'"
            " AND request_id IN (SELECT id FROM requests WHERE subject_id = :s)",
         soci::use(s.subject_id, "s");
-    sql << "UPDATE subjects SET contact_enc = NULL, key_id = NULL, shred_after = NULL, shredded_at = :now"
-           " WHERE id = :s",
+    sql << "UPDATE subjects SET contact_enc = NULL, locale = NULL, key_id = NULL, shred_after = NULL,"
+           " shredded_at = :now WHERE id = :s",
         soci::use(now, "now"), soci::use(s.subject_id, "s");
     // The identifier goes with the key, once no hold needs it; a subject
     // sealed before subject keys has a placeholder in the key's place.

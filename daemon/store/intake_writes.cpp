@@ -138,23 +138,58 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
 
 }  // namespace
 
+namespace {
+
+// The answer first given to webhook `id`, rebuilt from the request or event
+// it stored, once its delivery row is gone (privacyd's own retention swept
+// it; a Standard Webhooks retry re-signs with a fresh timestamp, so it can
+// come later than that). nullopt: the id was never stored.
+std::optional<std::string> answer_from_record(soci::session& sql, const std::string& id) {
+  std::string stored;
+  long long deadline = 0;
+  soci::indicator deadline_ind = soci::i_null;
+  sql << "SELECT id, deadline_at FROM requests WHERE webhook_id = :w", soci::use(id, "w"), soci::into(stored),
+      soci::into(deadline, deadline_ind);
+  if (sql.got_data()) {
+    return boost::json::serialize(boost::json::object{
+        {"request_id", stored}, {"status", "received"}, {"deadline", format_rfc3339(deadline)}});
+  }
+  sql << "SELECT id FROM events WHERE webhook_id = :w", soci::use(id, "w"), soci::into(stored);
+  if (sql.got_data()) return boost::json::serialize(boost::json::object{{"event_id", stored}, {"status", "recorded"}});
+  return std::nullopt;
+}
+
+}  // namespace
+
 IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer) {
   // Claim the webhook-id first: under concurrency exactly one claim wins,
   // and the losers (PostgreSQL makes them wait for the winner's commit)
-  // answer from what the winner stored.
+  // answer from what the winner stored. A webhook-id whose request or event
+  // is stored already claims nothing, even once its delivery row is gone:
+  // a late retry must not write the subject again (it may have been
+  // shredded since).
   std::string claimed;
   soci::indicator claimed_ind = soci::i_null;
   sql << "INSERT INTO webhook_deliveries(webhook_id, body_sha256, status, response, received_at)"
-         " VALUES (:id, :hash, :status, :response, :at)"
+         " SELECT :id, :hash, :status, :response, :at"
+         " WHERE NOT EXISTS (SELECT 1 FROM requests WHERE webhook_id = :id2)"
+         " AND NOT EXISTS (SELECT 1 FROM events WHERE webhook_id = :id3)"
          " ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id",
       soci::use(w.webhook_id, "id"), soci::use(w.body_sha256, "hash"), soci::use(w.status, "status"),
-      soci::use(w.response, "response"), soci::use(w.received_at, "at"), soci::into(claimed, claimed_ind);
+      soci::use(w.response, "response"), soci::use(w.received_at, "at"), soci::use(w.webhook_id, "id2"),
+      soci::use(w.webhook_id, "id3"), soci::into(claimed, claimed_ind);
   if (!sql.got_data() || claimed_ind != soci::i_ok) {
     std::string hash;
     std::string response;
     int status = 0;
     sql << "SELECT body_sha256, status, response FROM webhook_deliveries WHERE webhook_id = :id",
         soci::use(w.webhook_id, "id"), soci::into(hash), soci::into(status), soci::into(response);
+    if (!sql.got_data()) {
+      // Swept: the body it came with is no longer known, so this is
+      // answered as the repeat it most likely is.
+      if (auto answer = answer_from_record(sql, w.webhook_id)) return {IntakeOutcome::Kind::replayed, 202, *answer};
+      throw DatabaseConflict("a webhook-id claim found neither its delivery nor its record; try again");
+    }
     if (hash != w.body_sha256) return {IntakeOutcome::Kind::conflict, 409, {}};
     return {IntakeOutcome::Kind::replayed, status, response};
   }

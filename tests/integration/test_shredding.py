@@ -165,7 +165,8 @@ class Backups(Shredding):
         for subject in ("demo-001", "demo-002"):
             self.finish(self.request("request.access", subject,
                                      subject={"huawei_id": subject, "email": f"{subject}@mail.example",
-                                              "name": "Lin Wei" if subject == "demo-001" else "Alex Morgan"}))
+                                              "name": "Lin Wei" if subject == "demo-001" else "Alex Morgan",
+                                              "locale": "zh-CN"}))
         backup = self.snapshot()
         found, opened = Opener(self.master, self.key_rows()).open_all(backup)
         self.assertGreater(found, 10)
@@ -188,7 +189,8 @@ class Backups(Shredding):
                                    " AND package_enc <> ''")[0][0], 0)
         self.assertEqual(self.main(f"SELECT COUNT(*) FROM notices WHERE request_id IN {of_subject}"
                                    " AND payload_enc <> ''")[0][0], 0)
-        self.assertEqual(self.main(f"SELECT key_id, contact_enc FROM subjects WHERE id = '{sid}'")[0], (None, None))
+        self.assertEqual(self.main(f"SELECT key_id, contact_enc, locale FROM subjects WHERE id = '{sid}'")[0],
+                         (None, None, None))
         # …but the certificates hold (10s) still needs the identifier sealed under it: the key waits for it.
         if self.main(f"SELECT COUNT(*) FROM retention_holds WHERE subject_id = '{sid}' AND status = 'held'")[0][0]:
             self.assertIn(key, [k for k, _ in self.key_rows()], "the key outlives the erasure while a hold needs it")
@@ -240,8 +242,11 @@ class OwnRetention(Shredding):
     RETENTION = "retention: { deliveries: 4s, notice_payloads: 1s, collected: 0s }\n"
 
     def test_privacyd_keeps_its_own_copies_only_as_long_as_configured(self):
-        rid = self.request("request.access", "demo-002",
-                           subject={"huawei_id": "demo-002", "email": "demo-002@mail.example"})
+        body = {"type": "request.access", "occurred_at": "2026-11-26T05:00:00Z",
+                "subject": {"huawei_id": "demo-002", "email": "demo-002@mail.example"}}
+        status, first = self.d.webhook(body, self.secret, msg_id="msg_kept_then_swept")
+        self.assertEqual(status, 202, first)
+        rid = first["request_id"]
         self.finish(rid)
         webhook_id = self.main(f"SELECT webhook_id FROM requests WHERE id = '{rid}'")[0][0]
         # collected: 0s — gone once the package step has committed; the package stays.
@@ -261,6 +266,12 @@ class OwnRetention(Shredding):
         wait_for(lambda: self.main(f"SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = '{webhook_id}'")
                  [0][0] == 0, timeout=30, what="the stored webhook answer to be erased")
         self.assertEqual(self.main(f"SELECT status FROM requests WHERE id = '{rid}'")[0][0], "completed")
+        # A retry of that webhook after its answer was swept (Standard Webhooks
+        # retries re-sign with a fresh timestamp) gets the same answer, and
+        # stores nothing again.
+        status, again = self.d.webhook(body, self.secret, msg_id="msg_kept_then_swept")
+        self.assertEqual((status, again), (202, first))
+        self.assertEqual(self.main("SELECT COUNT(*) FROM requests WHERE webhook_id = 'msg_kept_then_swept'")[0][0], 1)
         swept = [json.loads(d) for (d,) in self.main("SELECT detail FROM audit_log WHERE event = 'retention.swept'")]
         self.assertTrue(swept, "each sweep is audited")
         for kind in ("collected", "notice_payloads", "deliveries"):
