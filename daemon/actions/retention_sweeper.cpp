@@ -40,7 +40,8 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
   const Clock& clock;
   Logger& log;
 
-  net::awaitable<std::size_t> sweep() {
+  // Whether it claimed a full batch (more may be due).
+  net::awaitable<bool> sweep() {
     const long long now = to_unix_ms(clock.now());
     const long long lease = now + kLeaseMs;
     const std::string token = crypto::hex(crypto::random_bytes(12));
@@ -120,7 +121,7 @@ struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::I
       log.info("retention hold ended", {{"request_id", d.request_id}, {"system", d.system},
                                         {"category", d.category}, {"outcome", outcome}});
     }
-    co_return due.size();
+    co_return due.size() >= static_cast<std::size_t>(kClaimBatch);
   }
 };
 

@@ -1,7 +1,9 @@
 #include "daemon/notify/follow_up.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <soci/soci.h>
+#include <utility>
 
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/engine/engine.hpp"
@@ -18,6 +20,10 @@ namespace json = boost::json;
 
 namespace {
 constexpr int kBatch = 64;
+constexpr int kDestroyBatch = 256;
+// After a pass of the legacy move that could move nothing (what is left is
+// busy or unreadable), the next pass waits this long.
+constexpr long long kLegacyBackoffMs = 10LL * 60 * 1000;
 constexpr long long kDayMs = 24LL * 3600 * 1000;
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 }  // namespace
@@ -38,10 +44,16 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
   Logger& log;
   SubjectKeyStore* subject_keys;
   std::function<void()> queued;
-  // The legacy move's place in its pass, and whether a whole pass found
-  // nothing to move (then it never runs again: no subject is made without
-  // a key any more).
+  // The legacy move's place in its pass, what the pass did, and whether
+  // none is left (then it never runs again: no subject is made without a
+  // key any more).
   std::string legacy_after;
+  struct {
+    int moved = 0;
+    int passed_over = 0;
+    int unreadable = 0;
+  } legacy_pass;
+  UnixMillis legacy_next_pass = 0;
   bool legacy_done = false;
   bool legacy_unreadable_told = false;
 
@@ -83,13 +95,15 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     return engine::outbox_entry(std::move(n));
   }
 
-  net::awaitable<std::size_t> remind() {
+  // Each part says whether it filled its batch (more may be due now).
+  net::awaitable<bool> remind() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto policies = deps.policies.current();
     auto work = [&](soci::session& sql) {
       soci::transaction tr(sql);
       int queued_now = 0;
-      for (const auto& first : follow_ups::due_reminders(sql, now, kBatch)) {
+      const auto due = follow_ups::due_reminders(sql, now, kBatch);
+      for (const auto& first : due) {
         const auto* partner = policies->partner(first.partner_id);
         if (partner == nullptr) {
           // Gone from the policies: nothing to remind through for now. Look
@@ -115,20 +129,20 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
         if (follow_ups::record_reminder(sql, first, reminder_for(first, *partner, now), next, now)) ++queued_now;
       }
       tr.commit();
-      return queued_now;
+      return std::pair<int, int>(queued_now, static_cast<int>(due.size()));
     };
-    int n = co_await run_in_db(deps.db, work);
+    const auto [n, examined] = co_await run_in_db(deps.db, work);
     if (n > 0) {
       log.info("partners reminded", {{"reminders", n}});
       if (queued) queued();
     }
-    co_return static_cast<std::size_t>(n);
+    co_return examined >= kBatch;
   }
 
   // Crypto-shredding: erase and doom the key; once no hold needs it, mark
   // it ready and commit; then destroy it in the key store and forget it (a
   // crash between leaves it ready, and the next round destroys it).
-  net::awaitable<std::size_t> shred() {
+  net::awaitable<bool> shred() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto erase = [now](soci::session& sql) {
       soci::transaction tr(sql);
@@ -139,9 +153,10 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     };
     auto shredded = co_await run_in_db(deps.db, erase);
     for (const auto& s : shredded) log.info("subject shredded", {{"subject_id", s.subject_id}});
-    if (subject_keys == nullptr) co_return shredded.size();
+    const bool more = shredded.size() >= static_cast<std::size_t>(kBatch);
+    if (subject_keys == nullptr) co_return more;
     auto destroy = [this](soci::session& sql) {
-      auto ids = follow_ups::keys_to_destroy(sql, 256);
+      auto ids = follow_ups::keys_to_destroy(sql, kDestroyBatch);
       if (ids.empty()) return std::size_t{0};
       std::vector<std::string> real;  // a placeholder for a subject sealed before subject keys has no key
       for (const auto& id : ids) {
@@ -155,36 +170,63 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     };
     const std::size_t destroyed = co_await run_in_db(deps.db, destroy);
     if (destroyed > 0) log.info("subject keys destroyed", {{"keys", destroyed}});
-    co_return shredded.size() + destroyed;
+    co_return more || destroyed >= static_cast<std::size_t>(kDestroyBatch);
   }
 
-  // Subjects from before subject keys, moved under keys of their own.
-  net::awaitable<std::size_t> move_legacy() {
-    if (legacy_done || subject_keys == nullptr) co_return 0;
+  // Subjects from before subject keys, moved under keys of their own: up
+  // to a batch a round, one transaction each, in passes over their ids.
+  net::awaitable<bool> move_legacy() {
     const UnixMillis now = to_unix_ms(clock.now());
-    const std::string after = legacy_after;
-    auto work = [this, now, after](soci::session& sql) {
-      soci::transaction tr(sql);
-      auto moved = legacy::move_to_subject_keys(sql, SubjectSealer(deps.keys, subject_keys), now, kBatch, after);
-      tr.commit();
-      return moved;
-    };
-    const auto moved = co_await run_in_db(deps.db, work);
-    if (after.empty() && moved.examined == 0) legacy_done = true;
-    legacy_after = moved.examined < kBatch ? std::string() : moved.last;
-    if (moved.subjects > 0) {
-      log.info("subjects moved to their own keys", {{"subjects", moved.subjects}, {"values", moved.values},
-                                                    {"unreadable", moved.unreadable}});
-    } else if (moved.unreadable > 0 && !legacy_unreadable_told) {
-      legacy_unreadable_told = true;  // `keys status` keeps counting them
-      log.warn("subjects under a master key no configured key opens stay where they are",
-               {{"subjects", moved.unreadable}});
+    if (legacy_done || subject_keys == nullptr || now < legacy_next_pass) co_return false;
+    for (int i = 0; i < kBatch; ++i) {
+      const std::string after = legacy_after;
+      auto work = [this, now, after](soci::session& sql) {
+        soci::transaction tr(sql);
+        auto step = legacy::move_next(sql, SubjectSealer(deps.keys, subject_keys), after, now);
+        tr.commit();
+        return step;
+      };
+      const auto step = co_await run_in_db(deps.db, work);
+      using Outcome = legacy::Step::Outcome;
+      if (step.outcome == Outcome::none) {
+        co_await end_legacy_pass(now);
+        co_return false;
+      }
+      legacy_after = step.subject_id;
+      if (step.outcome == Outcome::moved) {
+        ++legacy_pass.moved;
+        log.info("subject moved to its own key",
+                 {{"subject_id", step.subject_id}, {"values", step.values}, {"unreadable", step.unreadable}});
+      } else {
+        ++legacy_pass.passed_over;
+        if (step.outcome == Outcome::unreadable) ++legacy_pass.unreadable;
+      }
     }
-    co_return static_cast<std::size_t>(moved.subjects);
+    co_return true;
+  }
+
+  // Done for good once none is left (counted without locks: SKIP LOCKED
+  // may have passed over one another instance was moving, or failed to).
+  // A pass that could move none waits before the next.
+  net::awaitable<void> end_legacy_pass(UnixMillis now) {
+    auto count = [](soci::session& sql) { return legacy::count_legacy_subjects(sql); };
+    const long long left = co_await run_in_db(deps.db, count);
+    if (left == 0) {
+      legacy_done = true;
+    } else if (legacy_pass.moved == 0) {
+      legacy_next_pass = now + kLegacyBackoffMs;
+      if (legacy_pass.unreadable > 0 && !legacy_unreadable_told) {
+        legacy_unreadable_told = true;  // `keys status` keeps counting them
+        log.warn("subjects whose identifier no configured key opens stay under the master key",
+                 {{"subjects", legacy_pass.unreadable}});
+      }
+    }
+    legacy_after.clear();
+    legacy_pass = {};
   }
 
   // privacyd's own retention (config `retention`).
-  net::awaitable<std::size_t> sweep_retention() {
+  net::awaitable<bool> sweep_retention() {
     const UnixMillis now = to_unix_ms(clock.now());
     const auto& kept = deps.config.retention;
     const follow_ups::OwnRetention rules{now - ms(kept.deliveries), now - ms(kept.notice_payloads),
@@ -200,10 +242,10 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
       log.info("retention sweep", {{"deliveries", swept.deliveries}, {"notice_payloads", swept.notice_payloads},
                                    {"collected", swept.collected}});
     }
-    co_return static_cast<std::size_t>(swept.total());
+    co_return std::max({swept.deliveries, swept.notice_payloads, swept.collected}) >= kBatch;
   }
 
-  net::awaitable<std::size_t> erase_expired() {
+  net::awaitable<bool> erase_expired() {
     const UnixMillis now = to_unix_ms(clock.now());
     auto work = [now](soci::session& sql) {
       soci::transaction tr(sql);
@@ -213,7 +255,7 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     };
     int n = co_await run_in_db(deps.db, work);
     if (n > 0) log.info("expired access packages erased", {{"packages", n}});
-    co_return static_cast<std::size_t>(n);
+    co_return n >= kBatch;
   }
 };
 

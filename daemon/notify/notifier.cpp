@@ -284,7 +284,8 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     if (status != "pending" && n.step_idx >= 0 && settled) settled();
   }
 
-  net::awaitable<std::size_t> round() {
+  // Whether it claimed a full batch (more may be due).
+  net::awaitable<bool> round() {
     const long long now = to_unix_ms(clock.now());
     // Long enough for one attempt to finish; a crash mid-attempt frees the
     // notice soon after, and it is sent again with the same id.
@@ -313,7 +314,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       return due;
     };
     std::vector<Claimed> due = co_await run_in_db(db, claim);
-    if (due.empty()) co_return 0;
+    if (due.empty()) co_return false;
     // Every claimed notice is attempted at once: one slow partner does not
     // hold up the others, and none waits past its lease behind the rest.
     std::size_t remaining = due.size();
@@ -332,7 +333,7 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       }));
     }
     co_await all_done.async_wait(net::as_tuple(net::use_awaitable));
-    co_return due.size();
+    co_return due.size() >= static_cast<std::size_t>(kClaimBatch);
   }
 };
 

@@ -65,43 +65,41 @@ void write_request(soci::session& sql, const IntakeWrite& w, const std::string& 
 }
 
 // The subject's row, its fields sealed under its key: the key it has, or a
-// new one (new subject, shredded, or sealed before subject keys). Two
-// writers racing to give a subject its key cannot both win: the loser
+// new one (a new subject, or one shredded before). A subject from before
+// subject keys stays under the master key until the legacy move
+// (legacy_subjects.hpp) moves it with everything of its own at once: a key
+// given here would leave what it already had behind, under the master key.
+// Two writers racing to give a subject its key cannot both win: the loser
 // looks again and seals under the winner's.
 std::string write_subject(soci::session& sql, const IntakeWrite& w, const SubjectSealer& sealer) {
   const long long at = w.received_at;
   for (int round = 0; round < 3; ++round) {
-    std::string subject_id, key, old_contact;
-    soci::indicator key_ind = soci::i_null, old_contact_ind = soci::i_null;
-    sql << "SELECT id, key_id, contact_enc FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
-        soci::into(subject_id), soci::into(key, key_ind), soci::into(old_contact, old_contact_ind);
+    std::string subject_id, key;
+    long long shredded_at = 0;
+    soci::indicator key_ind = soci::i_null, shredded_ind = soci::i_null;
+    sql << "SELECT id, key_id, shredded_at FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
+        soci::into(subject_id), soci::into(key, key_ind), soci::into(shredded_at, shredded_ind);
     const bool exists = sql.got_data();
     const bool keyed = exists && key_ind == soci::i_ok && !key.empty();
-    if (!keyed) key = sealer.new_key(w.received_at);
+    const bool legacy = exists && !keyed && shredded_ind == soci::i_null;
+    if (!keyed) key = legacy ? std::string() : sealer.new_key(w.received_at);
     std::string contact = w.contact_json ? sealer.seal(key, *w.contact_json, "subjects.contact") : std::string();
     soci::indicator contact_ind = w.contact_json ? soci::i_ok : soci::i_null;
-    int resealed = 0;
-    if (exists && !keyed && !w.contact_json && old_contact_ind == soci::i_ok && !key.empty()) {
-      // A subject from before subject keys gets its key now: what it had
-      // under the master key moves under its own key with it.
-      if (auto moved = sealer.reseal(key, old_contact, "subjects.contact")) {
-        contact = *moved;
-        contact_ind = soci::i_ok;
-        resealed = 1;
-      }
-    }
     std::string locale = w.locale.value_or("");
     soci::indicator locale_ind = w.locale ? soci::i_ok : soci::i_null;
     soci::indicator new_key_ind = key.empty() ? soci::i_null : soci::i_ok;
-    if (keyed) {
-      // Fenced on the key: a shredding that committed meanwhile (PostgreSQL
-      // re-checks this row after waiting for its lock) leaves the subject
-      // keyless, and the next round gives it a new key.
+    if (keyed || legacy) {
+      // Fenced on the key (or on having none): a shredding or a legacy move
+      // that committed meanwhile (PostgreSQL re-checks this row after
+      // waiting for its lock) changed it, and the next round looks again.
+      soci::indicator fence_ind = keyed ? soci::i_ok : soci::i_null;
+      const int keyless = legacy ? 1 : 0;
       soci::statement update =
           (sql.prepare << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc),"
-                          " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id AND key_id = :key",
+                          " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id"
+                          " AND (key_id = :key OR (:legacy = 1 AND key_id IS NULL AND shredded_at IS NULL))",
            soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
-           soci::use(subject_id, "id"), soci::use(key, "key"));
+           soci::use(subject_id, "id"), soci::use(key, fence_ind, "key"), soci::use(keyless, "legacy"));
       update.execute(true);
       if (update.get_affected_rows() == 1) return subject_id;
       continue;
@@ -111,13 +109,9 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
       soci::statement update =
           (sql.prepare << "UPDATE subjects SET key_id = :key, huawei_id_enc = :huawei,"
                           " contact_enc = COALESCE(:contact, contact_enc), locale = COALESCE(:locale, locale),"
-                          " updated_at = :at WHERE id = :id AND key_id IS NULL"
-                          // A contact moved from before must not outlive a
-                          // shredding that erased it meanwhile.
-                          " AND (:resealed = 0 OR (shredded_at IS NULL AND shred_after IS NULL))",
+                          " updated_at = :at WHERE id = :id AND key_id IS NULL AND shredded_at IS NOT NULL",
            soci::use(key, new_key_ind, "key"), soci::use(huawei, "huawei"), soci::use(contact, contact_ind, "contact"),
-           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"),
-           soci::use(resealed, "resealed"));
+           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"));
       update.execute(true);
       if (update.get_affected_rows() == 1 || key.empty()) return subject_id;
       continue;  // another writer gave it a key first

@@ -42,17 +42,17 @@ void Loop::stop() {
 net::awaitable<void> Loop::run(std::shared_ptr<void> owner) {
   auto self = shared_from_this();
   while (!stopping_) {
-    std::size_t handled = 0;
+    bool more = false;
     for (auto& entry : parts_) {
       if (stopping_) break;
       try {
-        handled += co_await entry.part();
+        if (co_await entry.part()) more = true;
         entry.outage->succeeded(log_);
       } catch (const std::exception& e) {
         entry.outage->failed(log_, describe_failure(e));
       }
     }
-    if (handled > 0 && !stopping_) continue;
+    if (more && !stopping_) continue;
     // A wake-up that came while a round ran found no wait to cut short.
     if (woken_ && !stopping_) {
       woken_ = false;

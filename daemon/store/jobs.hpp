@@ -7,9 +7,9 @@
 //     system that is down, does not stop the others), and each part's
 //     failures are logged when they start and when they end, not at every
 //     round;
-//   - a round that handled something is followed at once by another, so a
-//     backlog drains in batches without waiting; otherwise the loop sleeps
-//     for its period, or until woken;
+//   - a round in which some part filled its batch (more may be due) is
+//     followed at once by another, so a backlog drains in batches without
+//     waiting; otherwise the loop sleeps for its period, or until woken;
 //   - work that outlives a transaction (a delivery, an erase in another
 //     system) is claimed first with a lease (`lease_due`), so instances
 //     sharing the database never take the same row at once, and a crash
@@ -40,8 +40,9 @@ namespace privacyd::jobs {
 class Loop : public std::enable_shared_from_this<Loop> {
  public:
   using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
-  // Does what is due and says how many items it handled (0: nothing due).
-  using Part = std::function<boost::asio::awaitable<std::size_t>()>;
+  // Does a batch of what is due, and says whether more may be due now (it
+  // filled its batch).
+  using Part = std::function<boost::asio::awaitable<bool>()>;
 
   Loop(boost::asio::io_context& ioc, Logger& log, Duration every);
 

@@ -77,9 +77,11 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
         continue;
       }
       const std::string again = keys.seal(*key, wrap_context(id));
-      sql << "UPDATE subject_keys SET wrapped = :w, master_key_id = :m WHERE id = :id AND wrapped = :old",
-          soci::use(again, "w"), soci::use(current, "m"), soci::use(id, "id"), soci::use(wrapped, "old");
-      ++progress.done;
+      soci::statement st =
+          (sql.prepare << "UPDATE subject_keys SET wrapped = :w, master_key_id = :m WHERE id = :id AND wrapped = :old",
+           soci::use(again, "w"), soci::use(current, "m"), soci::use(id, "id"), soci::use(wrapped, "old"));
+      st.execute(true);
+      if (st.get_affected_rows() == 1) ++progress.done;  // else destroyed meanwhile: nothing to re-wrap
       any = true;
     }
     tr.commit();
@@ -97,10 +99,13 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
     long long moved = 0;
     main.with_session([&](soci::session& sql) {
       soci::transaction tr(sql);
-      moved = reseal_master_sealed(sql, c,
-                                   std::string("substr(") + c.column + ", 4, 12) IN " + previous + " AND substr(" +
-                                       c.column + ", 4, 12) <> :f",
-                                   current, batch, again(c), unreadable);
+      // Unlocked: a row another writer changed meanwhile is left for the next batch.
+      const auto r = reseal_master_sealed(sql, c,
+                                          std::string("substr(") + c.column + ", 4, 12) IN " + previous +
+                                              " AND substr(" + c.column + ", 4, 12) <> :f",
+                                          current, batch, false, again(c));
+      moved = r.moved;
+      unreadable += r.unreadable;
       tr.commit();
     });
     if (moved == 0) continue;  // values no key opens stay where they are; a batch of only those ends the walk
@@ -111,14 +116,14 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
   return false;
 }
 
-long long reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
-                               const std::string& filter_value, int limit,
-                               const std::function<std::optional<std::string>(const std::string&)>& reseal,
-                               long long& unreadable) {
+Resealed reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
+                              const std::string& filter_value, int limit, bool lock,
+                              const std::function<std::optional<std::string>(const std::string&)>& reseal) {
   const std::string keys_sql = std::string(c.key1) + (c.key2 ? std::string(", ") + c.key2 : std::string());
   std::string query = "SELECT " + keys_sql + ", " + c.column + " FROM " + c.table + " WHERE " + c.column +
                       " LIKE 'v1.%' AND (" + filter + ")";
   if (limit > 0) query += " LIMIT " + std::to_string(limit);
+  if (lock && sql.get_backend_name() == "postgresql") query += " FOR UPDATE";
   struct Row {
     std::string k1, k2, value;
   };
@@ -133,22 +138,25 @@ long long reseal_master_sealed(soci::session& sql, const SealedColumn& c, const 
   const std::string update = std::string("UPDATE ") + c.table + " SET " + c.column + " = :v WHERE " + c.key1 +
                              " = :k1" + (c.key2 ? std::string(" AND ") + c.key2 + " = :k2" : "") + " AND " +
                              c.column + " = :old";
-  long long moved = 0;
+  Resealed out;
   for (const auto& row : rows) {
     auto again = reseal(row.value);
     if (!again) {
-      ++unreadable;
+      ++out.unreadable;
       continue;
     }
-    if (c.key2) {
-      sql << update, soci::use(*again, "v"), soci::use(row.k1, "k1"), soci::use(row.k2, "k2"),
-          soci::use(row.value, "old");
+    soci::statement st = c.key2 ? (sql.prepare << update, soci::use(*again, "v"), soci::use(row.k1, "k1"),
+                                   soci::use(row.k2, "k2"), soci::use(row.value, "old"))
+                                : (sql.prepare << update, soci::use(*again, "v"), soci::use(row.k1, "k1"),
+                                   soci::use(row.value, "old"));
+    st.execute(true);
+    if (st.get_affected_rows() == 1) {
+      ++out.moved;
     } else {
-      sql << update, soci::use(*again, "v"), soci::use(row.k1, "k1"), soci::use(row.value, "old");
+      ++out.lost;
     }
-    ++moved;
   }
-  return moved;
+  return out;
 }
 
 }  // namespace privacyd

@@ -49,14 +49,19 @@ struct SealedColumn {
   const char* context;
 };
 
+struct Resealed {
+  long long moved = 0;       // rewritten
+  long long unreadable = 0;  // `reseal` could not open them: left as they are
+  long long lost = 0;        // changed by another writer between the read and the rewrite: left as they are
+};
+
 // Rewrites, in the caller's transaction, the values of `c` under the master
 // key that `filter` selects (SQL, binding :f to `filter_value` once), at
 // most `limit` (0: all): each as `reseal` gives it, and only if the row
-// still holds what was read. A value `reseal` cannot open (nullopt) is left
-// as it is and counted in `unreadable`. Returns how many were rewritten.
-long long reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
-                               const std::string& filter_value, int limit,
-                               const std::function<std::optional<std::string>(const std::string&)>& reseal,
-                               long long& unreadable);
+// still holds what was read. `lock` (PostgreSQL) locks the rows read, so
+// none is lost to another writer.
+Resealed reseal_master_sealed(soci::session& sql, const SealedColumn& c, const std::string& filter,
+                              const std::string& filter_value, int limit, bool lock,
+                              const std::function<std::optional<std::string>(const std::string&)>& reseal);
 
 }  // namespace privacyd

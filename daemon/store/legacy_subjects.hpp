@@ -1,17 +1,18 @@
 #pragma once
 // Subjects from before subject keys (SPEC §14, migration 7): their data is
-// sealed under the master key, so shredding could not reach the copies in
-// the main database's backups. The follow-up loop moves them, online and
-// in batches, each under a key of its own: the key is taken (and committed
-// in the key store) first, then in one transaction the subject gets it and
-// every value of its own under the master key is sealed again under it.
-// A crash before that commit leaves at worst an unused key.
+// sealed under the master key alone, so shredding could not reach the
+// copies in the main database's backups. The follow-up loop moves them,
+// online, one subject per transaction: the subject gets a key (committed in
+// the key store already) and every value of its own under the master key
+// is sealed again under it, all at once. A crash before the commit leaves
+// at worst an unused key. Intake leaves such a subject under the master key
+// until then (intake_writes.cpp), so nothing of it is left behind.
 //
-// A subject is moved only while no step is driving one of its requests (a
-// step seals with the key it loaded when it was claimed); on PostgreSQL its
-// requests are locked for the move, so no claim starts meanwhile. No new
-// subject is ever made without a key, so once a pass finds none, the work
-// is done for good.
+// A subject is moved only once all its requests are finished and none is
+// leased (a step seals with the key it loaded when it was claimed). Its
+// row is locked first (on PostgreSQL; SQLite has one writer anyway), which
+// is the order the engine's transitions and intake take too: no request of
+// it can be stored or claimed meanwhile, and no deadlock.
 
 #include <string>
 
@@ -24,23 +25,23 @@ class session;
 
 namespace privacyd::legacy {
 
-struct Moved {
-  int examined = 0;          // subjects looked at, after the cursor
-  std::string last;          // the last of them: where the next batch starts
-  int subjects = 0;          // moved
-  long long values = 0;      // sealed again under a subject key
-  long long unreadable = 0;  // no configured key opens them: left as they are
+struct Step {
+  enum class Outcome { none, moved, busy, unreadable };
+  Outcome outcome = Outcome::none;  // none: no subject after the cursor (the pass has ended)
+  std::string subject_id;           // the subject looked at: where the next step starts
+  long long values = 0;             // sealed again under its key
+  long long unreadable = 0;         // values no configured key opens: left as they are
 };
 
-// Moves up to `limit` subjects whose id comes after `after` ("" for the
-// first), in the caller's transaction. One that cannot move now (a step is
-// driving it, or its identifier does not open) is passed over, so the
-// next batch starts after it; a batch that examines fewer than `limit`
-// ends the pass.
-Moved move_to_subject_keys(soci::session& sql, const SubjectSealer& sealer, UnixMillis now, int limit,
-                           const std::string& after);
+// Looks at the first subject still under the master key whose id comes
+// after `after` ("" for the first) and moves it if it can, in the caller's
+// transaction. Throws DatabaseConflict (roll back, try later) if another
+// writer changed one of its values meanwhile. On PostgreSQL a subject
+// another transaction holds is passed over: its id never comes back here.
+Step move_next(soci::session& sql, const SubjectSealer& sealer, const std::string& after, UnixMillis now);
 
-// How many subjects are still to move (for `keys status`).
+// How many subjects are still to move (for `keys status`, and to tell a
+// finished migration from a pass that was merely passed over). No locks.
 long long count_legacy_subjects(soci::session& sql);
 
 }  // namespace privacyd::legacy

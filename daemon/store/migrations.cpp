@@ -275,9 +275,11 @@ const std::vector<Migration>& migrations() {
     {
       // Durable jobs (daemon/store/jobs.hpp): a retention hold's erase is
       // recorded only under the claim that made it, as a notice's delivery
-      // is.
+      // is. Subjects from before subject keys, which the legacy move looks
+      // for (legacy_subjects.hpp): few, among every shredded subject.
       std::vector<std::string> common = {
           "ALTER TABLE retention_holds ADD COLUMN claim_token TEXT",
+          "CREATE INDEX subjects_legacy ON subjects(id) WHERE key_id IS NULL AND shredded_at IS NULL",
       };
       list.push_back({8, "durable_jobs", common, common});
     }

@@ -62,20 +62,20 @@ TEST_CASE("a job loop drains a backlog, isolates a failing part, wakes, and stop
   // backlog or a wake-up.
   auto loop = std::make_shared<jobs::Loop>(ioc, log, std::chrono::hours(1));
   int failing_runs = 0, rounds = 0;
-  loop->add("always failing", [&]() -> net::awaitable<std::size_t> {
+  loop->add("always failing", [&]() -> net::awaitable<bool> {
     ++failing_runs;
     throw std::runtime_error("the system is down");
-    co_return 0;
+    co_return true;
   });
-  loop->add("counting", [&]() -> net::awaitable<std::size_t> {
+  loop->add("counting", [&]() -> net::awaitable<bool> {
     ++rounds;
-    if (rounds <= 3) co_return 1;  // a backlog: three rounds' worth
+    if (rounds <= 3) co_return true;  // a full batch each: a backlog three rounds long
     if (rounds == 4) {
       loop->wake();  // as if more work were queued while this round ran
-      co_return 0;
+      co_return false;
     }
     loop->stop();
-    co_return 0;
+    co_return false;
   });
   auto owner = std::make_shared<int>(7);
   std::weak_ptr<int> watched = owner;
