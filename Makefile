@@ -17,7 +17,7 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
   catch2 postgresql systemd clang libclang-rt-14-dev sqlite3 openssl prometheus \
-  python3-aiosmtpd python3-cryptography
+  python3-aiosmtpd python3-cryptography chromium chromium-driver python3-selenium
 
 .PHONY: help deps configure build run test test-asan test-fuzz bench chaos var clean
 
@@ -67,6 +67,7 @@ var:
 run: build var
 	$(BIN) migrate --config $(CONFIG)
 	$(BIN) demo --config $(CONFIG)
+	@echo "the operator console: http://127.0.0.1:8081/ui/ (token: var/keys/operator-token)"
 	@$(BIN) receive --listen 127.0.0.1:9100 --secret-file var/keys/partner-P-1001.secret \
 	    --dir var/partner-notices/P-1001 --acknowledge erased & \
 	  $(BIN) receive --listen 127.0.0.1:9101 --secret-file var/keys/partner-P-1002.secret \

@@ -79,6 +79,9 @@ class AdminApi {
   boost::asio::awaitable<http::Response> retry(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> extend(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> export_package(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> request_audit(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> overview(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> whoami(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> list_notices(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> retry_notice(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> acknowledge_notice(http::Request& request, const Token& caller);

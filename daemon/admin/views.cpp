@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
+#include "daemon/audit/audit.hpp"
 #include "daemon/store/rows.hpp"
 
 namespace privacyd::admin {
@@ -214,6 +215,96 @@ json::value list_notices(soci::session& sql, const NoticeFilter& f, UnixMillis a
              soci::use(f.status, "status"), soci::use(f.status, "status2"), soci::use(f.cursor, "cursor"),
              soci::use(f.cursor, "cursor2"), soci::use(now, "now"), soci::use(fetch, "n"));
   return page(rows, f.limit, "notices", [at, &keys](const soci::row& r) { return notice_summary(r, at, keys); });
+}
+
+json::value overview(soci::session& sql, UnixMillis at) {
+  const long long now = at;
+  const long long week = at + 7 * kDay;
+  json::object requests;
+  for (const auto& type : request_types()) {
+    requests[type] = json::object{{"open", 0}, {"due_within_7_days", 0}, {"overdue", 0}};
+  }
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT type, COUNT(*),"
+                      " SUM(CASE WHEN deadline_at >= :now AND deadline_at <= :week THEN 1 ELSE 0 END),"
+                      " SUM(CASE WHEN deadline_at < :now2 THEN 1 ELSE 0 END)"
+                      " FROM requests WHERE status NOT IN ('completed', 'rejected') GROUP BY type",
+       soci::use(now, "now"), soci::use(week, "week"), soci::use(now, "now2"));
+  for (const auto& r : rows) {
+    const std::string type = r.get<std::string>(0);
+    if (!requests.contains(type)) continue;
+    requests[type] = json::object{{"open", row_integer(r, 1)},
+                                  {"due_within_7_days", r.get_indicator(2) == soci::i_null ? 0 : row_integer(r, 2)},
+                                  {"overdue", r.get_indicator(3) == soci::i_null ? 0 : row_integer(r, 3)}};
+  }
+  long long dead = 0, awaiting = 0, overdue_acks = 0;
+  soci::rowset<soci::row> counts =
+      (sql.prepare << "SELECT"
+                      " SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END),"
+                      " SUM(CASE WHEN channel = 'partner' AND reminder_of IS NULL AND ack_due_at IS NOT NULL"
+                      "   AND ack_outcome IS NULL THEN 1 ELSE 0 END),"
+                      " SUM(CASE WHEN channel = 'partner' AND reminder_of IS NULL AND ack_due_at IS NOT NULL"
+                      "   AND ack_outcome IS NULL AND ack_due_at < :now THEN 1 ELSE 0 END)"
+                      " FROM notices WHERE status = 'dead' OR ack_outcome IS NULL",
+       soci::use(now, "now"));
+  for (const auto& r : counts) {
+    if (r.get_indicator(0) != soci::i_null) dead = row_integer(r, 0);
+    if (r.get_indicator(1) != soci::i_null) awaiting = row_integer(r, 1);
+    if (r.get_indicator(2) != soci::i_null) overdue_acks = row_integer(r, 2);
+  }
+  return json::object{{"requests", std::move(requests)},
+                      {"notices", json::object{{"dead", dead},
+                                               {"awaiting_acknowledgement", awaiting},
+                                               {"acknowledgement_overdue", overdue_acks}}}};
+}
+
+std::optional<json::value> request_audit(soci::session& sql, const std::string& id) {
+  if (request_status(sql, id).empty()) return std::nullopt;
+  json::array entries;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT seq, at, event, detail FROM audit_log WHERE request_id = :id ORDER BY seq",
+       soci::use(id, "id"));
+  for (const auto& r : rows) {
+    json::value detail;
+    try {
+      detail = json::parse(r.get<std::string>(3));
+    } catch (const std::exception&) {
+      detail = nullptr;  // never expected: every detail is written as JSON
+    }
+    entries.push_back(json::object{{"seq", row_integer(r, 0)},
+                                   {"at", format_rfc3339(row_integer(r, 1))},
+                                   {"event", r.get<std::string>(2)},
+                                   {"detail", std::move(detail)}});
+  }
+  return json::value(json::object{{"request_id", id}, {"entries", std::move(entries)}});
+}
+
+std::string request_status(soci::session& sql, const std::string& id) {
+  std::string status;
+  sql << "SELECT status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(status);
+  return sql.got_data() ? status : std::string();
+}
+
+std::optional<Deadline> request_deadline(soci::session& sql, const std::string& id) {
+  Deadline d;
+  long long at = 0;
+  sql << "SELECT jurisdiction, deadline_at FROM requests WHERE id = :id", soci::use(id, "id"),
+      soci::into(d.jurisdiction), soci::into(at);
+  if (!sql.got_data()) return std::nullopt;
+  d.at = at;
+  return d;
+}
+
+std::string take_export(soci::session& sql, const std::string& id, const std::string& who, UnixMillis at) {
+  std::string sealed;
+  soci::indicator ind = soci::i_null;
+  sql << "SELECT package_enc FROM exports WHERE request_id = :id", soci::use(id, "id"), soci::into(sealed, ind);
+  if (!sql.got_data() || ind != soci::i_ok) return std::string();
+  if (sealed.empty()) return std::string("erased");  // expired, and erased by the follow-up loop
+  soci::transaction tr(sql);
+  audit::append(sql, at, id, "export.downloaded", json::serialize(json::object{{"by", who}}));
+  tr.commit();
+  return sealed;
 }
 
 }  // namespace privacyd::admin

@@ -61,6 +61,28 @@ boost::json::value list_notices(soci::session& sql, const NoticeFilter& filter, 
 std::optional<boost::json::value> show_notice(soci::session& sql, const std::string& id, UnixMillis now,
                                               const crypto::KeyRing& keys);
 
+// The console's overview: per request type, how many are open, due within
+// seven days and overdue; notices dead, and partner notices that await an
+// acknowledgement (and of those, how many are overdue).
+boost::json::value overview(soci::session& sql, UnixMillis now);
+
+// The request's audit entries, oldest first (ids, events and details: no
+// personal data is ever audited); nullopt when there is no such request.
+std::optional<boost::json::value> request_audit(soci::session& sql, const std::string& id);
+
+// The request's status; "" when there is no such request.
+std::string request_status(soci::session& sql, const std::string& id);
+
+struct Deadline {
+  std::string jurisdiction;
+  UnixMillis at = 0;
+};
+std::optional<Deadline> request_deadline(soci::session& sql, const std::string& id);
+
+// The request's access package, sealed, with the download audited under
+// `who` in the same transaction: "" when it has none, "erased" once expired.
+std::string take_export(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now);
+
 // Whole days from `now` to `deadline`, rounded down (negative once overdue).
 std::int64_t days_left(UnixMillis deadline, UnixMillis now);
 

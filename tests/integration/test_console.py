@@ -1,0 +1,305 @@
+"""The operator console (SPEC §15), end to end in a real browser: Debian's
+chromium, driven through chromium-driver by python3-selenium, against the
+real binary with real requests. A screenshot of each page is saved under
+$PRIVACYD_TEST_OUTPUT/console (the build's test-output folder under ctest).
+The browser's console must stay free of errors: every test ends by reading
+its log."""
+import glob
+import os
+import sqlite3
+import tempfile
+import time
+import unittest
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from harness import (Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_admin_tokens,
+                     write_config, write_secrets)
+from test_admin import admin_workflows
+
+ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
+NOTICES = "  file_dir: var/notices\n  timeout: 1s\n  retry_schedule: [0s, 300ms]\n"
+OUTPUT = os.path.join(os.environ.get("PRIVACYD_TEST_OUTPUT", tempfile.gettempdir()), "console")
+DAY_MS = 24 * 3600 * 1000
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    # This machine's network is closed: no background connections at all.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,800",
+                f"--user-data-dir={tempfile.mkdtemp(prefix='privacyd-chromium-')}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+class Console(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(OUTPUT, exist_ok=True)
+        cls.browser = browser()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.quit()
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.partner_secret = new_secret()
+        self.partners = Receiver(self.partner_secret)
+        self.addCleanup(self.partners.close)
+        policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
+        self.workflows = admin_workflows(self.dir.name)  # deletion waits for an operator's approval
+        self.secret = new_secret()
+        self.config = write_config(self.dir.name, extra=ENGINE, workflows=self.workflows)
+        use_policies(self.config, policies, NOTICES)
+        write_secrets(self.dir.name, [self.secret])
+        self.tokens = write_admin_tokens(self.dir.name, self.config)
+        r = run(["demo", "--config", self.config])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.d = Daemon(self.config)
+        self.addCleanup(self.d.kill)
+        self.d.wait_ready()
+        self.base = f"http://127.0.0.1:{self.d.port('admin')}"
+        b = self.browser
+        b.set_window_size(1280, 800)
+        b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
+                                                                         "value": "light"}]})
+        b.get(self.base + "/ui/")
+        b.execute_script("sessionStorage.clear()")
+        b.get_log("browser")  # start each test with an empty log
+        self.allowed = set()  # statuses a test provokes on purpose (a wrong token's 401, say)
+
+    def tearDown(self):
+        errors = [e["message"] for e in self.browser.get_log("browser") if e["level"] == "SEVERE"
+                  and not any(f"status of {s} " in e["message"] for s in self.allowed)]
+        self.assertEqual(errors, [], "the browser's console has errors")
+
+    # --- helpers -------------------------------------------------------------
+
+    def wait(self, condition, timeout=15):
+        return WebDriverWait(self.browser, timeout).until(condition)
+
+    def shot(self, name):
+        self.browser.save_screenshot(os.path.join(OUTPUT, f"{self._testMethodName}-{name}.png"))
+
+    def sign_in(self, name):
+        b = self.browser
+        b.get(self.base + "/ui/")
+        field = self.wait(EC.element_to_be_clickable((By.ID, "token")))
+        field.clear()
+        field.send_keys(self.tokens[name])
+        b.find_element(By.CSS_SELECTOR, "form.signin button[type=submit]").click()
+        self.wait(EC.visibility_of_element_located((By.ID, "nav")))
+        self.wait(EC.text_to_be_present_in_element((By.ID, "who"), name))
+
+    def submit(self, type_, subject):
+        body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z", "subject": {"huawei_id": subject}}
+        status, resp = self.d.webhook(body, self.secret)
+        self.assertEqual(status, 202, resp)
+        return resp["request_id"]
+
+    def db(self, sql, *args):
+        con = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"), timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def status_of(self, rid):
+        return self.db("SELECT status FROM requests WHERE id = ?", rid)[0][0]
+
+    def open_request(self, rid):
+        self.browser.get(f"{self.base}/ui/#/requests/{rid}")
+        self.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), rid))
+
+    def confirm(self, fields=None):
+        dialog = self.wait(EC.visibility_of_element_located((By.ID, "confirm")))
+        for name, value in (fields or {}).items():
+            field = dialog.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value)
+        self.shot("dialog")
+        dialog.find_element(By.ID, "confirm-ok").click()
+        self.wait(EC.invisibility_of_element_located((By.ID, "confirm")))
+
+    # --- tests ---------------------------------------------------------------
+
+    def test_every_page_carries_the_csp_and_no_external_asset(self):
+        for path in ("/ui/", "/ui/console.js", "/ui/console.css", "/ui/favicon.svg", "/ui/nothing-here"):
+            status, headers, body = self.d.request("GET", path, listener="admin")
+            self.assertEqual(status, 404 if path.endswith("nothing-here") else 200, path)
+            self.assertIn("default-src 'self'", headers.get("Content-Security-Policy", ""), path)
+            self.assertEqual(headers.get("X-Content-Type-Options"), "nosniff", path)
+            self.assertNotIn(b"http://", body.replace(b"http://www.w3.org/2000/svg", b""), path)
+            self.assertNotIn(b"https://", body, path)
+        status, headers, _ = self.d.request("GET", "/ui", listener="admin")
+        self.assertEqual((status, headers.get("Location")), (308, "/ui/"))
+        # No inline scripts or styles for the CSP to have to allow.
+        _, _, page = self.d.request("GET", "/ui/", listener="admin")
+        self.assertNotIn(b"<script>", page)
+        self.assertNotIn(b"style=", page)
+
+    def test_a_wrong_token_stays_out_and_the_overview_counts_match_the_database(self):
+        self.allowed.add(401)
+        # Requests of each kind in each state the overview counts.
+        for n in range(2):
+            self.submit("request.deletion", f"demo-00{n + 1}")  # awaiting an approval: open
+        wait_for(lambda: self.db("SELECT COUNT(*) FROM requests WHERE status = 'awaiting_approval'")[0][0] == 2,
+                 what="deletions awaiting approval")
+        due_soon, overdue = self.db("SELECT id FROM requests WHERE type = 'deletion' ORDER BY id")
+        now = int(time.time() * 1000)
+        con = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"), timeout=10)
+        with con:
+            con.execute("UPDATE requests SET deadline_at = ? WHERE id = ?", (now + 3 * DAY_MS, due_soon[0]))
+            con.execute("UPDATE requests SET deadline_at = ? WHERE id = ?", (now - DAY_MS, overdue[0]))
+        con.close()
+
+        b = self.browser
+        b.get(self.base + "/ui/")
+        field = self.wait(EC.element_to_be_clickable((By.ID, "token")))
+        field.send_keys("not-a-token")
+        b.find_element(By.CSS_SELECTOR, "form.signin button[type=submit]").click()
+        self.wait(EC.text_to_be_present_in_element((By.ID, "signin-error"), "not accepted"))
+        self.assertFalse(b.find_element(By.ID, "nav").is_displayed(), "a wrong token stays out")
+        self.assertIsNone(b.execute_script("return sessionStorage.getItem('privacyd.token')"))
+        self.shot("sign-in-refused")
+
+        self.sign_in("ops")
+        self.wait(EC.presence_of_element_located((By.ID, "audit-state")))
+        for kind in ("access", "deletion", "disassociation"):
+            open_, due, late = self.db(
+                "SELECT COUNT(*), COALESCE(SUM(deadline_at BETWEEN ? AND ?), 0), COALESCE(SUM(deadline_at < ?), 0)"
+                " FROM requests WHERE type = ? AND status NOT IN ('completed', 'rejected')",
+                now, now + 7 * DAY_MS, now, kind)[0]
+            with self.subTest(kind=kind):
+                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-open]").text, str(open_))
+                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-due]").text, str(due))
+                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-overdue]").text, str(late))
+        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=deletion-open]").text, "2")
+        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=deletion-overdue]").text, "1")
+        dead = self.db("SELECT COUNT(*) FROM notices WHERE status = 'dead'")[0][0]
+        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=notices-dead]").text, str(dead))
+        self.assertIn("Intact", b.find_element(By.ID, "audit-state").text)
+        self.shot("overview")
+
+        # Narrow, and dark: nothing runs off the side, and the colours follow.
+        b.set_window_size(420, 800)
+        self.assertLessEqual(b.execute_script("return document.documentElement.scrollWidth"),
+                             b.execute_script("return window.innerWidth"))
+        self.shot("overview-narrow")
+        b.set_window_size(1280, 800)
+        b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
+                                                                         "value": "dark"}]})
+        self.assertEqual(b.execute_script("return getComputedStyle(document.body).backgroundColor"),
+                         "rgb(13, 17, 23)")
+        self.shot("overview-dark")
+
+    def test_an_operator_approves_one_request_and_rejects_another_with_a_reason_the_person_reads(self):
+        approve = self.submit("request.deletion", "demo-001")
+        reject = self.submit("request.deletion", "demo-002")
+        wait_for(lambda: {self.status_of(approve), self.status_of(reject)} == {"awaiting_approval"},
+                 what="both to await approval")
+        self.sign_in("ops")
+
+        # The list, filtered to what waits for an operator.
+        self.browser.get(self.base + "/ui/#/requests?status=awaiting_approval")
+        self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-request='{approve}']")))
+        rows = self.browser.find_elements(By.CSS_SELECTOR, "tr[data-request]")
+        self.assertEqual({r.get_attribute("data-request") for r in rows}, {approve, reject})
+        self.shot("requests")
+
+        # A request's timeline: its steps, its deadline, its audit entries.
+        self.open_request(approve)
+        review = self.browser.find_element(By.CSS_SELECTOR, "tr[data-step=review]")
+        self.assertIn("approval waiting", review.text)
+        self.assertIn("Status\nawaiting approval", self.browser.find_element(By.CSS_SELECTOR, "dl.facts").text)
+        self.assertIn("day(s) left", self.browser.find_element(By.TAG_NAME, "main").text)
+        self.assertIn("request.received", self.browser.find_element(By.TAG_NAME, "main").text)
+        self.shot("request")
+        # Reachable by keyboard: Tab from the top of the page comes to Approve, and Enter presses it.
+        for _ in range(40):
+            ActionChains(self.browser).send_keys(Keys.TAB).perform()
+            if self.browser.switch_to.active_element.text == "Approve":
+                break
+        self.assertEqual(self.browser.switch_to.active_element.text, "Approve")
+        ActionChains(self.browser).send_keys(Keys.ENTER).perform()
+        self.confirm()
+        wait_for(lambda: self.status_of(approve) != "awaiting_approval", what="the approval to take")
+        self.wait(EC.text_to_be_present_in_element((By.ID, "flash"), "approved"))
+
+        reason = "Identity not confirmed: please apply again from your account"
+        self.open_request(reject)
+        self.browser.find_element(By.XPATH, "//div[@id='request-actions']/button[text()='Reject']").click()
+        self.confirm({"reason": reason})
+        self.wait(EC.text_to_be_present_in_element((By.ID, "flash"), "rejected"))
+        self.assertEqual(self.status_of(reject), "rejected")
+        self.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "request.rejected"))
+        self.shot("request-rejected")
+
+        # The reason reaches the person's mail.
+        def mailed():
+            for path in glob.glob(os.path.join(self.dir.name, "var", "notices", "*.eml")):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    if "Identity not confirmed" in f.read():
+                        return path
+            return None
+        wait_for(mailed, timeout=30, what="the rejection mail with the reason")
+
+    def test_a_refused_action_shows_the_api_s_error_in_the_dialog(self):
+        self.allowed.add(409)
+        rid = self.submit("request.deletion", "demo-001")
+        wait_for(lambda: self.status_of(rid) == "awaiting_approval", what="an approval to wait for")
+        self.sign_in("ops")
+        self.open_request(rid)
+        # Meanwhile another operator approves it through the API.
+        status, _, _ = self.d.request("POST", f"/v1/requests/{rid}/approve", listener="admin",
+                                      headers={"Authorization": "Bearer " + self.tokens["ops"]})
+        self.assertEqual(status, 200)
+        self.browser.find_element(By.XPATH, "//div[@id='request-actions']/button[text()='Approve']").click()
+        dialog = self.wait(EC.visibility_of_element_located((By.ID, "confirm")))
+        dialog.find_element(By.ID, "confirm-ok").click()
+        self.wait(EC.text_to_be_present_in_element((By.ID, "confirm-error"), "awaiting_approval"))
+        self.shot("refused")
+        dialog.find_element(By.ID, "confirm-cancel").click()
+
+    def test_a_viewer_sees_no_action_buttons(self):
+        rid = self.submit("request.deletion", "demo-001")
+        wait_for(lambda: self.status_of(rid) == "awaiting_approval", what="an approval to wait for")
+        self.sign_in("watcher")
+        self.open_request(rid)
+        self.assertEqual(self.browser.find_elements(By.ID, "request-actions"), [])
+        self.assertEqual(self.browser.find_elements(By.CSS_SELECTOR, "main button"), [])
+        self.shot("request-as-viewer")
+        self.browser.get(self.base + "/ui/#/reload")
+        self.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "needs the operator role"))
+        self.assertEqual(self.browser.find_elements(By.CSS_SELECTOR, "main button"), [])
+
+    def test_reload_shows_each_problem_at_its_position(self):
+        self.allowed.add(422)
+        path = os.path.join(self.workflows, "deletion.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("action: approval", "action: aproval", 1))
+        self.sign_in("ops")
+        self.browser.get(self.base + "/ui/#/reload")
+        self.wait(EC.element_to_be_clickable((By.XPATH, "//main//button[text()='Reload the YAML']"))).click()
+        self.confirm()
+        problem = self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#reload-result ol.problems li")))
+        self.assertRegex(problem.text, r"deletion\.yaml:\d+:\d+: .*aproval")
+        self.shot("reload-problems")
+
+
+if __name__ == "__main__":
+    unittest.main()
