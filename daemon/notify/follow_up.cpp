@@ -147,13 +147,13 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     auto erase = [now](soci::session& sql) {
       soci::transaction tr(sql);
       auto shredded = follow_ups::shred_due(sql, now, kBatch);
-      follow_ups::ready_doomed_keys(sql, now, kBatch);
+      const int readied = follow_ups::ready_doomed_keys(sql, now, kBatch);
       tr.commit();
-      return shredded;
+      return std::pair(std::move(shredded), readied);
     };
-    auto shredded = co_await run_in_db(deps.db, erase);
+    const auto [shredded, readied] = co_await run_in_db(deps.db, erase);
     for (const auto& s : shredded) log.info("subject shredded", {{"subject_id", s.subject_id}});
-    const bool more = shredded.size() >= static_cast<std::size_t>(kBatch);
+    const bool more = shredded.size() >= static_cast<std::size_t>(kBatch) || readied >= kBatch;
     if (subject_keys == nullptr) co_return more;
     auto destroy = [this](soci::session& sql) {
       auto ids = follow_ups::keys_to_destroy(sql, kDestroyBatch);
@@ -205,13 +205,14 @@ struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
     co_return true;
   }
 
-  // Done for good once none is left (counted without locks: SKIP LOCKED
-  // may have passed over one another instance was moving, or failed to).
+  // Done for good once a whole pass found nothing to move and none without
+  // a key is left (counted without locks: SKIP LOCKED may have passed over
+  // one another instance was moving, or failed to).
   // A pass that could move none waits before the next.
   net::awaitable<void> end_legacy_pass(UnixMillis now) {
     auto count = [](soci::session& sql) { return legacy::count_legacy_subjects(sql); };
     const long long left = co_await run_in_db(deps.db, count);
-    if (left == 0) {
+    if (left == 0 && legacy_pass.moved == 0 && legacy_pass.passed_over == 0) {
       legacy_done = true;
     } else if (legacy_pass.moved == 0) {
       legacy_next_pass = now + kLegacyBackoffMs;

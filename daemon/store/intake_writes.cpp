@@ -94,12 +94,18 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
       // waiting for its lock) changed it, and the next round looks again.
       soci::indicator fence_ind = keyed ? soci::i_ok : soci::i_null;
       const int keyless = legacy ? 1 : 0;
+      // A legacy subject's identifier is sealed again too, from the webhook:
+      // that mends one no configured key opens any more.
+      const std::string huawei = legacy ? sealer.seal(key, w.huawei_id, "subjects.huawei_id") : std::string();
+      soci::indicator huawei_ind = legacy ? soci::i_ok : soci::i_null;
       soci::statement update =
           (sql.prepare << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc),"
+                          " huawei_id_enc = COALESCE(:huawei, huawei_id_enc),"
                           " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id"
                           " AND (key_id = :key OR (:legacy = 1 AND key_id IS NULL AND shredded_at IS NULL))",
-           soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
-           soci::use(subject_id, "id"), soci::use(key, fence_ind, "key"), soci::use(keyless, "legacy"));
+           soci::use(contact, contact_ind, "contact"), soci::use(huawei, huawei_ind, "huawei"),
+           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"),
+           soci::use(key, fence_ind, "key"), soci::use(keyless, "legacy"));
       update.execute(true);
       if (update.get_affected_rows() == 1) return subject_id;
       continue;

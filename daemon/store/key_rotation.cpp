@@ -96,7 +96,7 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
     };
   };
   for (const auto& c : kSealed) {
-    long long moved = 0;
+    long long moved = 0, lost = 0;
     main.with_session([&](soci::session& sql) {
       soci::transaction tr(sql);
       // Unlocked: a row another writer changed meanwhile is left for the next batch.
@@ -105,10 +105,13 @@ bool rotate_batch(Database& main, Database& store, const crypto::KeyRing& keys, 
                                               " AND substr(" + c.column + ", 4, 12) <> :f",
                                           current, batch, false, again(c));
       moved = r.moved;
+      lost = r.lost;
       unreadable += r.unreadable;
       tr.commit();
     });
-    if (moved == 0) continue;  // values no key opens stay where they are; a batch of only those ends the walk
+    // Values no key opens stay where they are; a batch of only those ends
+    // this column's walk. One another writer changed meanwhile is read again.
+    if (moved == 0 && lost == 0) continue;
     progress.what = what_of(c);
     progress.done += moved;
     return true;
@@ -122,6 +125,7 @@ Resealed reseal_master_sealed(soci::session& sql, const SealedColumn& c, const s
   const std::string keys_sql = std::string(c.key1) + (c.key2 ? std::string(", ") + c.key2 : std::string());
   std::string query = "SELECT " + keys_sql + ", " + c.column + " FROM " + c.table + " WHERE " + c.column +
                       " LIKE 'v1.%' AND (" + filter + ")";
+  if (lock) query += " ORDER BY " + keys_sql;  // one order for every locker: no deadlock between them
   if (limit > 0) query += " LIMIT " + std::to_string(limit);
   if (lock && sql.get_backend_name() == "postgresql") query += " FOR UPDATE";
   struct Row {

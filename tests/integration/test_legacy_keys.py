@@ -43,12 +43,16 @@ class Legacy(Shredding):
                     out.append((table, key, column, context, row_key, value))
         return out
 
-    def make_legacy(self, sid):
-        """As privacyd sealed the subject before subject keys: everything under the master key."""
+    def make_legacy(self, sid, tables=None):
+        """As privacyd sealed the subject before subject keys: everything (or
+        what is in `tables`) under the master key; the key forgotten, unless
+        only some tables were asked for (a subject an older intake gave a key)."""
         key = self.main(f"SELECT key_id FROM subjects WHERE id = '{sid}'")[0][0]
         subject_key = Opener(self.master, self.key_rows()).subject[key]
         moved = 0
         for table, row_col, column, context, row_key, value in self.own_values(sid):
+            if tables and table not in tables:
+                continue
             m = SEALED.fullmatch(value.encode())
             self.assertTrue(m and m.group(1) == b"s1" and m.group(2).decode() == key, f"{table}.{column}")
             plain = decrypt(subject_key, m.group(3), context)
@@ -58,17 +62,22 @@ class Legacy(Shredding):
                 nonce + AESGCM(self.master).encrypt(nonce, plain, context.encode())).decode())
             self.change(f"UPDATE {table} SET {column} = '{sealed}' WHERE {row_col} = '{row_key}'")
             moved += 1
-        self.change(f"UPDATE subjects SET key_id = NULL WHERE id = '{sid}'")
-        self.forget_key(key)  # there were no subject keys then
-        return moved
+        if not tables:
+            self.change(f"UPDATE subjects SET key_id = NULL WHERE id = '{sid}'")
+            self.forget_key(key)  # there were no subject keys then
+        return key, moved
 
     def test_a_subject_from_before_subject_keys_moves_under_its_own_and_is_shredded_like_any(self):
         for subject in ("demo-001", "demo-002"):
             self.finish(self.request("request.access", subject,
                                      subject={"huawei_id": subject, "email": f"{subject}@mail.example"}))
-        sid = self.main("SELECT subject_id FROM requests WHERE type = 'access' ORDER BY received_at LIMIT 1")[0][0]
+        sid, kept = [r[0] for r in self.main("SELECT subject_id FROM requests WHERE type = 'access'"
+                                             " ORDER BY received_at")]
         self.assertEqual(self.d.stop(), 0)
-        moved = self.make_legacy(sid)
+        _, moved = self.make_legacy(sid)
+        # The other kept its key, but what was collected for it is under the master key.
+        kept_key, stragglers = self.make_legacy(kept, tables=("request_data", "exports"))
+        self.assertGreaterEqual(stragglers, 2)
         self.assertGreaterEqual(moved, 5, "the identifier, the contact, what was collected, the package, notices")
         found, opened = Opener(self.master, self.key_rows()).open_all(self.snapshot())
         self.assertTrue(any(b"lin.wei@demo.example" in p for p in opened), "the master key alone opens the subject")
@@ -88,6 +97,10 @@ class Legacy(Shredding):
         self.assertEqual(len(values), moved)
         for table, _, column, _, _, value in values:
             self.assertTrue(value.startswith(f"s1.{new_key}."), f"{table}.{column} is under the subject's key")
+        wait_for(lambda: all(v.startswith(f"s1.{kept_key}.") for *_, v in self.own_values(kept)), timeout=30,
+                 what="the keyed subject's stragglers to be sealed again under its key")
+        self.assertEqual(self.main(f"SELECT key_id FROM subjects WHERE id = '{kept}'")[0][0], kept_key)
+        self.assertEqual(len(self.main("SELECT detail FROM audit_log WHERE event = 'subject.resealed'")), 1)
         audit = self.main("SELECT detail FROM audit_log WHERE event = 'subject_key.assigned'")
         self.assertEqual(len(audit), 1)
         self.assertIn(sid, audit[0][0])

@@ -83,21 +83,42 @@ TEST_CASE("subjects sealed under the master key move under keys of their own, wi
   CHECK(column(f, "SELECT ack_note_enc FROM notices WHERE id = 'ntc_a'") == note);
   CHECK(f.scalar<int>("SELECT COUNT(*) FROM audit_log WHERE event = 'subject_key.assigned'") == 1);
 
-  // b's request is leased, c's identifier opens with no key: each is passed over, unchanged.
+  // b's request is leased: b is left out of the pass. c's identifier opens
+  // with no key: it is passed over, unchanged, and the pass ends.
   auto second = move(f, *vault.store, first.subject_id);
-  CHECK(second.outcome == Outcome::busy);
-  CHECK(second.subject_id == "sub_b");
-  auto third = move(f, *vault.store, second.subject_id);
-  CHECK(third.outcome == Outcome::unreadable);
-  CHECK(move(f, *vault.store, third.subject_id).outcome == Outcome::none);  // the pass has ended
+  CHECK(second.outcome == Outcome::unreadable);
+  CHECK(second.subject_id == "sub_c");
+  CHECK(move(f, *vault.store, second.subject_id).outcome == Outcome::none);
   CHECK(column(f, "SELECT huawei_id_enc FROM subjects WHERE id = 'sub_b'").starts_with("v1."));
 
-  // An open request holds the move back as a lease does.
-  f.exec("UPDATE requests SET lease_until = NULL, status = 'awaiting_approval' WHERE id = 'b'");
-  CHECK(move(f, *vault.store, "sub_a").outcome == Outcome::busy);
+  // An open request holds the move back as a lease does (a failed one too: it may be retried).
+  for (const char* open : {"awaiting_approval", "failed"}) {
+    f.exec(std::string("UPDATE requests SET lease_until = NULL, status = '") + open + "' WHERE id = 'b'");
+    CHECK(move(f, *vault.store, "sub_a").subject_id == "sub_c");
+  }
   f.exec("UPDATE requests SET status = 'rejected' WHERE id = 'b'");
   CHECK(move(f, *vault.store, "sub_a").outcome == Outcome::moved);
   f.db->with_session([&](soci::session& sql) { CHECK(legacy::count_legacy_subjects(sql) == 1); });  // c
+
+  // A subject with a key that still owns a value under the master key (an
+  // older intake gave it the key, or a late step wrote it): sealed again
+  // under its own key, which it keeps.
+  const std::string late = keys.seal(R"({"late":true})", "request_data.data");
+  f.db->with_session([&](soci::session& sql) {
+    sql << "INSERT INTO request_data(request_id, step_id, data_enc, created_at) VALUES ('a', 'late', :d, 2)",
+        soci::use(late, "d");
+  });
+  auto straggler = move(f, *vault.store, "");
+  CHECK(straggler.outcome == Outcome::moved);
+  CHECK(straggler.subject_id == "sub_a");
+  CHECK(straggler.values == 1);
+  CHECK(column(f, "SELECT key_id FROM subjects WHERE id = 'sub_a'") == key);
+  const auto again = column(f, "SELECT data_enc FROM request_data WHERE request_id = 'a' AND step_id = 'late'");
+  CHECK(again.starts_with(under_key));
+  CHECK(keys.open(again, "request_data.data") == R"({"late":true})");
+  CHECK(f.scalar<int>("SELECT COUNT(*) FROM audit_log WHERE event = 'subject.resealed'") == 1);
+  // Nothing is left to move but c, which no key opens.
+  CHECK(move(f, *vault.store, "").subject_id == "sub_c");
 }
 
 TEST_CASE("intake leaves a subject from before subject keys under the master key until it is moved") {
@@ -106,6 +127,11 @@ TEST_CASE("intake leaves a subject from before subject keys under the master key
   auto vault = open_key_vault(*parse_database_url("sqlite3://db=" + (f.dir / "keys.db").string(), "/", error),
                               f.fixture_keys, f.log);
   f.add_request("a");  // before subject keys (the fixture has no key store)
+  // Its identifier sealed under a key privacyd has lost: the next webhook mends it.
+  const std::string lost = crypto::KeyRing(crypto::random_bytes(32)).seal("hw-a", "subjects.huawei_id");
+  f.db->with_session([&](soci::session& sql) {
+    sql << "UPDATE subjects SET huawei_id_enc = :h WHERE id = 'sub_a'", soci::use(lost, "h");
+  });
   // A later event with new contact details, now that there is a key store.
   IntakeWrite w;
   w.webhook_id = "msg_later";
@@ -128,6 +154,9 @@ TEST_CASE("intake leaves a subject from before subject keys under the master key
   // Still keyless, the new contact under the master key with the rest…
   CHECK(f.scalar<int>("SELECT COUNT(*) FROM subjects WHERE id = 'sub_a' AND key_id IS NULL") == 1);
   CHECK(column(f, "SELECT contact_enc FROM subjects WHERE id = 'sub_a'").starts_with("v1."));
+  const auto mended = column(f, "SELECT huawei_id_enc FROM subjects WHERE id = 'sub_a'");
+  CHECK(mended.starts_with("v1."));
+  CHECK(f.fixture_keys.open(mended, "subjects.huawei_id") == "hw-a");
   // …until the move takes all of it at once.
   f.exec("UPDATE requests SET status = 'completed'");
   CHECK(move(f, *vault.store, "").outcome == Outcome::moved);
