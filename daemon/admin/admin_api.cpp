@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <soci/soci.h>
 
 #include "daemon/admin/console.hpp"
@@ -20,7 +22,18 @@ using http::Request;
 using http::Response;
 
 
-AdminApi::AdminApi(AdminDependencies deps) : deps_(std::move(deps)) {}
+namespace {
+constexpr UnixMillis kAuditFresh = 10 * 60 * 1000;
+}  // namespace
+
+struct AdminApi::AuditCache {
+  std::mutex mutex;
+  std::optional<json::object> last;  // with "verified_at"
+  UnixMillis at = 0;
+  bool running = false;
+};
+
+AdminApi::AdminApi(AdminDependencies deps) : deps_(std::move(deps)), audit_cache_(std::make_shared<AuditCache>()) {}
 
 void AdminApi::route(http::Router& router, std::string method, std::string_view pattern, Role role, Endpoint endpoint,
                      std::uint64_t max_body) {
@@ -99,12 +112,32 @@ net::awaitable<Response> AdminApi::overview(Request& request, const Token&) {
   query_params(request.query, {});
   const UnixMillis now = to_unix_ms(deps_.clock.now());
   auto load = [now](soci::session& sql) { return admin::overview(sql, now); };
-  const auto view = co_await run_in_db(deps_.db, load);
+  auto view = co_await run_in_db(deps_.db, load);
+  bool walk = false;
+  std::optional<json::object> audit;
+  {
+    std::lock_guard lock(audit_cache_->mutex);
+    audit = audit_cache_->last;
+    if ((!audit || now - audit_cache_->at >= kAuditFresh) && !audit_cache_->running) {
+      audit_cache_->running = true;
+      walk = true;
+    }
+  }
+  if (walk) audit = co_await verify_chain();
+  // null while another caller's walk is under way and none came before.
+  view.as_object()["audit"] = audit ? json::value(*audit) : json::value(nullptr);
   co_return json_response(view);
 }
 
-net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) {
-  query_params(request.query, {});
+net::awaitable<json::object> AdminApi::verify_chain() {
+  auto cache = audit_cache_;
+  struct Done {  // the walk is over, however it ends
+    std::shared_ptr<AuditCache> cache;
+    ~Done() {
+      std::lock_guard lock(cache->mutex);
+      cache->running = false;
+    }
+  } done{cache};
   auto work = [](soci::session& sql) {
     soci::transaction tr(sql);
     lift_deadlines(sql);  // the whole chain, however long
@@ -113,11 +146,25 @@ net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) 
     return v;
   };
   const auto v = co_await run_in_db(deps_.db, work);
-  json::object out{{"intact", v.intact}, {"entries", v.entries}};
+  const UnixMillis at = to_unix_ms(deps_.clock.now());
+  json::object out{{"intact", v.intact}, {"entries", v.entries}, {"verified_at", format_rfc3339(at)}};
   if (!v.intact) {
     out["broken_seq"] = v.broken_seq;
     out["problem"] = v.problem;
   }
+  std::lock_guard lock(cache->mutex);
+  cache->last = out;
+  cache->at = at;
+  co_return out;
+}
+
+net::awaitable<Response> AdminApi::verify_audit(Request& request, const Token&) {
+  query_params(request.query, {});
+  {
+    std::lock_guard lock(audit_cache_->mutex);
+    audit_cache_->running = true;  // the overview waits for this walk's outcome
+  }
+  const auto out = co_await verify_chain();
   co_return json_response(out);
 }
 

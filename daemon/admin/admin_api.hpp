@@ -7,6 +7,7 @@
 // under the token's name.
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,8 +91,17 @@ class AdminApi {
   boost::asio::awaitable<http::Response> metrics(http::Request& request);
   // The request as GET /v1/requests/{id} shows it, after an action.
   boost::asio::awaitable<http::Response> shown(const std::string& id);
+  // Walks the whole audit chain (however long) and keeps the outcome for
+  // the overview.
+  boost::asio::awaitable<boost::json::object> verify_chain();
 
   AdminDependencies deps_;
+  // The last verification of the audit chain, as the overview shows it:
+  // the overview verifies anew only when this is older than kAuditFresh,
+  // and one caller at a time, so reloading the console never queues walks
+  // of the whole chain on the database's threads.
+  struct AuditCache;
+  std::shared_ptr<AuditCache> audit_cache_;
 };
 
 }  // namespace privacyd::admin

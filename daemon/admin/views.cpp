@@ -224,11 +224,14 @@ json::value overview(soci::session& sql, UnixMillis at) {
   for (const auto& type : request_types()) {
     requests[type] = json::object{{"open", 0}, {"due_within_7_days", 0}, {"overdue", 0}};
   }
+  // Each count through an index: open requests by status, dead notices by
+  // status, awaited acknowledgements by their due time.
   soci::rowset<soci::row> rows =
       (sql.prepare << "SELECT type, COUNT(*),"
                       " SUM(CASE WHEN deadline_at >= :now AND deadline_at <= :week THEN 1 ELSE 0 END),"
                       " SUM(CASE WHEN deadline_at < :now2 THEN 1 ELSE 0 END)"
-                      " FROM requests WHERE status NOT IN ('completed', 'rejected') GROUP BY type",
+                      " FROM requests WHERE status IN ('received', 'running', 'awaiting_approval', 'failed')"
+                      " GROUP BY type",
        soci::use(now, "now"), soci::use(week, "week"), soci::use(now, "now2"));
   for (const auto& r : rows) {
     const std::string type = r.get<std::string>(0);
@@ -238,19 +241,15 @@ json::value overview(soci::session& sql, UnixMillis at) {
                                   {"overdue", r.get_indicator(3) == soci::i_null ? 0 : row_integer(r, 3)}};
   }
   long long dead = 0, awaiting = 0, overdue_acks = 0;
-  soci::rowset<soci::row> counts =
-      (sql.prepare << "SELECT"
-                      " SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END),"
-                      " SUM(CASE WHEN channel = 'partner' AND reminder_of IS NULL AND ack_due_at IS NOT NULL"
-                      "   AND ack_outcome IS NULL THEN 1 ELSE 0 END),"
-                      " SUM(CASE WHEN channel = 'partner' AND reminder_of IS NULL AND ack_due_at IS NOT NULL"
-                      "   AND ack_outcome IS NULL AND ack_due_at < :now THEN 1 ELSE 0 END)"
-                      " FROM notices WHERE status = 'dead' OR ack_outcome IS NULL",
+  sql << "SELECT COUNT(*) FROM notices WHERE status = 'dead'", soci::into(dead);
+  soci::rowset<soci::row> acks =
+      (sql.prepare << "SELECT COUNT(*), SUM(CASE WHEN ack_due_at < :now THEN 1 ELSE 0 END) FROM notices"
+                      " WHERE ack_due_at IS NOT NULL AND ack_outcome IS NULL AND channel = 'partner'"
+                      " AND reminder_of IS NULL",
        soci::use(now, "now"));
-  for (const auto& r : counts) {
-    if (r.get_indicator(0) != soci::i_null) dead = row_integer(r, 0);
-    if (r.get_indicator(1) != soci::i_null) awaiting = row_integer(r, 1);
-    if (r.get_indicator(2) != soci::i_null) overdue_acks = row_integer(r, 2);
+  for (const auto& r : acks) {
+    awaiting = row_integer(r, 0);
+    if (r.get_indicator(1) != soci::i_null) overdue_acks = row_integer(r, 1);
   }
   return json::object{{"requests", std::move(requests)},
                       {"notices", json::object{{"dead", dead},

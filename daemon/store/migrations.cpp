@@ -280,6 +280,8 @@ const std::vector<Migration>& migrations() {
       std::vector<std::string> common = {
           "ALTER TABLE retention_holds ADD COLUMN claim_token TEXT",
           "CREATE INDEX subjects_legacy ON subjects(id) WHERE key_id IS NULL AND shredded_at IS NULL",
+          // A request's audit entries, as the console shows them.
+          "CREATE INDEX audit_log_request ON audit_log(request_id, seq)",
       };
       list.push_back({8, "durable_jobs", common, common});
     }

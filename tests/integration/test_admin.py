@@ -34,6 +34,7 @@ ENDPOINTS = [
     ("GET", "/v1/whoami", "viewer"),
     ("GET", "/v1/notices", "viewer"),
     ("POST", "/v1/notices/{n}/retry", "operator"),
+    ("POST", "/v1/notices/{n}/acknowledge", "operator"),
     ("GET", "/v1/audit/verify", "viewer"),
     ("POST", "/v1/reload", "operator"),
 ]
@@ -141,6 +142,8 @@ class Admin:
                 if role == "operator":
                     self.assertEqual(s, 403, body)
                     self.assertEqual(body["error"]["code"], "forbidden")
+                elif method == "GET":
+                    self.assertEqual(s, 200, body)  # everything a viewer may read, it reads
                 else:
                     self.assertNotIn(s, (401, 403), body)
         # Nothing a refused call asked for happened.

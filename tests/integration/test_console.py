@@ -17,7 +17,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from harness import (Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_admin_tokens,
                      write_config, write_secrets)
@@ -81,6 +81,9 @@ class Console(unittest.TestCase):
         self.allowed = set()  # statuses a test provokes on purpose (a wrong token's 401, say)
 
     def tearDown(self):
+        # Nothing the page shows is a placeholder a bug left behind.
+        shown = self.browser.find_element(By.TAG_NAME, "main").text
+        self.assertNotRegex(shown, r"\b(null|undefined|NaN|\[object Object\])\b")
         errors = [e["message"] for e in self.browser.get_log("browser") if e["level"] == "SEVERE"
                   and not any(f"status of {s} " in e["message"] for s in self.allowed)]
         self.assertEqual(errors, [], "the browser's console has errors")
@@ -91,7 +94,28 @@ class Console(unittest.TestCase):
         return WebDriverWait(self.browser, timeout).until(condition)
 
     def shot(self, name):
-        self.browser.save_screenshot(os.path.join(OUTPUT, f"{self._testMethodName}-{name}.png"))
+        self.shots = getattr(self, "shots", 0) + 1
+        self.browser.save_screenshot(os.path.join(OUTPUT, f"{self._testMethodName}-{self.shots:02d}-{name}.png"))
+
+    def narrow(self, width=420):
+        """A phone's width: nothing may run off the side of the page."""
+        b = self.browser
+        b.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                          {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+        try:
+            self.assertEqual(b.execute_script("return window.innerWidth"), width)
+            self.assertLessEqual(b.execute_script("return document.documentElement.scrollWidth"), width)
+            self.shot("narrow")
+        finally:
+            b.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    def tab_to(self, text, limit=40):
+        """Presses Tab until the focused element reads `text`."""
+        for _ in range(limit):
+            ActionChains(self.browser).send_keys(Keys.TAB).perform()
+            if self.browser.switch_to.active_element.text == text:
+                return self.browser.switch_to.active_element
+        self.fail(f"Tab never reached {text!r}")
 
     def sign_in(self, name):
         b = self.browser
@@ -103,8 +127,10 @@ class Console(unittest.TestCase):
         self.wait(EC.visibility_of_element_located((By.ID, "nav")))
         self.wait(EC.text_to_be_present_in_element((By.ID, "who"), name))
 
-    def submit(self, type_, subject):
+    def submit(self, type_, subject, partner=None):
         body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z", "subject": {"huawei_id": subject}}
+        if partner:
+            body["partner"] = {"id": partner}
         status, resp = self.d.webhook(body, self.secret)
         self.assertEqual(status, 202, resp)
         return resp["request_id"]
@@ -152,17 +178,25 @@ class Console(unittest.TestCase):
 
     def test_a_wrong_token_stays_out_and_the_overview_counts_match_the_database(self):
         self.allowed.add(401)
-        # Requests of each kind in each state the overview counts.
-        for n in range(2):
-            self.submit("request.deletion", f"demo-00{n + 1}")  # awaiting an approval: open
-        wait_for(lambda: self.db("SELECT COUNT(*) FROM requests WHERE status = 'awaiting_approval'")[0][0] == 2,
-                 what="deletions awaiting approval")
+        # Requests of each kind in each state the overview tells apart.
+        self.submit("request.deletion", "demo-001")  # awaits an approval: open
+        self.submit("request.deletion", "demo-002")  # the same
+        access = self.submit("request.access", "demo-002")  # completes: not open
+        gone = self.submit("request.disassociation", "demo-003", partner="P-1002")  # completes; P-1002 is told
+        wait_for(lambda: self.db("SELECT COUNT(*) FROM requests WHERE status = 'awaiting_approval'")[0][0] == 2
+                 and self.status_of(access) == "completed" and self.status_of(gone) == "completed",
+                 what="the requests to settle")
         due_soon, overdue = self.db("SELECT id FROM requests WHERE type = 'deletion' ORDER BY id")
         now = int(time.time() * 1000)
+        awaited = self.db("SELECT id FROM notices WHERE request_id = ? AND channel = 'partner'", gone)
+        self.assertEqual(len(awaited), 1, "the partner's notice awaits its acknowledgement")
+        mails = self.db("SELECT id FROM notices WHERE request_id = ? AND channel = 'subject'", access)
         con = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"), timeout=10)
         with con:
             con.execute("UPDATE requests SET deadline_at = ? WHERE id = ?", (now + 3 * DAY_MS, due_soon[0]))
             con.execute("UPDATE requests SET deadline_at = ? WHERE id = ?", (now - DAY_MS, overdue[0]))
+            con.execute("UPDATE notices SET ack_due_at = ? WHERE id = ?", (now - DAY_MS, awaited[0][0]))
+            con.execute("UPDATE notices SET status = 'dead' WHERE id = ?", (mails[0][0],))
         con.close()
 
         b = self.browser
@@ -177,33 +211,65 @@ class Console(unittest.TestCase):
 
         self.sign_in("ops")
         self.wait(EC.presence_of_element_located((By.ID, "audit-state")))
+        count = lambda name: b.find_element(By.CSS_SELECTOR, f"[data-count={name}]").text
+        expected = {"deletion-open": "2", "deletion-due": "1", "deletion-overdue": "1", "access-open": "0",
+                    "access-due": "0", "access-overdue": "0", "disassociation-open": "0",
+                    "notices-dead": "1", "notices-unacknowledged": "1", "notices-ack-overdue": "1"}
+        self.assertEqual({name: count(name) for name in expected}, expected)
+        # And as the database has them, counted here in SQL of the test's own.
         for kind in ("access", "deletion", "disassociation"):
             open_, due, late = self.db(
                 "SELECT COUNT(*), COALESCE(SUM(deadline_at BETWEEN ? AND ?), 0), COALESCE(SUM(deadline_at < ?), 0)"
                 " FROM requests WHERE type = ? AND status NOT IN ('completed', 'rejected')",
                 now, now + 7 * DAY_MS, now, kind)[0]
-            with self.subTest(kind=kind):
-                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-open]").text, str(open_))
-                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-due]").text, str(due))
-                self.assertEqual(b.find_element(By.CSS_SELECTOR, f"[data-count={kind}-overdue]").text, str(late))
-        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=deletion-open]").text, "2")
-        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=deletion-overdue]").text, "1")
-        dead = self.db("SELECT COUNT(*) FROM notices WHERE status = 'dead'")[0][0]
-        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-count=notices-dead]").text, str(dead))
+            self.assertEqual((count(f"{kind}-open"), count(f"{kind}-due"), count(f"{kind}-overdue")),
+                             (str(open_), str(due), str(late)), kind)
         self.assertIn("Intact", b.find_element(By.ID, "audit-state").text)
         self.shot("overview")
+        b.find_element(By.ID, "verify-audit").click()
+        self.wait(EC.text_to_be_present_in_element((By.ID, "audit-state"), "Intact"))
 
         # Narrow, and dark: nothing runs off the side, and the colours follow.
-        b.set_window_size(420, 800)
-        self.assertLessEqual(b.execute_script("return document.documentElement.scrollWidth"),
-                             b.execute_script("return window.innerWidth"))
-        self.shot("overview-narrow")
-        b.set_window_size(1280, 800)
+        self.narrow()
         b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
                                                                          "value": "dark"}]})
         self.assertEqual(b.execute_script("return getComputedStyle(document.body).backgroundColor"),
                          "rgb(13, 17, 23)")
         self.shot("overview-dark")
+
+    def test_notices_are_listed_and_an_operator_records_an_acknowledgement_and_extends_a_deadline(self):
+        gone = self.submit("request.disassociation", "demo-003", partner="P-1002")
+        wait_for(lambda: self.status_of(gone) == "completed", what="the disassociation")
+        notice = self.db("SELECT id FROM notices WHERE request_id = ? AND channel = 'partner'", gone)[0][0]
+        self.sign_in("ops")
+        # The request's timeline shows its notices, delivered and awaiting the partner.
+        self.open_request(gone)
+        row = self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-notice='{notice}']")))
+        self.assertIn("delivered", row.text)
+        self.assertIn("due by", row.text)
+        self.narrow()
+        self.browser.get(self.base + "/ui/#/notices?acknowledged=false")
+        row = self.wait(EC.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-notice='{notice}']")))
+        self.shot("notices")
+        row.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
+        dialog = self.wait(EC.visibility_of_element_located((By.ID, "confirm")))
+        Select(dialog.find_element(By.NAME, "outcome")).select_by_value("no_data")
+        self.confirm({"note": "Confirmed by phone with their DPO"})
+        self.wait(EC.text_to_be_present_in_element((By.ID, "flash"), "recorded"))
+        self.assertEqual(self.db("SELECT ack_outcome, ack_by FROM notices WHERE id = ?", notice)[0], ("no_data", "ops"))
+        self.open_request(gone)
+        self.wait(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"tr[data-notice='{notice}']"), "no data by ops"))
+        self.assertIn("Confirmed by phone", self.browser.find_element(By.CSS_SELECTOR, f"tr[data-notice='{notice}']").text)
+
+        rid = self.submit("request.deletion", "demo-001")
+        wait_for(lambda: self.status_of(rid) == "awaiting_approval", what="an approval to wait for")
+        before = self.db("SELECT deadline_at FROM requests WHERE id = ?", rid)[0][0]
+        self.open_request(rid)
+        self.browser.find_element(By.XPATH, "//div[@id='request-actions']/button[text()='Extend deadline']").click()
+        self.confirm({"days": "10", "reason": "Waiting for the institute's archive"})
+        self.wait(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "dl.facts"), "Waiting for the institute"))
+        self.assertEqual(self.db("SELECT deadline_at FROM requests WHERE id = ?", rid)[0][0], before + 10 * DAY_MS)
+        self.assertEqual(self.browser.find_elements(By.XPATH, "//button[text()='Extend deadline']"), [], "once only")
 
     def test_an_operator_approves_one_request_and_rejects_another_with_a_reason_the_person_reads(self):
         approve = self.submit("request.deletion", "demo-001")
@@ -227,21 +293,28 @@ class Console(unittest.TestCase):
         self.assertIn("day(s) left", self.browser.find_element(By.TAG_NAME, "main").text)
         self.assertIn("request.received", self.browser.find_element(By.TAG_NAME, "main").text)
         self.shot("request")
-        # Reachable by keyboard: Tab from the top of the page comes to Approve, and Enter presses it.
-        for _ in range(40):
-            ActionChains(self.browser).send_keys(Keys.TAB).perform()
-            if self.browser.switch_to.active_element.text == "Approve":
-                break
-        self.assertEqual(self.browser.switch_to.active_element.text, "Approve")
+        # By keyboard from the top of the page: the skip link, then Approve, then Enter to confirm.
+        self.browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+        skip = self.tab_to("Skip to content")
+        skip.send_keys(Keys.ENTER)
+        self.assertEqual(self.browser.switch_to.active_element.get_attribute("id"), "main")
+        self.assertIn(approve, self.browser.find_element(By.TAG_NAME, "h1").text, "the skip link keeps the page")
+        self.tab_to("Approve").send_keys(Keys.ENTER)
+        self.wait(EC.visibility_of_element_located((By.ID, "confirm")))
+        self.shot("approve-dialog")
         ActionChains(self.browser).send_keys(Keys.ENTER).perform()
-        self.confirm()
+        self.wait(EC.invisibility_of_element_located((By.ID, "confirm")))
         wait_for(lambda: self.status_of(approve) != "awaiting_approval", what="the approval to take")
         self.wait(EC.text_to_be_present_in_element((By.ID, "flash"), "approved"))
 
         reason = "Identity not confirmed: please apply again from your account"
         self.open_request(reject)
         self.browser.find_element(By.XPATH, "//div[@id='request-actions']/button[text()='Reject']").click()
-        self.confirm({"reason": reason})
+        field = self.wait(EC.visibility_of_element_located((By.NAME, "reason")))
+        field.send_keys(reason)
+        self.shot("reject-dialog")
+        field.send_keys(Keys.ENTER)  # Enter in the field confirms
+        self.wait(EC.invisibility_of_element_located((By.ID, "confirm")))
         self.wait(EC.text_to_be_present_in_element((By.ID, "flash"), "rejected"))
         self.assertEqual(self.status_of(reject), "rejected")
         self.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "request.rejected"))

@@ -7,6 +7,7 @@ const TOKEN = "privacyd.token";
 const main = document.getElementById("main");
 const flash = document.getElementById("flash");
 let me = null; // {name, role} of the signed-in token
+let generation = 0; // bumped by every navigation and sign-out: a slower, older load paints nothing
 
 class SignedOut extends Error {}
 
@@ -78,7 +79,7 @@ function daysLeft(request) {
   if (request.days_left === null || request.days_left === undefined) return el("span", { class: "muted" }, "—");
   if (request.overdue) return el("span", { class: "bad" }, `overdue by ${-request.days_left} day(s)`);
   const n = request.days_left;
-  return el("span", { class: n <= 7 ? "warn" : null }, `${n} day(s) left`);
+  return el("span", { class: n < 7 ? "warn" : null }, `${n} day(s) left`); // as the overview counts "within 7 days"
 }
 
 function status(s) {
@@ -87,7 +88,8 @@ function status(s) {
 }
 
 function show(title, ...content) {
-  main.replaceChildren(el("h1", {}, title), ...content);
+  if (!me && title !== "Sign in") return; // signed out while this page loaded
+  main.replaceChildren(el("h1", {}, title), ...content.filter((c) => c !== null && c !== undefined));
   document.title = `${title} · privacyd`;
   for (const a of document.querySelectorAll("#nav a")) {
     const target = a.getAttribute("href");
@@ -105,39 +107,50 @@ const isOperator = () => me?.role === "operator";
 
 // --- confirmations --------------------------------------------------------
 
+// What the API takes as a reason: one line, 1 to 500 bytes.
+function oneLine(text) {
+  const line = text.replace(/\s+/g, " ").trim();
+  if (new TextEncoder().encode(line).length > 500) throw new Error("Keep it under 500 bytes.");
+  return line;
+}
+
 // Asks before acting; `fields` are inputs whose values go to `act`. An
-// error from the API stays in the dialog, with its message.
+// error from the API stays in the dialog, with its message. Enter in a
+// field confirms; Cancel and Escape close (not while the action runs).
 function confirmAction({ title, text, fields = [], okLabel = "Confirm", act, refresh = true }) {
   const dialog = document.getElementById("confirm");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
-  document.getElementById("confirm-error").textContent = "";
+  const error = document.getElementById("confirm-error");
+  error.textContent = "";
   const ok = document.getElementById("confirm-ok");
+  const cancel = document.getElementById("confirm-cancel");
   ok.textContent = okLabel;
   const inputs = fields.map((f) => {
-    const input = f.type === "textarea"
-      ? el("textarea", { name: f.name, rows: 3, required: f.required, maxlength: 500 })
-      : f.type === "select"
-        ? el("select", { name: f.name }, f.options.map((o) => el("option", { value: o }, o)))
-        : el("input", { name: f.name, type: f.type ?? "text", required: f.required, min: f.min, max: f.max, value: f.value });
+    const input = f.type === "select"
+      ? el("select", { name: f.name }, f.options.map((o) => el("option", { value: o }, o.replaceAll("_", " "))))
+      : el("input", { name: f.name, type: f.type ?? "text", required: f.required, min: f.min, max: f.max, maxlength: f.maxlength });
     return [f.name, input, el("label", {}, f.label, input)];
   });
   document.getElementById("confirm-fields").replaceChildren(...inputs.map(([, , label]) => label));
+  let busy = false;
+  cancel.onclick = () => dialog.close();
+  dialog.oncancel = (event) => { if (busy) event.preventDefault(); };
   const form = document.getElementById("confirm-form");
   form.onsubmit = async (event) => {
-    if (event.submitter?.value !== "ok") return; // cancel closes the dialog
     event.preventDefault();
-    if (!form.reportValidity()) return;
+    if (busy || !form.reportValidity()) return;
     const values = Object.fromEntries(inputs.map(([name, input]) => [name, input.value]));
-    ok.disabled = true;
+    busy = ok.disabled = cancel.disabled = true;
+    const mine = generation;
     try {
       await act(values);
       dialog.close();
-      if (refresh) route();
+      if (refresh && mine === generation) route();
     } catch (e) {
-      if (!(e instanceof SignedOut)) document.getElementById("confirm-error").textContent = e.message;
+      if (!(e instanceof SignedOut)) error.textContent = e.message;
     } finally {
-      ok.disabled = false;
+      busy = ok.disabled = cancel.disabled = false;
     }
   };
   dialog.showModal();
@@ -174,11 +187,21 @@ function signIn(message) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN);
   me = null;
+  generation += 1;
+  const dialog = document.getElementById("confirm");
+  if (dialog.open) dialog.close();
   signIn(message);
 }
 
-async function overview() {
-  const [o, audit] = await Promise.all([api("GET", "/v1/overview"), api("GET", "/v1/audit/verify")]);
+function auditState(audit) {
+  if (!audit) return el("p", { id: "audit-state", class: "muted" }, "Being verified; look again in a moment.");
+  return el("p", { id: "audit-state", class: audit.intact ? "good" : "bad" },
+    audit.intact ? `Intact: ${audit.entries} entries, every hash verified (${when(audit.verified_at)}).`
+      : `Broken at entry ${audit.broken_seq}: ${audit.problem} (${when(audit.verified_at)})`);
+}
+
+async function overview(paint) {
+  const o = await api("GET", "/v1/overview");
   const rows = Object.entries(o.requests).map(([type, c]) => el("tr", {},
     el("th", { scope: "row" }, el("a", { href: `#/requests?type=${type}` }, type)),
     el("td", { class: "num", "data-count": `${type}-open` }, c.open),
@@ -187,7 +210,20 @@ async function overview() {
   const n = o.notices;
   const card = (label, value, href, id, bad) => el("a", { class: "card", href },
     el("div", { class: bad && value ? "n bad" : "n", "data-count": id }, value), el("div", {}, label));
-  show("Overview",
+  let state = auditState(o.audit);
+  const verify = el("button", { type: "button", id: "verify-audit", on: { click: async () => {
+    verify.disabled = true;
+    try {
+      const fresh = auditState(await api("GET", "/v1/audit/verify"));
+      state.replaceWith(fresh);
+      state = fresh;
+    } catch (e) {
+      if (!(e instanceof SignedOut)) say(e.message);
+    } finally {
+      verify.disabled = false;
+    }
+  } } }, "Verify now");
+  paint("Overview",
     el("h2", {}, "Open requests"),
     table(["Type", { text: "Open", num: true }, { text: "Due within 7 days", num: true }, { text: "Overdue", num: true }], rows),
     el("h2", {}, "Notices"),
@@ -196,9 +232,8 @@ async function overview() {
       card("awaiting a partner's acknowledgement", n.awaiting_acknowledgement, "#/notices?acknowledged=false", "notices-unacknowledged"),
       card("acknowledgements overdue", n.acknowledgement_overdue, "#/notices?overdue=true", "notices-ack-overdue", true)),
     el("h2", {}, "Audit trail"),
-    el("p", { id: "audit-state", class: audit.intact ? "good" : "bad" },
-      audit.intact ? `Intact: ${audit.entries} entries, every hash verified.`
-        : `Broken at entry ${audit.broken_seq}: ${audit.problem}`));
+    state,
+    verify);
 }
 
 const REQUEST_STATUSES = ["received", "running", "awaiting_approval", "completed", "rejected", "failed"];
@@ -226,15 +261,15 @@ function nextPage(base, params, cursor) {
   return el("p", {}, el("a", { href: `${base}?${q}`, id: "next-page" }, "Next page →"));
 }
 
-async function requests(params) {
+async function requests(params, paint) {
   const q = new URLSearchParams();
   for (const k of ["status", "type", "cursor"]) if (params.get(k)) q.set(k, params.get(k));
   const page = await api("GET", `/v1/requests?${q}`);
   const rows = page.requests.map((r) => el("tr", { "data-request": r.id },
-    el("td", {}, el("a", { href: `#/requests/${encodeURIComponent(r.id)}` }, r.id)),
+    el("td", { class: "id" }, el("a", { href: `#/requests/${encodeURIComponent(r.id)}` }, r.id)),
     el("td", {}, r.type), el("td", {}, status(r.status)), el("td", {}, r.partner_id ?? "—"),
     el("td", {}, when(r.received_at)), el("td", {}, when(r.deadline)), el("td", {}, daysLeft(r))));
-  show("Requests",
+  paint("Requests",
     filterForm(params, [["status", REQUEST_STATUSES], ["type", REQUEST_TYPES]], "#/requests"),
     table(["Request", "Type", "Status", "Partner", "Received", "Deadline", "Time left"], rows),
     nextPage("#/requests", params, page.next_cursor));
@@ -243,7 +278,8 @@ async function requests(params) {
 function noticeRows(notices, withRequest) {
   return notices.map((n) => {
     const ack = n.acknowledgement
-      ? `${n.acknowledgement.outcome} by ${n.acknowledgement.by ?? "?"}, ${when(n.acknowledgement.at)}`
+      ? [`${n.acknowledgement.outcome.replaceAll("_", " ")} by ${n.acknowledgement.by ?? "?"}, ${when(n.acknowledgement.at)}`,
+        n.acknowledgement.note ? el("div", { class: "muted" }, `“${n.acknowledgement.note}”`) : null]
       : n.acknowledge_by ? el("span", { class: n.overdue ? "bad" : "warn" }, `${n.overdue ? "overdue since" : "due by"} ${when(n.acknowledge_by)}`) : "—";
     const actions = [];
     if (isOperator() && n.status === "dead") {
@@ -253,17 +289,19 @@ function noticeRows(notices, withRequest) {
     if (isOperator() && n.acknowledge_by && !n.acknowledgement) {
       actions.push(actionButton("Acknowledge", { title: `Record the partner's acknowledgement of ${n.id}?`,
         text: "For an answer the partner gave another way (by phone, by letter).", okLabel: "Record",
-        fields: [{ name: "outcome", label: "Outcome", type: "select", options: ["erased", "retained"] },
-          { name: "note", label: "Note (optional)", type: "textarea" }],
+        fields: [{ name: "outcome", label: "Outcome", type: "select", options: ["erased", "retained", "no_data"] },
+          { name: "note", label: "Note (optional)", maxlength: 500 }],
         act: async (v) => {
           const body = { outcome: v.outcome };
-          if (v.note.trim()) body.note = v.note.trim();
+          const note = oneLine(v.note);
+          if (note) body.note = note;
           await api("POST", `/v1/notices/${encodeURIComponent(n.id)}/acknowledge`, body);
           say(`Acknowledgement of ${n.id} recorded.`);
         } }));
     }
     return el("tr", { "data-notice": n.id },
-      el("td", {}, n.id), withRequest ? el("td", {}, el("a", { href: `#/requests/${encodeURIComponent(n.request_id)}` }, n.request_id)) : null,
+      el("td", { class: "id" }, n.id),
+      withRequest ? el("td", { class: "id" }, el("a", { href: `#/requests/${encodeURIComponent(n.request_id)}` }, n.request_id)) : null,
       el("td", {}, `${n.channel} → ${n.recipient}`), el("td", {}, status(n.status)), el("td", { class: "num" }, n.attempts),
       el("td", {}, n.last_error ?? "—"), el("td", {}, when(n.delivered_at)), el("td", {}, ack), el("td", {}, actions));
   });
@@ -271,13 +309,13 @@ function noticeRows(notices, withRequest) {
 
 const NOTICE_HEADINGS = ["Notice", "To", "Status", { text: "Attempts", num: true }, "Last error", "Delivered", "Acknowledgement", ""];
 
-async function notices(params) {
+async function notices(params, paint) {
   const q = new URLSearchParams();
   for (const k of ["status", "acknowledged", "overdue", "cursor"]) if (params.get(k)) q.set(k, params.get(k));
   const page = await api("GET", `/v1/notices?${q}`);
   const headings = [...NOTICE_HEADINGS];
   headings.splice(1, 0, "Request");
-  show("Notices",
+  paint("Notices",
     filterForm(params, [["status", ["pending", "delivered", "dead"]], ["acknowledged", ["true", "false"]], ["overdue", ["true", "false"]]], "#/notices"),
     table(headings, noticeRows(page.notices, true)),
     nextPage("#/notices", params, page.next_cursor));
@@ -291,8 +329,8 @@ function requestActions(r) {
     buttons.push(actionButton("Approve", { title: `Approve ${r.id}?`, text: "The workflow goes on from its approval step.", okLabel: "Approve",
       act: async () => { await api("POST", `/v1/requests/${id}/approve`); say(`${r.id} approved.`); } }, "primary"));
     buttons.push(actionButton("Reject", { title: `Reject ${r.id}?`, text: "The person is told why, in their mail. The reason is kept with the request: write no personal data in it.",
-      okLabel: "Reject", fields: [{ name: "reason", label: "Reason", type: "textarea", required: true }],
-      act: async (v) => { await api("POST", `/v1/requests/${id}/reject`, { reason: v.reason.trim() }); say(`${r.id} rejected.`); } }, "danger"));
+      okLabel: "Reject", fields: [{ name: "reason", label: "Reason", required: true, maxlength: 500 }],
+      act: async (v) => { await api("POST", `/v1/requests/${id}/reject`, { reason: oneLine(v.reason) }); say(`${r.id} rejected.`); } }, "danger"));
   }
   if (r.status === "failed") {
     buttons.push(actionButton("Retry", { title: `Retry ${r.id}?`, text: "The failed step runs again.", okLabel: "Retry",
@@ -301,9 +339,9 @@ function requestActions(r) {
   if (!["completed", "rejected"].includes(r.status) && !r.extended) {
     buttons.push(actionButton("Extend deadline", { title: `Extend the deadline of ${r.id}?`, text: "Once only, up to what its jurisdiction allows; the Partner Center is told why.",
       okLabel: "Extend", fields: [{ name: "days", label: "Days (empty: all the jurisdiction allows)", type: "number", min: 1 },
-        { name: "reason", label: "Reason", type: "textarea", required: true }],
+        { name: "reason", label: "Reason", required: true, maxlength: 500 }],
       act: async (v) => {
-        const body = { reason: v.reason.trim() };
+        const body = { reason: oneLine(v.reason) };
         if (v.days) body.days = Number(v.days);
         await api("POST", `/v1/requests/${id}/extend`, body);
         say(`The deadline of ${r.id} was extended.`);
@@ -312,7 +350,7 @@ function requestActions(r) {
   return buttons.length ? el("div", { class: "actions", id: "request-actions" }, buttons) : null;
 }
 
-async function request(id) {
+async function request(id, paint) {
   const path = `/v1/requests/${encodeURIComponent(id)}`;
   const [r, audit] = await Promise.all([api("GET", path), api("GET", `${path}/audit`)]);
   const fact = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
@@ -322,7 +360,7 @@ async function request(id) {
     el("td", {}, when(s.started_at)), el("td", {}, when(s.finished_at))));
   const entries = audit.entries.map((e) => el("tr", {},
     el("td", { class: "num" }, e.seq), el("td", {}, when(e.at)), el("td", {}, e.event), el("td", {}, el("pre", {}, JSON.stringify(e.detail)))));
-  show(`Request ${r.id}`,
+  paint(`Request ${r.id}`,
     el("dl", { class: "facts" },
       fact("Type", r.type), fact("Status", status(r.status)), fact("Reason", r.reason ?? "—"),
       fact("Partner", r.partner_id ?? "—"), fact("Jurisdiction", r.jurisdiction),
@@ -338,7 +376,7 @@ async function request(id) {
     table([{ text: "#", num: true }, "At", "Event", "Detail"], entries));
 }
 
-function reload() {
+function reload(paint) {
   const result = el("div", { id: "reload-result" });
   const run = async () => {
     try {
@@ -351,7 +389,7 @@ function reload() {
         el("ol", { class: "problems" }, problems.map((p) => el("li", {}, `${p.path}:${p.line}:${p.column}: ${p.message} [${p.rule}]`))));
     }
   };
-  show("Reload",
+  paint("Reload",
     el("p", {}, "Reads the YAML again. All of it is checked first: with any problem nothing changes, and each is listed here with its position."),
     isOperator() ? actionButton("Reload the YAML", { title: "Reload the YAML?", text: "Workflows, policies, templates, secrets and tokens are read again.", okLabel: "Reload", act: run, refresh: false }, "primary")
       : el("p", { class: "muted" }, "Reloading needs the operator role."),
@@ -360,22 +398,34 @@ function reload() {
 
 // --- routing --------------------------------------------------------------
 
+const REQUEST_ID = /^req_[A-Za-z0-9]{1,64}$/;
+
 async function route() {
   if (!me) return;
   const hash = location.hash.replace(/^#/, "") || "/";
+  if (!hash.startsWith("/")) return; // an anchor in the page (the skip link), not a page
+  const mine = ++generation;
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query ?? "");
+  // Each page loads, then paints only if no newer navigation (or a
+  // sign-out) came meanwhile.
+  const paint = (...args) => {
+    if (mine === generation) show(...args);
+  };
   try {
-    if (path === "/") await overview();
-    else if (path === "/requests") await requests(params);
-    else if (path.startsWith("/requests/")) await request(decodeURIComponent(path.slice("/requests/".length)));
-    else if (path === "/notices") await notices(params);
-    else if (path === "/reload") reload();
-    else show("Not found", el("p", {}, "There is no such page."));
-    main.focus();
+    if (path === "/") await overview(paint);
+    else if (path === "/requests") await requests(params, paint);
+    else if (path.startsWith("/requests/")) {
+      const id = decodeURIComponent(path.slice("/requests/".length));
+      if (REQUEST_ID.test(id)) await request(id, paint);
+      else paint("Not found", el("p", {}, "That is not a request id."));
+    } else if (path === "/notices") await notices(params, paint);
+    else if (path === "/reload") reload(paint);
+    else paint("Not found", el("p", {}, "There is no such page."));
+    if (mine === generation) main.focus();
   } catch (e) {
     if (e instanceof SignedOut) return;
-    show("Something went wrong", el("p", { class: "error", role: "alert" }, e.message));
+    paint("Something went wrong", el("p", { class: "error", role: "alert" }, e.message));
   }
 }
 
@@ -389,6 +439,10 @@ async function start() {
 }
 
 document.getElementById("sign-out").addEventListener("click", () => signOut("Signed out."));
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault(); // the page's own hash routes: leave it as it is
+  main.focus();
+});
 window.addEventListener("hashchange", () => {
   say(""); // what the last action said belongs to the last page
   route();
