@@ -9,10 +9,14 @@ associated with P-1001; then N disassociation webhooks are sent as fast as
 they are accepted while the engine works. Printed: the intake rate (N over
 the time to accept them all), the end-to-end rate (N over the time until
 every request has finished: unlink, holdings, the partner's notice
-delivered, the person's notice written), and their ratio. Nothing is
-asserted.
+delivered, the person's notice written), and their ratio; PostgreSQL
+transactions and CPU milliseconds (privacyd's, and PostgreSQL's) per
+request; then, on the idle system, one disassociation at a time: the
+median and 99th percentile from receipt to completion, and the median
+transactions each took. Nothing is asserted.
 """
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +43,44 @@ def loadgen(daemon, secrets, *args):
         raise SystemExit(f"load generator failed: {out.stdout} {out.stderr}")
 
 
+IDLE = int(os.environ.get("BENCH_IDLE_REQUESTS", "40"))
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid, children=False):
+    """CPU time of a process (and of its children it has waited for)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks * TICK_MS
+
+
+def postgres_cpu_ms(pg):
+    """The cluster's CPU time: the postmaster, the backends it has reaped,
+    and every process still running under it."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    total = cpu_ms(postmaster, children=True)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) * TICK_MS
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
 def main():
     pg = PgCluster(fsync=os.environ.get("BENCH_FSYNC", "on") == "on")
     work = tempfile.mkdtemp(prefix="privacyd-e2e-bench-")
@@ -61,6 +103,7 @@ def main():
         loadgen(daemon, secrets, "--type", "association.created")
         xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
         xact_before = xacts()
+        cpu_before = (cpu_ms(daemon.proc.pid), postgres_cpu_ms(pg))
         started = time.monotonic()
         loadgen(daemon, secrets, "--type", "request.disassociation")
         accepted = time.monotonic() - started
@@ -69,6 +112,8 @@ def main():
                  timeout=3600, interval=0.1, what="every disassociation to finish")
         finished = time.monotonic() - started
         committed = xacts() - xact_before
+        cpu_privacyd = cpu_ms(daemon.proc.pid) - cpu_before[0]
+        cpu_postgres = postgres_cpu_ms(pg) - cpu_before[1]
         completed = count("SELECT COUNT(*) FROM requests WHERE status = 'completed'")
         delivered = count("SELECT COUNT(*) FROM notices WHERE channel = 'partner' AND status = 'delivered'")
         intake, e2e = N / accepted, N / finished
@@ -80,6 +125,7 @@ def main():
         print(f"  ratio         {e2e / intake:8.2f}   (SPEC §12 bar: >= 0.5)")
         print(f"  PostgreSQL    {committed / finished:8.0f} transactions/s committed"
               f" ({committed / N:.1f} per request)")
+        print(f"  CPU           {cpu_privacyd / N:8.2f} ms privacyd, {cpu_postgres / N:.2f} ms PostgreSQL per request")
         # Where the time goes: each step's median time from start to
         # finish, and from the request's receipt to the step's start.
         rows = pg.psql("SELECT s.step_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.finished_at - s.started_at),"
@@ -90,6 +136,7 @@ def main():
         for line in rows.strip().splitlines():
             step, in_step, to_start = line.split("|")
             print(f"  {step:20s} {float(in_step or 0):17.0f}   {float(to_start or 0):17.0f}")
+        idle(daemon, pg, secrets)
     finally:
         if daemon:
             daemon.stop()
@@ -98,6 +145,34 @@ def main():
             receiver.wait(timeout=30)
         pg.destroy()
         subprocess.run(["rm", "-rf", work])
+
+
+def idle(daemon, pg, secrets):
+    """One disassociation at a time on an otherwise idle system: receipt to
+    completion as the database records it, and the write transactions it
+    took, counted exactly by the transaction ids PostgreSQL handed out
+    meanwhile (xact_commit is flushed by long-lived connections only every
+    few seconds; the background jobs' few writes are included)."""
+    xids = lambda: int(pg.psql("SELECT pg_snapshot_xmax(pg_current_snapshot())").strip())
+    subprocess.run([LOADGEN, "--port", str(daemon.port()), "--secret-file", secrets, "--connections", "1",
+                    "--partner", "P-1001", "--subject-prefix", "idle", "--subjects", str(IDLE), "--total",
+                    str(IDLE), "--type", "association.created"], check=True, capture_output=True, timeout=600)
+    with open(secrets) as f:
+        secret = next(line.strip() for line in f if line.startswith("whsec_"))
+    latencies, per_request = [], []
+    for i in range(IDLE):
+        before = xids()
+        status, resp = daemon.webhook({"type": "request.disassociation", "occurred_at": "2026-11-26T05:00:00Z",
+                                       "subject": {"huawei_id": f"idle-{i}"}, "partner": {"id": "P-1001"}}, secret)
+        if status != 202:
+            raise SystemExit(f"idle request refused: {status} {resp}")
+        rid = resp["request_id"]
+        wait_for(lambda: pg.psql(f"SELECT status FROM requests WHERE id = '{rid}'").strip() in
+                 ("completed", "failed", "rejected"), timeout=60, interval=0.005, what="an idle request")
+        per_request.append(xids() - before)
+        latencies.append(float(pg.psql(f"SELECT updated_at - received_at FROM requests WHERE id = '{rid}'").strip()))
+    print(f"  idle, one at a time ({IDLE} requests): receipt to completion p50 {statistics.median(latencies):.0f} ms,"
+          f" p99 {percentile(latencies, 99):.0f} ms; {statistics.median(per_request):.0f} write transactions each (median)")
 
 
 if __name__ == "__main__":
