@@ -52,11 +52,17 @@ def admin_workflows(folder):
     return workflows
 
 
-class Admin:
-    """Subclasses say which database privacyd uses."""
+class AdminSetup:
+    """A test-case mixin: the demo with its partners played by a Receiver,
+    deletion waiting for an operator's approval, admin tokens for a viewer
+    ("watcher") and an operator ("ops"), and privacyd serving. Subclasses
+    say which database privacyd uses, and may change the workflows first."""
 
     def database_url(self):
         return None
+
+    def prepare_workflows(self, workflows):
+        pass
 
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -66,8 +72,9 @@ class Admin:
         self.addCleanup(self.partners.close)
         policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
         secret_file = os.path.join(self.dir.name, "var", "keys", "partner-P-1001.secret")
-        workflows = admin_workflows(self.dir.name)
-        self.access_check(workflows, secret_file)
+        self.workflows = workflows = admin_workflows(self.dir.name)
+        self.partner_secret_file = secret_file
+        self.prepare_workflows(workflows)
         self.secret = new_secret()
         self.config = write_config(self.dir.name, database=self.database_url(), extra=ENGINE, workflows=workflows)
         use_policies(self.config, policies, NOTICES)
@@ -78,6 +85,11 @@ class Admin:
         self.d = Daemon(self.config)
         self.addCleanup(self.d.kill)
         self.d.wait_ready()
+
+
+class Admin(AdminSetup):
+    def prepare_workflows(self, workflows):
+        self.access_check(workflows, self.partner_secret_file)
 
     def access_check(self, workflows, secret_file):
         """A webhook.call step before access collects, which the receiver

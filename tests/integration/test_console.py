@@ -19,12 +19,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from harness import (Daemon, Receiver, demo_setup, new_secret, run, use_policies, wait_for, write_admin_tokens,
-                     write_config, write_secrets)
-from test_admin import admin_workflows
+from harness import wait_for
+from test_admin import AdminSetup
 
-ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
-NOTICES = "  file_dir: var/notices\n  timeout: 1s\n  retry_schedule: [0s, 300ms]\n"
 OUTPUT = os.path.join(os.environ.get("PRIVACYD_TEST_OUTPUT", tempfile.gettempdir()), "console")
 DAY_MS = 24 * 3600 * 1000
 
@@ -42,7 +39,7 @@ def browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
-class Console(unittest.TestCase):
+class Console(AdminSetup, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         os.makedirs(OUTPUT, exist_ok=True)
@@ -53,23 +50,7 @@ class Console(unittest.TestCase):
         cls.browser.quit()
 
     def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.addCleanup(self.dir.cleanup)
-        self.partner_secret = new_secret()
-        self.partners = Receiver(self.partner_secret)
-        self.addCleanup(self.partners.close)
-        policies = demo_setup(self.dir.name, self.partners.url, self.partner_secret)
-        self.workflows = admin_workflows(self.dir.name)  # deletion waits for an operator's approval
-        self.secret = new_secret()
-        self.config = write_config(self.dir.name, extra=ENGINE, workflows=self.workflows)
-        use_policies(self.config, policies, NOTICES)
-        write_secrets(self.dir.name, [self.secret])
-        self.tokens = write_admin_tokens(self.dir.name, self.config)
-        r = run(["demo", "--config", self.config])
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.d = Daemon(self.config)
-        self.addCleanup(self.d.kill)
-        self.d.wait_ready()
+        AdminSetup.setUp(self)  # the demo, deletion awaiting approval, tokens "watcher" and "ops", privacyd serving
         self.base = f"http://127.0.0.1:{self.d.port('admin')}"
         b = self.browser
         b.set_window_size(1280, 800)
