@@ -149,12 +149,15 @@ class Unlink final : public DomainAction {
     const long long now = ctx.now;
     auto end_in_ledger = [&](soci::session& sql) {
       soci::transaction tr(sql);
-      soci::statement st = (sql.prepare << "UPDATE associations SET ended_at = :now, ended_by = :request"
-                                           " WHERE subject_id = :subject AND partner_id = :partner AND ended_at IS NULL",
-                            soci::use(now, "now"), soci::use(request_id, "request"), soci::use(subject.id, "subject"),
-                            soci::use(partner, "partner"));
-      st.execute(true);
-      long long n = st.get_affected_rows();
+      long long n = 0;
+      {  // the statement released inside the transaction, not in one of its own
+        soci::statement st = (sql.prepare << "UPDATE associations SET ended_at = :now, ended_by = :request"
+                                             " WHERE subject_id = :subject AND partner_id = :partner AND ended_at IS NULL",
+                              soci::use(now, "now"), soci::use(request_id, "request"),
+                              soci::use(subject.id, "subject"), soci::use(partner, "partner"));
+        st.execute(true);
+        n = st.get_affected_rows();
+      }
       if (n == 0) {
         // Another attempt of this step (one given up on at its timeout,
         // or a holder that lost its claim) may have ended it meanwhile:
@@ -190,15 +193,18 @@ class Holdings final : public DomainAction {
     auto query = [&](soci::session& sql) {
       json::array disclosed;
       json::array categories;
-      soci::rowset<soci::row> rows =
-          (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
-                          " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
-           soci::use(subject.id, "subject"), soci::use(partner, "partner"));
-      for (const auto& r : rows) {
-        categories.emplace_back(r.get<std::string>(0));
-        disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
-                                         {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
-                                         {"last_disclosed_at", format_rfc3339(row_integer(r, 2))}});
+      soci::transaction tr(sql);  // both reads (and the statement's release) in one transaction
+      {
+        soci::rowset<soci::row> rows =
+            (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                            " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
+             soci::use(subject.id, "subject"), soci::use(partner, "partner"));
+        for (const auto& r : rows) {
+          categories.emplace_back(r.get<std::string>(0));
+          disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
+                                           {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
+                                           {"last_disclosed_at", format_rfc3339(row_integer(r, 2))}});
+        }
       }
       long long from = 0;
       long long until = 0;
@@ -207,6 +213,7 @@ class Holdings final : public DomainAction {
       sql << "SELECT MIN(started_at), MAX(ended_at) FROM associations WHERE subject_id = :subject AND partner_id = :partner",
           soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
           soci::into(until, until_ind);
+      tr.commit();
       json::object out{{"partner_id", partner}, {"categories", std::move(categories)}, {"disclosed", std::move(disclosed)}};
       out["associated_from"] = from_ind == soci::i_ok ? json::value(format_rfc3339(from)) : json::value(nullptr);
       out["disassociated_at"] = until_ind == soci::i_ok ? json::value(format_rfc3339(until)) : json::value(nullptr);
@@ -285,20 +292,24 @@ class Export final : public DomainAction {
     };
     auto load = [&](soci::session& sql) {
       Loaded l;
-      soci::rowset<soci::row> rows =
-          (sql.prepare << "SELECT data_enc FROM request_data WHERE request_id = :r ORDER BY step_id",
-           soci::use(request_id, "r"));
-      for (const auto& r : rows) l.sealed.push_back(r.get<std::string>(0));
-      soci::rowset<soci::row> disclosures =
-          (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
-                          " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
-           soci::use(subject.id, "s"));
-      for (const auto& r : disclosures) {
-        l.recipients.push_back(json::object{{"partner_id", r.get<std::string>(0)},
-                                            {"category", r.get<std::string>(1)},
-                                            {"first_disclosed_at", format_rfc3339(row_integer(r, 2))},
-                                            {"last_disclosed_at", format_rfc3339(row_integer(r, 3))}});
+      soci::transaction tr(sql);  // both reads (and their statements' release) in one transaction
+      {
+        soci::rowset<soci::row> rows =
+            (sql.prepare << "SELECT data_enc FROM request_data WHERE request_id = :r ORDER BY step_id",
+             soci::use(request_id, "r"));
+        for (const auto& r : rows) l.sealed.push_back(r.get<std::string>(0));
+        soci::rowset<soci::row> disclosures =
+            (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                            " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
+             soci::use(subject.id, "s"));
+        for (const auto& r : disclosures) {
+          l.recipients.push_back(json::object{{"partner_id", r.get<std::string>(0)},
+                                              {"category", r.get<std::string>(1)},
+                                              {"first_disclosed_at", format_rfc3339(row_integer(r, 2))},
+                                              {"last_disclosed_at", format_rfc3339(row_integer(r, 3))}});
+        }
       }
+      tr.commit();
       return l;
     };
     Loaded loaded = co_await run_in_db(deps_.db, load);

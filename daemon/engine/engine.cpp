@@ -32,6 +32,13 @@ struct Run : std::enable_shared_from_this<Run> {
   explicit Run(runs::Claim c) : id(std::move(c.id)), token(std::move(c.token)) {}
   std::string id;
   std::string token;  // this claim's: every write of the run checks it
+  std::optional<runs::RunRow> loaded;  // read in the claim's own transaction
+};
+
+// A claim and the request as it stood when claimed.
+struct Claimed {
+  runs::Claim claim;
+  std::optional<runs::RunRow> row;
 };
 
 // One attempt of an action, run as a coroutine of its own so that the
@@ -224,13 +231,22 @@ net::awaitable<void> Engine::Impl::loop() {
         std::lock_guard lock(mutex);
         for (const auto& [id, run] : running) driving.push_back(id);
       }
-      auto claim = [at, until, owner, capacity, driving](soci::session& sql) {
+      // Each claimed request is read in the claim's transaction: one round
+      // of the database's books for both, not two.
+      auto claim = [this, at, until, owner, capacity, driving](soci::session& sql) {
+        std::vector<Claimed> out;
         soci::transaction tr(sql);
-        auto claims = runs::claim(sql, at, owner, until, capacity, driving);
+        for (auto& c : runs::claim(sql, at, owner, until, capacity, driving)) {
+          auto row = runs::load(sql, c.id);
+          out.push_back({std::move(c), std::move(row)});
+        }
         tr.commit();
-        return claims;
+        for (const auto& c : out) {
+          if (c.row) keys.warm(c.row->huawei_id_enc);  // the key store's I/O here, not on the event loop
+        }
+        return out;
       };
-      std::vector<runs::Claim> ids;
+      std::vector<Claimed> ids;
       try {
         ids = co_await run_in_db(db, claim);
         claim_outage.succeeded(log);
@@ -238,7 +254,8 @@ net::awaitable<void> Engine::Impl::loop() {
         claim_outage.failed(log, describe_failure(e));
       }
       for (auto& claimed : ids) {
-        auto run = std::make_shared<Run>(std::move(claimed));
+        auto run = std::make_shared<Run>(std::move(claimed.claim));
+        run->loaded = std::move(claimed.row);
         {
           std::lock_guard lock(mutex);
           running[run->id] = run;
@@ -422,11 +439,15 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
     // Loaded once; after each transition this coroutine commits while it
     // holds the lease, the row is brought up to date in memory (a commit
     // fails, and the loop ends, if the lease was lost).
-    std::optional<runs::RunRow> row;
+    std::optional<runs::RunRow> row = std::move(run->loaded);
     for (;;) {
       if (!row) {
         auto load = [id = run->id, this](soci::session& sql) {
+          // One transaction for the request, its steps and their statements'
+          // release, not one each (SPEC §12's transactions per request).
+          soci::transaction tr(sql);
           auto loaded = runs::load(sql, id);
+          tr.commit();
           if (loaded) keys.warm(loaded->huawei_id_enc);  // the key store's I/O here, not on the event loop
           return loaded;
         };

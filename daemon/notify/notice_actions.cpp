@@ -128,10 +128,14 @@ class NoticeAction : public engine::Action {
     const int idx = step_index(ctx);
     auto statuses = [request_id, idx](soci::session& sql) {
       std::vector<std::pair<std::string, std::string>> out;
-      soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
-                                                     " step_idx = :i ORDER BY id",
-                                      soci::use(request_id, "r"), soci::use(idx, "i"));
-      for (const auto& r : rows) out.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+      soci::transaction tr(sql);  // the query and its statement's release in one round of the database's books
+      {
+        soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
+                                                       " step_idx = :i ORDER BY id",
+                                        soci::use(request_id, "r"), soci::use(idx, "i"));
+        for (const auto& r : rows) out.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+      }
+      tr.commit();
       return out;
     };
     auto queued = co_await run_in_db(deps_.db, statuses);

@@ -252,15 +252,19 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
       // Fenced: only this claim, on the attempt it claimed, records an
       // outcome; a late one (after the lease lapsed and another attempt
       // was claimed) cannot overwrite what that attempt found.
-      soci::statement update =
-          (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
-                          " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
-                          " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
-           soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
-           soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id"),
-           soci::use(n.token, "token"), soci::use(before, "before"));
-      update.execute(true);
-      if (update.get_affected_rows() != 1) return false;
+      long long recorded = 0;
+      {  // the statement released inside the transaction, not in one of its own
+        soci::statement update =
+            (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+                            " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
+                            " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
+             soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+             soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id"),
+             soci::use(n.token, "token"), soci::use(before, "before"));
+        update.execute(true);
+        recorded = update.get_affected_rows();
+      }
+      if (recorded != 1) return false;
       if (status != "pending" && n.step_idx >= 0) {
         // The step that queued it looks again.
         sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
