@@ -294,10 +294,12 @@ class Export final : public DomainAction {
       Loaded l;
       soci::transaction tr(sql);  // both reads (and their statements' release) in one transaction
       {
-        soci::rowset<soci::row> rows =
-            (sql.prepare << "SELECT data_enc FROM request_data WHERE request_id = :r ORDER BY step_id",
-             soci::use(request_id, "r"));
-        for (const auto& r : rows) l.sealed.push_back(r.get<std::string>(0));
+        {
+          soci::rowset<soci::row> rows =
+              (sql.prepare << "SELECT data_enc FROM request_data WHERE request_id = :r ORDER BY step_id",
+               soci::use(request_id, "r"));
+          for (const auto& r : rows) l.sealed.push_back(r.get<std::string>(0));
+        }
         soci::rowset<soci::row> disclosures =
             (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
                             " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",

@@ -9,7 +9,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
+#include <typeinfo>
 #include <unistd.h>
 
 #include "daemon/crypto/primitives.hpp"
@@ -237,12 +239,32 @@ net::awaitable<void> Engine::Impl::loop() {
         std::vector<Claimed> out;
         soci::transaction tr(sql);
         for (auto& c : runs::claim(sql, at, owner, until, capacity, driving)) {
-          auto row = runs::load(sql, c.id);
+          std::optional<runs::RunRow> row;
+          try {
+            row = runs::load(sql, c.id);
+          } catch (const soci::postgresql_soci_error&) {
+            throw;  // the server's: the transaction is lost, and the claim with it
+          } catch (const soci::soci_error&) {
+            // A row SOCI could not read (a column edited by hand): the
+            // request's own drive reads it again and fails alone, rather
+            // than every claim failing on it.
+            row.reset();
+          } catch (const std::bad_cast&) {
+            row.reset();  // a column of an unexpected type: as above
+          }
           out.push_back({std::move(c), std::move(row)});
         }
         tr.commit();
-        for (const auto& c : out) {
-          if (c.row) keys.warm(c.row->huawei_id_enc);  // the key store's I/O here, not on the event loop
+        for (auto& c : out) {
+          if (!c.row) continue;
+          try {
+            keys.warm(c.row->huawei_id_enc);  // the key store's I/O here, not on the event loop
+          } catch (const std::exception& e) {
+            // Only a head start: the claims stand, and the key is fetched
+            // when it is needed.
+            log.warn("engine: a subject key could not be fetched ahead", {{"request_id", c.claim.id},
+                                                                         {"error", describe_failure(e)}});
+          }
         }
         return out;
       };

@@ -101,35 +101,37 @@ void lock_request(soci::session& sql, const std::string& id) {
 std::string bounded_error(std::string_view error) { return bounded_text(error, kMaxStoredError); }
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id) {
-  soci::rowset<soci::row> rows =
-      (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
-                      " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
-                      " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id, s.key_id"
-                      " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
-       soci::use(id, "id"));
   std::optional<RunRow> run;
-  for (const auto& r : rows) {
-    RunRow x;
-    x.id = r.get<std::string>(0);
-    x.type = r.get<std::string>(1);
-    x.status = r.get<std::string>(2);
-    x.subject_id = r.get<std::string>(3);
-    x.partner_id = opt<std::string>(r, 4);
-    x.categories = r.get<std::string>(5);
-    x.jurisdiction = r.get<std::string>(6);
-    x.reason = opt<std::string>(r, 7);
-    x.workflow_name = opt<std::string>(r, 8);
-    x.workflow_version = opt<int>(r, 9);
-    x.next_step = r.get<int>(10);
-    x.received_at = r.get<long long>(11);
-    x.deadline_at = r.get<long long>(12);
-    x.lease_owner = opt<std::string>(r, 13);
-    x.huawei_id_enc = r.get<std::string>(14);
-    x.contact_enc = opt<std::string>(r, 15);
-    x.locale = opt<std::string>(r, 16);
-    x.webhook_id = r.get<std::string>(17);
-    x.key_id = opt<std::string>(r, 18);
-    run = std::move(x);
+  {  // each statement released before the next runs: a failure of the second leaves no first behind
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
+                        " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
+                        " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id, s.key_id"
+                        " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      RunRow x;
+      x.id = r.get<std::string>(0);
+      x.type = r.get<std::string>(1);
+      x.status = r.get<std::string>(2);
+      x.subject_id = r.get<std::string>(3);
+      x.partner_id = opt<std::string>(r, 4);
+      x.categories = r.get<std::string>(5);
+      x.jurisdiction = r.get<std::string>(6);
+      x.reason = opt<std::string>(r, 7);
+      x.workflow_name = opt<std::string>(r, 8);
+      x.workflow_version = opt<int>(r, 9);
+      x.next_step = r.get<int>(10);
+      x.received_at = r.get<long long>(11);
+      x.deadline_at = r.get<long long>(12);
+      x.lease_owner = opt<std::string>(r, 13);
+      x.huawei_id_enc = r.get<std::string>(14);
+      x.contact_enc = opt<std::string>(r, 15);
+      x.locale = opt<std::string>(r, 16);
+      x.webhook_id = r.get<std::string>(17);
+      x.key_id = opt<std::string>(r, 18);
+      run = std::move(x);
+    }
   }
   if (!run) return std::nullopt;
   soci::rowset<soci::row> steps =
