@@ -1,11 +1,15 @@
 #pragma once
-// The loops that follow a request's notices (SPEC §13): partners that have
-// not acknowledged a notice are reminded at the policies' offsets (on the
-// notice's own channel, through the outbox), and access packages whose
-// link has expired are erased, and subjects whose deletion completed are
-// crypto-shredded (SPEC §14) once nothing pending needs their key. Durable: the due times live in the
-// database, so a restart loses none; instances share the work through
-// row locks, and each reminder is fenced on the count already sent.
+// The loops that follow a request's notices (SPEC §13) and what privacyd
+// itself keeps (SPEC §14), as parts of one durable job (store/jobs.hpp):
+// partners that have not acknowledged a notice are reminded at the
+// policies' offsets (on the notice's own channel, through the outbox);
+// access packages whose link has expired are erased; privacyd's own
+// retention is swept; subjects whose deletion completed are crypto-shredded
+// once nothing pending needs their key; and subjects from before subject
+// keys are moved under keys of their own (store/legacy_subjects.hpp).
+// Durable: the due times live in the database, so a restart loses none;
+// instances share the work through row locks, and each reminder is fenced
+// on the count already sent.
 
 #include <functional>
 #include <memory>
