@@ -25,7 +25,7 @@ struct Due {
 constexpr int kClaimBatch = 16;
 constexpr long long kLeaseMs = 60000;
 
-struct RetentionSweeper::Impl : std::enable_shared_from_this<RetentionSweeper::Impl> {
+struct RetentionSweeper::Impl {
   Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, SystemConnections& s,
        const crypto::KeyRing& k, const Clock& c, Logger& l, Duration e)
       : job(std::make_shared<jobs::Loop>(ioc, l, e)), db(d), policies(p), systems(s), keys(k), clock(c), log(l) {

@@ -28,7 +28,7 @@ constexpr long long kDayMs = 24LL * 3600 * 1000;
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 }  // namespace
 
-struct FollowUp::Impl : std::enable_shared_from_this<FollowUp::Impl> {
+struct FollowUp::Impl {
   Impl(net::io_context& ioc, const NoticeDependencies& d, const Clock& c, Logger& l, Duration e, SubjectKeyStore* k)
       : job(std::make_shared<jobs::Loop>(ioc, l, e)), deps(d), clock(c), log(l), subject_keys(k) {
     job->add("partner reminders", [this] { return remind(); });

@@ -77,7 +77,7 @@ std::string title_of(std::string_view text) {
 
 }  // namespace
 
-struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
+struct Notifier::Impl {
   Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, const crypto::KeyRing& k, const Clock& c,
        Logger& l, const Config& cfg, Duration poll_every)
       : job(std::make_shared<jobs::Loop>(ioc, l, poll_every)),

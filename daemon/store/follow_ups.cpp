@@ -10,10 +10,6 @@ namespace privacyd::follow_ups {
 
 namespace json = boost::json;
 
-namespace {
-bool postgres(soci::session& sql) { return sql.get_backend_name() == "postgresql"; }
-}  // namespace
-
 FetchedPackage take_package(soci::session& sql, const std::string& digest, int max_downloads, UnixMillis at) {
   FetchedPackage out;
   if (digest.empty()) return out;
@@ -22,7 +18,7 @@ FetchedPackage take_package(soci::session& sql, const std::string& digest, int m
       (sql.prepare << std::string("SELECT e.request_id, e.package_enc, e.downloads, e.expires_at, e.erased_at"
                                   " FROM package_links l JOIN exports e ON e.request_id = l.request_id"
                                   " WHERE l.token_sha256 = :d") +
-                          (postgres(sql) ? " FOR UPDATE OF e" : ""),
+                          (is_postgresql(sql) ? " FOR UPDATE OF e" : ""),
        soci::use(digest, "d"));
   std::optional<long long> expires, erased;
   int downloads = 0;
@@ -62,7 +58,7 @@ int erase_expired_packages(soci::session& sql, UnixMillis at, int limit) {
   std::vector<std::string> ids(static_cast<std::size_t>(limit));
   sql << std::string("SELECT request_id FROM exports WHERE expires_at <= :now AND erased_at IS NULL"
                      " ORDER BY expires_at LIMIT :n") +
-             (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+             skip_locked(sql),
       soci::use(now, "now"), soci::use(limit, "n"), soci::into(ids);
   for (const auto& id : ids) {
     sql << "UPDATE exports SET package_enc = '', erased_at = :now WHERE request_id = :r AND erased_at IS NULL",
@@ -149,7 +145,7 @@ std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis at, int li
                                   " ack_token_sha256 FROM notices WHERE next_reminder_at <= :now AND channel = 'partner'"
                                   " AND status = 'delivered' AND ack_outcome IS NULL AND reminder_of IS NULL"
                                   " ORDER BY next_reminder_at LIMIT ") +
-                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE SKIP LOCKED" : ""),
+                          std::to_string(limit) + skip_locked(sql),
        soci::use(now, "now"));
   for (const auto& r : rows) {
     DueReminder d;
@@ -211,7 +207,7 @@ std::vector<Shredded> shred_due(soci::session& sql, UnixMillis at, int limit) {
                                   " AND NOT EXISTS (SELECT 1 FROM notices n JOIN requests r ON r.id = n.request_id"
                                   "   WHERE r.subject_id = s.id AND n.status = 'pending')"
                                   " ORDER BY s.shred_after LIMIT ") +
-                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE OF s SKIP LOCKED" : ""),
+                          std::to_string(limit) + skip_locked(sql, "s"),
        soci::use(now, "now"));
   std::vector<Shredded> due;
   for (const auto& r : rows) {
@@ -252,7 +248,7 @@ int ready_doomed_keys(soci::session& sql, UnixMillis at, int limit) {
       (sql.prepare << std::string("SELECT d.key_id, d.subject_id FROM doomed_keys d WHERE d.ready_at IS NULL"
                                   " AND NOT EXISTS (SELECT 1 FROM retention_holds h WHERE h.subject_id = d.subject_id"
                                   "   AND h.status = 'held') ORDER BY d.doomed_at LIMIT ") +
-                          std::to_string(limit) + (postgres(sql) ? " FOR UPDATE OF d SKIP LOCKED" : ""));
+                          std::to_string(limit) + skip_locked(sql, "d"));
   for (const auto& r : rows) ready.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
   for (const auto& [key, subject] : ready) {
     // The identifier is still sealed under this key unless a later event

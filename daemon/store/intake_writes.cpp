@@ -136,10 +136,6 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
   throw DatabaseConflict("the subject changed under this write three times; try again");
 }
 
-}  // namespace
-
-namespace {
-
 // The answer first given to webhook `id`, rebuilt from the request or event
 // it stored, once its delivery row is gone (privacyd's own retention swept
 // it; a Standard Webhooks retry re-signs with a fresh timestamp, so it can

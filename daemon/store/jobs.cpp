@@ -8,6 +8,7 @@
 #include <soci/soci.h>
 
 #include "daemon/store/database.hpp"
+#include "daemon/store/rows.hpp"
 
 namespace privacyd::jobs {
 
@@ -68,14 +69,13 @@ net::awaitable<void> Loop::run(std::shared_ptr<void> owner) {
 
 void lease_due(soci::session& sql, const Claim& claim, UnixMillis now, UnixMillis until, const std::string& token,
                const std::function<void(const soci::row&)>& each) {
-  const bool pg = sql.get_backend_name() == "postgresql";
   const long long at = now;
   const long long lease = until;
   std::string chosen = "SELECT " + std::string(claim.key) + " FROM " + std::string(claim.table) + " WHERE (" +
                        std::string(claim.due) + ") AND (lease_until IS NULL OR lease_until < :lapsed)";
   if (!claim.order_by.empty()) chosen += " ORDER BY " + std::string(claim.order_by);
   chosen += " LIMIT " + std::to_string(claim.limit);
-  if (pg) chosen += " FOR UPDATE SKIP LOCKED";
+  chosen += skip_locked(sql);
   const std::string statement = "UPDATE " + std::string(claim.table) +
                                 " SET lease_until = :until, claim_token = :token WHERE (" + std::string(claim.key) +
                                 ") IN (" + chosen + ") RETURNING " + std::string(claim.columns);

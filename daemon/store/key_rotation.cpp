@@ -127,7 +127,7 @@ Resealed reseal_master_sealed(soci::session& sql, const SealedColumn& c, const s
                       " LIKE 'v1.%' AND (" + filter + ")";
   if (lock) query += " ORDER BY " + keys_sql;  // one order for every locker: no deadlock between them
   if (limit > 0) query += " LIMIT " + std::to_string(limit);
-  if (lock && sql.get_backend_name() == "postgresql") query += " FOR UPDATE";
+  if (lock && is_postgresql(sql)) query += " FOR UPDATE";
   struct Row {
     std::string k1, k2, value;
   };

@@ -24,36 +24,43 @@ constexpr const char* kLegacy = "s.key_id IS NULL AND s.shredded_at IS NULL";
 // key by design (nobody's personal data) and stay.
 struct Owned {
   SealedColumn column;
-  const char* of_subject;  // binds :f to the subject id
+  const char* also;  // what else makes a row the subject's own ("" for nothing)
 };
-constexpr const char* kRequestsOf = "request_id IN (SELECT id FROM requests WHERE subject_id = :f)";
-constexpr const char* kNoticesOf =
-    "request_id IN (SELECT id FROM requests WHERE subject_id = :f) AND channel <> 'partner_center'"
-    " AND reminder_of IS NULL";
 constexpr Owned kOwned[] = {
-    {{"notices", "id", nullptr, "payload_enc", "notices.payload"}, kNoticesOf},
-    {{"request_data", "request_id", "step_id", "data_enc", "request_data.data"}, kRequestsOf},
-    {{"exports", "request_id", nullptr, "package_enc", "exports.package"}, kRequestsOf},
+    {{"notices", "id", nullptr, "payload_enc", "notices.payload"},
+     "channel <> 'partner_center' AND reminder_of IS NULL"},
+    {{"request_data", "request_id", "step_id", "data_enc", "request_data.data"}, ""},
+    {{"exports", "request_id", nullptr, "package_enc", "exports.package"}, ""},
 };
+
+// The rows of `owned` that belong to the subject `subject` names (SQL: a
+// bind or a column).
+std::string rows_of(const Owned& owned, std::string_view subject) {
+  std::string where = "request_id IN (SELECT id FROM requests WHERE subject_id = " + std::string(subject) + ")";
+  if (*owned.also != '\0') where += std::string(" AND ") + owned.also;
+  return where;
+}
 
 // A subject that has a key but still owns values under the master key: an
 // older intake gave it the key without moving what it had, or a step that
 // outlived its claim wrote under the key it had loaded.
-constexpr const char* kStraggler =
-    "s.key_id IS NOT NULL AND (s.huawei_id_enc LIKE 'v1.%' OR s.contact_enc LIKE 'v1.%'"
-    " OR EXISTS (SELECT 1 FROM requests r WHERE r.subject_id = s.id AND ("
-    "   EXISTS (SELECT 1 FROM request_data d WHERE d.request_id = r.id AND d.data_enc LIKE 'v1.%')"
-    "   OR EXISTS (SELECT 1 FROM exports e WHERE e.request_id = r.id AND e.package_enc LIKE 'v1.%')"
-    "   OR EXISTS (SELECT 1 FROM notices n WHERE n.request_id = r.id AND n.payload_enc LIKE 'v1.%'"
-    "     AND n.channel <> 'partner_center' AND n.reminder_of IS NULL))))";
+const std::string& straggler() {
+  static const std::string sql = [] {
+    std::string s = "s.key_id IS NOT NULL AND (s.huawei_id_enc LIKE 'v1.%' OR s.contact_enc LIKE 'v1.%'";
+    for (const auto& owned : kOwned) {
+      s += std::string(" OR EXISTS (SELECT 1 FROM ") + owned.column.table + " WHERE " + owned.column.column +
+           " LIKE 'v1.%' AND " + rows_of(owned, "s.id") + ")";
+    }
+    return s + ")";
+  }();
+  return sql;
+}
 
 // A request of the subject that a step may be driving now, or soon: open
 // (a failed one may be retried) or leased.
 constexpr const char* kBusy =
     "EXISTS (SELECT 1 FROM requests b WHERE b.subject_id = s.id"
     " AND (b.status NOT IN ('completed', 'rejected') OR b.lease_until >= :now))";
-
-bool postgres(soci::session& sql) { return sql.get_backend_name() == "postgresql"; }
 
 }  // namespace
 
@@ -65,8 +72,8 @@ Step move_next(soci::session& sql, const SubjectSealer& sealer, const std::strin
   // Busy subjects are left out here (and counted by count_legacy_subjects),
   // and looked at again under the lock below.
   sql << std::string("SELECT s.id, s.key_id, s.huawei_id_enc, s.contact_enc FROM subjects s WHERE s.id > :after") +
-             " AND ((" + kLegacy + ") OR (" + kStraggler + ")) AND NOT " + kBusy + " ORDER BY s.id LIMIT 1" +
-             (postgres(sql) ? " FOR UPDATE OF s SKIP LOCKED" : ""),
+             " AND ((" + kLegacy + ") OR (" + straggler() + ")) AND NOT " + kBusy + " ORDER BY s.id LIMIT 1" +
+             skip_locked(sql, "s"),
       soci::use(after, "after"), soci::use(now, "now"), soci::into(step.subject_id), soci::into(key, key_ind),
       soci::into(huawei_enc), soci::into(old_contact, contact_ind);
   if (!sql.got_data()) return step;
@@ -119,7 +126,7 @@ Step move_next(soci::session& sql, const SubjectSealer& sealer, const std::strin
   for (const auto& owned : kOwned) {
     const auto& c = owned.column;
     auto reseal = [&sealer, &key, &c](const std::string& sealed) { return sealer.reseal(key, sealed, c.context); };
-    const auto r = reseal_master_sealed(sql, c, owned.of_subject, subject, 0, true, reseal);
+    const auto r = reseal_master_sealed(sql, c, rows_of(owned, ":f"), subject, 0, true, reseal);
     if (r.lost > 0) throw DatabaseConflict("a subject's value changed while it was moved to its own key");
     step.values += r.moved;
     step.unreadable += r.unreadable;

@@ -6,6 +6,7 @@
 
 #include "daemon/audit/audit.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/rows.hpp"
 #include "daemon/crypto/primitives.hpp"
 
 namespace privacyd::runs {
@@ -59,14 +60,13 @@ void insert_notices(soci::session& sql, const std::string& request_id, int step_
 
 std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& owner, UnixMillis lease_until,
                          int limit, const std::vector<std::string>& driving) {
-  const bool pg = sql.get_backend_name() == "postgresql";
   // Enough candidates that skipping the ones still driven here leaves `limit`.
   int candidates = limit + static_cast<int>(driving.size());
   std::vector<std::string> ids(static_cast<std::size_t>(candidates));
   long long at = now;
   sql << std::string("SELECT id FROM requests WHERE run_at IS NOT NULL AND run_at <= :now"
                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n") +
-             (pg ? " FOR UPDATE SKIP LOCKED" : ""),
+             skip_locked(sql),
       soci::use(at, "now"), soci::use(at, "now2"), soci::use(candidates, "n"), soci::into(ids);
   long long until = lease_until;
   std::vector<Claim> claimed;
@@ -93,7 +93,7 @@ bool renew(soci::session& sql, const std::string& id, const std::string& owner, 
 }
 
 void lock_request(soci::session& sql, const std::string& id) {
-  if (sql.get_backend_name() != "postgresql") return;  // SQLite: one writer at a time anyway
+  if (!is_postgresql(sql)) return;  // SQLite: one writer at a time anyway
   std::string locked;
   sql << "SELECT id FROM requests WHERE id = :id FOR UPDATE", soci::use(id, "id"), soci::into(locked);
 }

@@ -76,6 +76,12 @@ def postgres_cpu_ms(pg):
     return total
 
 
+def xids(pg):
+    """The next transaction id: how many write transactions the cluster has
+    begun (counted exactly, where xact_commit is flushed late)."""
+    return int(pg.psql("SELECT pg_snapshot_xmax(pg_current_snapshot())").strip())
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -102,9 +108,8 @@ def main():
         secrets = os.path.join(work, "var", "keys", "webhook-secrets")
         loadgen(daemon, secrets, "--type", "association.created")
         xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
-        xids = lambda: int(pg.psql("SELECT pg_snapshot_xmax(pg_current_snapshot())").strip())
         time.sleep(11)  # the association phase's counts flushed first
-        xact_before, xid_before = xacts(), xids()
+        xact_before, xid_before = xacts(), xids(pg)
         cpu_before = (cpu_ms(daemon.proc.pid), postgres_cpu_ms(pg))
         started = time.monotonic()
         loadgen(daemon, secrets, "--type", "request.disassociation")
@@ -118,7 +123,7 @@ def main():
         # are taken after that (the idle daemon's few polls included).
         time.sleep(11)
         committed = xacts() - xact_before
-        writes = xids() - xid_before
+        writes = xids(pg) - xid_before
         cpu_privacyd = cpu_ms(daemon.proc.pid) - cpu_before[0]
         cpu_postgres = postgres_cpu_ms(pg) - cpu_before[1]
         completed = count("SELECT COUNT(*) FROM requests WHERE status = 'completed'")
@@ -160,7 +165,6 @@ def idle(daemon, pg, secrets):
     took, counted exactly by the transaction ids PostgreSQL handed out
     meanwhile (xact_commit is flushed by long-lived connections only every
     few seconds; the background jobs' few writes are included)."""
-    xids = lambda: int(pg.psql("SELECT pg_snapshot_xmax(pg_current_snapshot())").strip())
     subprocess.run([LOADGEN, "--port", str(daemon.port()), "--secret-file", secrets, "--connections", "1",
                     "--partner", "P-1001", "--subject-prefix", "idle", "--subjects", str(IDLE), "--total",
                     str(IDLE), "--type", "association.created"], check=True, capture_output=True, timeout=600)
@@ -168,7 +172,7 @@ def idle(daemon, pg, secrets):
         secret = next(line.strip() for line in f if line.startswith("whsec_"))
     latencies, per_request = [], []
     for i in range(IDLE):
-        before = xids()
+        before = xids(pg)
         status, resp = daemon.webhook({"type": "request.disassociation", "occurred_at": "2026-11-26T05:00:00Z",
                                        "subject": {"huawei_id": f"idle-{i}"}, "partner": {"id": "P-1001"}}, secret)
         if status != 202:
@@ -176,7 +180,7 @@ def idle(daemon, pg, secrets):
         rid = resp["request_id"]
         wait_for(lambda: pg.psql(f"SELECT status FROM requests WHERE id = '{rid}'").strip() in
                  ("completed", "failed", "rejected"), timeout=60, interval=0.005, what="an idle request")
-        per_request.append(xids() - before)
+        per_request.append(xids(pg) - before)
         latencies.append(float(pg.psql(f"SELECT updated_at - received_at FROM requests WHERE id = '{rid}'").strip()))
     print(f"  idle, one at a time ({IDLE} requests): receipt to completion p50 {statistics.median(latencies):.0f} ms,"
           f" p99 {percentile(latencies, 99):.0f} ms; {statistics.median(per_request):.0f} write transactions each (median)")
