@@ -111,21 +111,15 @@ struct FollowUp::Impl {
           follow_ups::postpone_reminder(sql, first.id, now + kDayMs);
           continue;
         }
-        // The next offset still ahead, as the policies give them now: after
-        // an outage (or a delivery that took longer than an offset) one
-        // reminder goes out, not one per offset missed.
+        // As the policies give the offsets now.
         const auto& offsets = policies->acknowledgement_for(*partner).reminders;
         if (offsets.empty()) {
           follow_ups::postpone_reminder(sql, first.id, std::nullopt);  // reminders were switched off
           continue;
         }
-        std::optional<UnixMillis> next;
-        for (const auto offset : offsets) {
-          if (first.created_at + ms(offset) > now) {
-            next = first.created_at + ms(offset);
-            break;
-          }
-        }
+        std::vector<long long> offsets_ms;
+        for (const auto offset : offsets) offsets_ms.push_back(ms(offset));
+        const auto next = follow_ups::next_reminder_at(first.created_at, offsets_ms, first.reminders_sent + 1, now);
         if (follow_ups::record_reminder(sql, first, reminder_for(first, *partner, now), next, now)) ++queued_now;
       }
       tr.commit();

@@ -183,6 +183,14 @@ bool record_reminder(soci::session& sql, const DueReminder& first, const runs::T
   return true;
 }
 
+std::optional<UnixMillis> next_reminder_at(UnixMillis created_at, const std::vector<long long>& offsets_ms, int sent,
+                                           UnixMillis now) {
+  for (std::size_t i = static_cast<std::size_t>(std::max(sent, 0)); i < offsets_ms.size(); ++i) {
+    if (created_at + offsets_ms[i] > now) return created_at + offsets_ms[i];
+  }
+  return std::nullopt;
+}
+
 void postpone_reminder(soci::session& sql, const std::string& id, std::optional<UnixMillis> until) {
   const long long at = until.value_or(0);
   soci::indicator ind = until ? soci::i_ok : soci::i_null;

@@ -75,6 +75,15 @@ struct DueReminder {
 // Delivered, unacknowledged partner notices whose next reminder is due,
 // locked for this transaction (PostgreSQL: SKIP LOCKED).
 std::vector<DueReminder> due_reminders(soci::session& sql, UnixMillis now, int limit);
+// When the reminder after the `sent`-th is due: the first of the policies'
+// offsets (milliseconds after the notice was created) that comes after the
+// ones already used and is still ahead of `now`; none when none is. After an
+// outage one reminder goes out, not one per offset missed, and an offset
+// is never used twice: the first reminder is scheduled from the time the
+// notice was drafted, a little before it was stored, so "still ahead"
+// alone could name the offset just used again.
+std::optional<UnixMillis> next_reminder_at(UnixMillis created_at, const std::vector<long long>& offsets_ms, int sent,
+                                           UnixMillis now);
 // Queues `reminder` for `first` and moves its next reminder to `next` (or
 // none); fenced on the count of reminders sent so far.
 bool record_reminder(soci::session& sql, const DueReminder& first, const runs::Transition::Notice& reminder,

@@ -19,6 +19,22 @@ using namespace privacyd;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+TEST_CASE("a reminder's offset is used once, and an outage sends one reminder, not one per offset", "[loops]") {
+  const std::vector<long long> offsets = {1000, 2000, 3000};  // after the notice was created at 10,000
+  using follow_ups::next_reminder_at;
+  // On time: each reminder schedules the next offset.
+  CHECK(next_reminder_at(10000, offsets, 1, 11000) == 12000);
+  CHECK(next_reminder_at(10000, offsets, 2, 12000) == 13000);
+  CHECK(next_reminder_at(10000, offsets, 3, 13000) == std::nullopt);
+  // The first reminder was due from when the notice was drafted (9,990), a
+  // little before it was stored: sent at 10,995, it must not name the 1 s
+  // offset again, still ahead of it.
+  CHECK(next_reminder_at(10000, offsets, 1, 10995) == 12000);
+  // After an outage that ran past two offsets: the one still ahead, if any.
+  CHECK(next_reminder_at(10000, offsets, 1, 12500) == 13000);
+  CHECK(next_reminder_at(10000, offsets, 1, 13500) == std::nullopt);
+}
+
 TEST_CASE("dates are written as their readers write them", "[loops]") {
   const UnixMillis at = *parse_rfc3339("2026-11-27T10:30:32.197Z");
   CHECK(notify::display_date(at, "en") == "27 November 2026");
