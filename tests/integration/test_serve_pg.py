@@ -35,7 +35,7 @@ class ServeOnPostgres(unittest.TestCase):
         finally:
             self.pg.start()
         wait_for(lambda: d.get_json("/readyz")[0] == 200, timeout=30, what="/readyz to recover")
-        self.assertEqual(d.stop(), 0)
+        self.assertEqual(d.stop(), 0, "\n".join(d.lines[-40:]))
 
     def test_concurrent_migrations_apply_each_version_once(self):
         self.pg.psql("CREATE DATABASE migrate_test")
