@@ -117,8 +117,13 @@ class Unlink final : public DomainAction {
           soci::into(at, ind);
       return ind == soci::i_ok ? at : 0LL;
     };
-    if (long long at = co_await run_in_db(deps_.db, done_before); at != 0) {
-      co_return ActionResult::success(json::object{{"disassociated_at", format_rfc3339(at)}, {"repeated", true}});
+    // Only a step that ran before can have ended it: a first attempt (no
+    // "started" of this step was ever committed) need not read the ledger.
+    const bool ran_before = ctx.attempt > 1 || ctx.earlier != nullptr;
+    if (ran_before) {
+      if (long long at = co_await run_in_db(deps_.db, done_before); at != 0) {
+        co_return ActionResult::success(json::object{{"disassociated_at", format_rfc3339(at)}, {"repeated", true}});
+      }
     }
 
     // What earlier attempts unlinked counts: a system that unlinked before
@@ -182,48 +187,47 @@ class Unlink final : public DomainAction {
 
 // What the request's partner still holds: every category disclosed to it,
 // with the first and last disclosure, and the association's period.
-class Holdings final : public DomainAction {
+class Holdings final : public engine::LocalAction {
  public:
-  explicit Holdings(const Dependencies& d) : DomainAction(d, {"ledger.holdings", {}}) {}
+  explicit Holdings(const Dependencies& d) : deps_(d) {}
+  const ActionSpec& spec() const override { return spec_; }
 
-  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+  ActionResult run_local(soci::session& sql, const ActionContext& ctx) override {
     const Subject subject = subject_of(ctx);
     const std::string partner = text_at(ctx.context, {"request", "partner_id"});
-    if (partner.empty()) co_return ActionResult::failure("ledger.holdings needs a request with a partner", false);
-    auto query = [&](soci::session& sql) {
-      json::array disclosed;
-      json::array categories;
-      soci::transaction tr(sql);  // both reads (and the statement's release) in one transaction
-      {
-        soci::rowset<soci::row> rows =
-            (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
-                            " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
-             soci::use(subject.id, "subject"), soci::use(partner, "partner"));
-        for (const auto& r : rows) {
-          categories.emplace_back(r.get<std::string>(0));
-          disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
-                                           {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
-                                           {"last_disclosed_at", format_rfc3339(row_integer(r, 2))}});
-        }
+    if (partner.empty()) return ActionResult::failure("ledger.holdings needs a request with a partner", false);
+    json::array disclosed;
+    json::array categories;
+    {
+      soci::rowset<soci::row> rows =
+          (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                          " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
+           soci::use(subject.id, "subject"), soci::use(partner, "partner"));
+      for (const auto& r : rows) {
+        categories.emplace_back(r.get<std::string>(0));
+        disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
+                                         {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
+                                         {"last_disclosed_at", format_rfc3339(row_integer(r, 2))}});
       }
-      long long from = 0;
-      long long until = 0;
-      soci::indicator from_ind = soci::i_null;
-      soci::indicator until_ind = soci::i_null;
-      sql << "SELECT MIN(started_at), MAX(ended_at) FROM associations WHERE subject_id = :subject AND partner_id = :partner",
-          soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
-          soci::into(until, until_ind);
-      tr.commit();
-      json::object out{{"partner_id", partner}, {"categories", std::move(categories)}, {"disclosed", std::move(disclosed)}};
-      out["associated_from"] = from_ind == soci::i_ok ? json::value(format_rfc3339(from)) : json::value(nullptr);
-      out["disassociated_at"] = until_ind == soci::i_ok ? json::value(format_rfc3339(until)) : json::value(nullptr);
-      return json::value(std::move(out));
-    };
-    json::value holdings = co_await run_in_db(deps_.db, query);
+    }
+    long long from = 0;
+    long long until = 0;
+    soci::indicator from_ind = soci::i_null;
+    soci::indicator until_ind = soci::i_null;
+    sql << "SELECT MIN(started_at), MAX(ended_at) FROM associations WHERE subject_id = :subject AND partner_id = :partner",
+        soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
+        soci::into(until, until_ind);
+    json::object out{{"partner_id", partner}, {"categories", std::move(categories)}, {"disclosed", std::move(disclosed)}};
+    out["associated_from"] = from_ind == soci::i_ok ? json::value(format_rfc3339(from)) : json::value(nullptr);
+    out["disassociated_at"] = until_ind == soci::i_ok ? json::value(format_rfc3339(until)) : json::value(nullptr);
     const auto policies = deps_.policies.current();  // held while the partner is read
-    if (const auto* p = policies->partner(partner)) holdings.as_object()["partner_name"] = p->name;
-    co_return ActionResult::success(std::move(holdings));
+    if (const auto* p = policies->partner(partner)) out["partner_name"] = p->name;
+    return ActionResult::success(std::move(out));
   }
+
+ private:
+  const Dependencies& deps_;
+  ActionSpec spec_{"ledger.holdings", {}};
 };
 
 // Reads every category in scope from every system that has it. The rows

@@ -16,6 +16,10 @@
 #include "daemon/base/time.hpp"
 #include "daemon/engine/workflow.hpp"
 
+namespace soci {
+class session;
+}
+
 namespace privacyd::engine {
 
 struct ActionContext {
@@ -103,12 +107,35 @@ struct ActionResult {
   }
 };
 
+class LocalAction;
+
 class Action {
  public:
   virtual ~Action() = default;
   virtual const ActionSpec& spec() const = 0;
   // `ctx` outlives the returned awaitable.
   virtual boost::asio::awaitable<ActionResult> run(const ActionContext& ctx) = 0;
+  // Non-null when the action is a LocalAction.
+  virtual LocalAction* as_local() { return nullptr; }
+};
+
+// An action that acts on nothing outside privacyd's own database: it reads
+// it and drafts notices for the outbox, nothing more. The engine runs such
+// a step inside the transaction that commits its outcome, together with
+// the request's other transitions up to its next step that acts outside
+// (an external step's "started" included), and commits no "started" of its
+// own: run again after a crash, it finds the database as it was before.
+class LocalAction : public Action {
+ public:
+  LocalAction* as_local() final { return this; }
+  // In `sql`'s open transaction, on a database thread: what it reads is
+  // what that transaction commits against. It must not commit, and must
+  // let privacyd's own database errors through (the transaction is then
+  // rolled back and the run taken up again).
+  virtual ActionResult run_local(soci::session& sql, const ActionContext& ctx) = 0;
+  // Not used: a local step runs only inside the engine's transaction.
+  // Throws std::logic_error.
+  boost::asio::awaitable<ActionResult> run(const ActionContext& ctx) final;
 };
 
 class ActionRegistry {

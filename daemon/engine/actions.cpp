@@ -53,17 +53,22 @@ Duration retry_delay(const RetryPolicy& policy, int attempt, double unit_random)
   return Duration(static_cast<Duration::rep>(delay / 2 + delay / 2 * unit_random));
 }
 
+boost::asio::awaitable<ActionResult> LocalAction::run(const ActionContext&) {
+  throw std::logic_error("action " + spec().name + " runs only inside the engine's transaction");
+  co_return ActionResult{};
+}
+
 namespace {
 
 // Parks the request until an operator approves or rejects it.
-class Approval final : public Action {
+class Approval final : public LocalAction {
  public:
   const ActionSpec& spec() const override { return spec_; }
-  boost::asio::awaitable<ActionResult> run(const ActionContext&) override {
+  ActionResult run_local(soci::session&, const ActionContext&) override {
     ActionResult r;
     r.kind = ActionResult::Kind::park;
     r.reason = "approval";
-    co_return r;
+    return r;
   }
 
  private:
@@ -71,16 +76,16 @@ class Approval final : public Action {
 };
 
 // A durable timer: the step waits, across restarts, until `for` has passed.
-class Wait final : public Action {
+class Wait final : public LocalAction {
  public:
   const ActionSpec& spec() const override { return spec_; }
-  boost::asio::awaitable<ActionResult> run(const ActionContext& ctx) override {
-    if (ctx.woken_from) co_return ActionResult::success(json::object{{"waited_until", *ctx.woken_from}});
+  ActionResult run_local(soci::session&, const ActionContext& ctx) override {
+    if (ctx.woken_from) return ActionResult::success(json::object{{"waited_until", *ctx.woken_from}});
     auto d = parse_duration(std::string(ctx.step.with.at("for").as_string()));
     ActionResult r;
     r.kind = ActionResult::Kind::wait;
     r.wake_at = ctx.now + std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
-    co_return r;
+    return r;
   }
 
  private:

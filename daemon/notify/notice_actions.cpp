@@ -117,62 +117,59 @@ engine::NoticeDraft subject_mail(const NoticeDependencies& deps, const std::stri
   return n;
 }
 
-class NoticeAction : public engine::Action {
+class NoticeAction : public engine::LocalAction {
  public:
   NoticeAction(const NoticeDependencies& d, engine::ActionSpec spec) : deps_(d), spec_(std::move(spec)) {}
   const engine::ActionSpec& spec() const override { return spec_; }
 
-  net::awaitable<ActionResult> run(const ActionContext& ctx) override {
+  ActionResult run_local(soci::session& sql, const ActionContext& ctx) override {
     // Already queued on an earlier run: report how delivery went.
-    const std::string request_id = ctx.request_id;
+    const std::string& request_id = ctx.request_id;
     const int idx = step_index(ctx);
-    auto statuses = [request_id, idx](soci::session& sql) {
-      std::vector<std::pair<std::string, std::string>> out;
-      soci::transaction tr(sql);  // the query and its statement's release in one round of the database's books
-      {
-        soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
-                                                       " step_idx = :i ORDER BY id",
-                                        soci::use(request_id, "r"), soci::use(idx, "i"));
-        for (const auto& r : rows) out.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
-      }
-      tr.commit();
-      return out;
-    };
-    auto queued = co_await run_in_db(deps_.db, statuses);
+    std::vector<std::pair<std::string, std::string>> queued;
+    {
+      soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
+                                                     " step_idx = :i ORDER BY id",
+                                      soci::use(request_id, "r"), soci::use(idx, "i"));
+      for (const auto& r : rows) queued.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+    }
     if (!queued.empty()) {
       json::array ids;
       for (const auto& [id, status] : queued) {
-        if (status == "dead") co_return ActionResult::failure("notice " + id + " could not be delivered", false);
+        if (status == "dead") return ActionResult::failure("notice " + id + " could not be delivered", false);
         ids.emplace_back(id);
       }
       for (const auto& [id, status] : queued) {
         if (status != "delivered") {
           ActionResult r;
           r.kind = ActionResult::Kind::await_notices;  // not all delivered yet: keep waiting
-          co_return r;
+          return r;
         }
       }
-      co_return ActionResult::success(json::object{{"notices", std::move(ids)}});
+      return ActionResult::success(json::object{{"notices", std::move(ids)}});
     }
     ActionResult r;
     r.kind = ActionResult::Kind::await_notices;
     try {
-      r.notices = co_await draft(ctx);
+      r.notices = draft(sql, ctx);
     } catch (const engine::PermanentFailure&) {
       throw;
-    } catch (const DatabaseUnavailable&) {
+    } catch (const soci::soci_error&) {
       throw;  // privacyd's own database: the engine retries the run, not the step
+    } catch (const DatabaseUnavailable&) {
+      throw;
     } catch (const DatabaseConflict&) {
       throw;
     } catch (const std::exception& e) {
-      co_return ActionResult::failure(std::string(spec_.name) + ": " + e.what(), false);
+      return ActionResult::failure(std::string(spec_.name) + ": " + e.what(), false);
     }
-    if (r.notices.empty()) co_return ActionResult::success(json::object{{"notices", json::array{}}});
-    co_return r;
+    if (r.notices.empty()) return ActionResult::success(json::object{{"notices", json::array{}}});
+    return r;
   }
 
  protected:
-  virtual net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) = 0;
+  // In the step's transaction (`sql`), like run_local.
+  virtual std::vector<engine::NoticeDraft> draft(soci::session& sql, const ActionContext& ctx) = 0;
 
   // The §7 body, with its text in the partner's locale and dates as its
   // readers write them; the body's own dates stay RFC 3339.
@@ -214,7 +211,7 @@ class NotifyPartner final : public NoticeAction {
   explicit NotifyPartner(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[0]) {}
 
  protected:
-  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+  std::vector<engine::NoticeDraft> draft(soci::session&, const ActionContext& ctx) override {
     auto policies = deps_.policies.current();
     const auto* partner = policies->partner(text(ctx.context, {"request", "partner_id"}));
     if (partner == nullptr) throw std::runtime_error("the request's partner is not in the policies");
@@ -225,7 +222,7 @@ class NotifyPartner final : public NoticeAction {
                       {"disclosed", holdings->at("disclosed")},
                       {"disassociated_at", holdings->at("disassociated_at")},
                       {"associated_from", holdings->at("associated_from")}};
-    co_return std::vector<engine::NoticeDraft>{partner_notice(ctx, *partner, std::move(body))};
+    return {partner_notice(ctx, *partner, std::move(body))};
   }
 };
 
@@ -236,10 +233,10 @@ class NotifyPartners final : public NoticeAction {
   explicit NotifyPartners(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[1]) {}
 
  protected:
-  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+  std::vector<engine::NoticeDraft> draft(soci::session& sql, const ActionContext& ctx) override {
     const std::string subject_id = text(ctx.context, {"request", "subject_id"});
-    auto load = [subject_id](soci::session& sql) {
-      std::vector<std::array<std::string, 4>> rows;
+    std::vector<std::array<std::string, 4>> rows;
+    {
       soci::rowset<soci::row> rs =
           (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
                           " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
@@ -248,9 +245,7 @@ class NotifyPartners final : public NoticeAction {
         rows.push_back({r.get<std::string>(0), r.get<std::string>(1), format_rfc3339(row_integer(r, 2)),
                         format_rfc3339(row_integer(r, 3))});
       }
-      return rows;
-    };
-    auto rows = co_await run_in_db(deps_.db, load);
+    }
     std::vector<std::string> scope;
     if (const auto* cats = at(ctx.context, {"request", "categories"}); cats && cats->is_array()) {
       for (const auto& c : cats->get_array()) scope.emplace_back(c.get_string());
@@ -276,7 +271,7 @@ class NotifyPartners final : public NoticeAction {
       json::object body{{"type", "notice.erasure"}, {"categories", lists.first}, {"disclosed", lists.second}};
       notices.push_back(partner_notice(ctx, *partner, std::move(body)));
     }
-    co_return notices;
+    return notices;
   }
 };
 
@@ -286,7 +281,7 @@ class NotifySubject final : public NoticeAction {
   explicit NotifySubject(const NoticeDependencies& d) : NoticeAction(d, notice_action_specs()[2]) {}
 
  protected:
-  net::awaitable<std::vector<engine::NoticeDraft>> draft(const ActionContext& ctx) override {
+  std::vector<engine::NoticeDraft> draft(soci::session&, const ActionContext& ctx) override {
     const std::string email = text(ctx.context, {"subject", "email"});
     if (email.empty()) throw std::runtime_error("the subject has no email address (guard the step with if: subject.email)");
     if (!usable_email(email)) throw std::runtime_error("the subject's email is malformed");
@@ -336,7 +331,7 @@ class NotifySubject final : public NoticeAction {
     }
     auto n = subject_mail(deps_, engine::subject_key(ctx), std::string(ctx.step.with.at("template").as_string()),
                           locale, email, values, ctx.now);
-    co_return std::vector<engine::NoticeDraft>{std::move(n)};
+    return {std::move(n)};
   }
 };
 

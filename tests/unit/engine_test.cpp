@@ -173,7 +173,9 @@ TEST_CASE("a failing step is retried only once its backoff has passed", "[engine
   f.engine->wake();
   eventually([&] { return f.status(id) == "completed"; }, "completion");
 
-  // The audit chain holds every transition, in order, and is intact.
+  // The audit chain holds every transition, in order, and is intact. The
+  // approval step is local (LocalAction): it commits no "started" of its
+  // own; its outcome is committed with the step before it.
   std::vector<std::string> events;
   f.store.db->with_session([&](soci::session& sql) {
     soci::rowset<std::string> rows = (sql.prepare << "SELECT event FROM audit_log ORDER BY seq");
@@ -181,7 +183,7 @@ TEST_CASE("a failing step is retried only once its backoff has passed", "[engine
   });
   CHECK(events == std::vector<std::string>{"request.received", "request.started", "step.started", "step.failed",
                                            "step.started", "step.failed", "step.started", "step.succeeded",
-                                           "step.started", "request.awaiting_approval", "request.approved",
+                                           "request.awaiting_approval", "request.approved",
                                            "request.completed"});
   audit::Verification v;
   f.store.db->with_session([&](soci::session& sql) { v = audit::verify(sql); });
