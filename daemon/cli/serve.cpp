@@ -190,6 +190,7 @@ int serve(const std::filesystem::path& config_file) {
     // Keep one database thread free of intake batches for /readyz and the
     // rest, where there is more than one.
     GroupCommit commits(db, log, {.max_batch = 256, .max_inflight = std::max<std::size_t>(1, config.database.pool_size - 1)});
+    notifier.use_group_commit(&commits);
     intake::Intake intake(commits, keys, policies, clock, log,
                           {.tolerance = config.webhook.tolerance, .max_body = config.webhook.max_body,
                            .metrics = &metrics, .subject_keys = vault.store.get()},
@@ -216,6 +217,11 @@ int serve(const std::filesystem::path& config_file) {
                              return notify::partner_center_callbacks(notice_deps, row, "request." + status, reason,
                                                                      now);
                            },
+                           .handoff_open = [&notifier] { return notifier.taking(); },
+                           .hand_over = [&notifier](std::vector<runs::LeasedNotice> notices) {
+                             notifier.take(std::move(notices));
+                           },
+                           .handoff_lease = notifier.handoff_lease(),
                            .await_gate = test_hook("PRIVACYD_TEST_AWAIT_GATE")});
     if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
     problems = engine.install(std::move(workflows));

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <soci/soci.h>
 
+#include "daemon/crypto/primitives.hpp"
 #include "daemon/engine/engine_impl.hpp"
 
 namespace privacyd::engine {
@@ -78,8 +79,16 @@ void Engine::Impl::finished(const runs::RunRow& row, std::string_view status, Un
 
 void Engine::Impl::committed(const Segment& s) {
   bool queued = false;
+  std::vector<runs::LeasedNotice> handed;
   for (const auto& t : s.applied) {
-    queued = queued || !t.notices.empty();
+    for (const auto& n : t.notices) {
+      if (!t.notice_lease) {
+        queued = true;
+        continue;
+      }
+      handed.push_back({n.id, t.request_id, n.awaited ? t.step_idx : -1, n.channel, n.recipient, n.payload_enc,
+                        *t.notice_lease});
+    }
     if (t.audit_event == "request.waiting_for_workflow") {
       // Once a minute per type, not once per request: a missing workflow
       // with a backlog must not flood the log.
@@ -102,6 +111,7 @@ void Engine::Impl::committed(const Segment& s) {
       finished(s.start, t.request_status, t.now);
     }
   }
+  if (!handed.empty()) options.hand_over(std::move(handed));
   if (queued && notices_queued) notices_queued();
 }
 
@@ -231,6 +241,10 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       segment.owner = owner;
       segment.token = run->token;
       segment.at = now();
+      if (options.hand_over && options.handoff_open()) {
+        segment.notice_lease = runs::NoticeLease{crypto::hex(crypto::random_bytes(12)),
+                                                 segment.at + ms(options.handoff_lease)};
+      }
       pending.reset();
       row.reset();
       co_await commit_segment(segment);

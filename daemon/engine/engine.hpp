@@ -50,6 +50,16 @@ struct EngineOptions {
   std::function<std::vector<NoticeDraft>(const runs::RunRow& row, const std::string& status,
                                          const std::string& reason, UnixMillis now)>
       finished_notices = {};
+  // Notices handed to the notifier as they commit (main wires the
+  // notifier's take()). While `handoff_open()` says it takes more, a run's
+  // notices are written leased (for `handoff_lease`) to a token of the run's
+  // transaction, and passed to `hand_over` after the commit: the notifier
+  // sends them at once instead of finding them in a round of its own. The
+  // outbox stays the record: a handed notice not sent before its lease
+  // lapses is found by any instance's notifier. Null: rounds find them.
+  std::function<bool()> handoff_open = {};
+  std::function<void(std::vector<runs::LeasedNotice>)> hand_over = {};
+  Duration handoff_lease = std::chrono::seconds(30);
   // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
   // still undelivered holds its commit until this file exists, which widens
   // the window in which a notice can settle between the read and the commit.

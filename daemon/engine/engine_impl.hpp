@@ -86,6 +86,7 @@ struct Segment {
   std::string owner;
   std::string token;
   UnixMillis at = 0;
+  std::optional<runs::NoticeLease> notice_lease;  // its notices are handed to the notifier under it
   // What it did (reset each time the work runs: a batch may run it again).
   runs::RunRow row;  // as after `applied`
   std::vector<runs::Transition> applied;

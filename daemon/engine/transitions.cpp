@@ -178,6 +178,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
   // the claim was lost. Only the first write can find it lost: it takes the
   // request's row lock, under the claim's token, for the rest.
   auto apply = [&](runs::Transition&& t) {
+    if (!t.notices.empty()) t.notice_lease = s.notice_lease;
     if (!runs::apply(sql, t)) {
       if (!s.applied.empty()) throw std::logic_error("the claim was lost inside its own transaction");
       s.lost = true;

@@ -9,7 +9,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <atomic>
 #include <charconv>
+#include <deque>
 #include <random>
 #include <soci/soci.h>
 
@@ -56,6 +58,7 @@ struct Claimed {
   int attempts = 0;
   std::string token;  // the claim's: the outcome is recorded only under it
   int step_idx = -1;  // the step that awaits it; -1: none (callbacks, reminders)
+  long long lease_until = 0;  // handed over: when its lease lapses
 };
 
 // Subject mails go out on this many threads (libcurl blocks).
@@ -64,6 +67,9 @@ constexpr std::size_t kMailThreads = 4;
 constexpr Duration kMisconfiguredRelayWait = std::chrono::minutes(5);
 // Notices claimed per round.
 constexpr int kClaimBatch = 16;
+// Handed-over notices attempted at once, and waiting or out at most.
+constexpr std::size_t kHandedInFlight = 64;
+constexpr std::size_t kHandedMax = 1024;
 
 using Outcome = Delivery;
 
@@ -105,6 +111,51 @@ struct Notifier::Impl {
   std::mt19937_64 rng;
   std::function<void()> settled;
   metrics::Metrics* metrics = nullptr;
+  GroupCommit* commits = nullptr;
+  // The engine's hand-over (touched on the strand; `handed_count` also
+  // read by taking() from elsewhere).
+  std::deque<std::shared_ptr<Claimed>> handed;
+  std::size_t handed_in_flight = 0;
+  std::atomic<std::size_t> handed_count{0};  // waiting + in flight
+  std::atomic<bool> stopping{false};
+
+  long long attempt_ms() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(config.notices.timeout).count();
+  }
+
+  // Starts handed notices while fewer than kHandedInFlight are out. One
+  // whose lease would lapse before an attempt could end is left to the
+  // rounds (of any instance), which find it once the lease has lapsed.
+  void pump(const std::shared_ptr<Impl>& self) {
+    while (!stopping && handed_in_flight < kHandedInFlight && !handed.empty()) {
+      auto n = std::move(handed.front());
+      handed.pop_front();
+      if (to_unix_ms(clock.now()) + attempt_ms() + 1000 > n->lease_until) {
+        --handed_count;
+        continue;
+      }
+      ++handed_in_flight;
+      net::co_spawn(strand, attempt(n.get()), net::bind_executor(strand, [self, n](std::exception_ptr e) {
+        if (e) self->log_unrecorded(e);
+        --self->handed_in_flight;
+        --self->handed_count;
+        self->pump(self);
+      }));
+    }
+    if (stopping) {
+      handed_count -= handed.size();
+      handed.clear();
+    }
+  }
+
+  void log_unrecorded(std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& failure) {
+      // The lease lapses and the notice is attempted again.
+      log.warn("notice attempt not recorded", {{"error", describe_failure(failure)}});
+    }
+  }
 
   // A Standard Webhooks POST: webhook-id = the notice id on every attempt.
   net::awaitable<Outcome> post_signed(const std::string& url, const std::filesystem::path& secret_file,
@@ -241,8 +292,7 @@ struct Notifier::Impl {
       next = at + wait;
     }
     o.error = runs::bounded_error(o.error);
-    auto finish = [&](soci::session& sql) {
-      soci::transaction tr(sql);
+    auto record = [&](soci::session& sql) {
       // The request's row lock first: the step awaiting this notice decides
       // under the same lock whether it waits (runs::Transition::await_notices).
       runs::lock_request(sql, n.request_id);
@@ -273,10 +323,24 @@ struct Notifier::Impl {
       audit::append(sql, at, n.request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
                     json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
                                                  {"attempt", attempts}, {"error", o.error}}));
-      tr.commit();
       return true;
     };
-    if (!co_await run_in_db(db, finish)) {
+    bool recorded = false;
+    if (commits != nullptr) {
+      // A lost fence writes nothing (the UPDATE is the first write), so
+      // this shares a transaction safely; it may run again alone.
+      GroupCommit::Work shared = [&record, &recorded](soci::session& sql) { recorded = record(sql); };
+      co_await commits->run(std::move(shared));
+    } else {
+      auto alone = [&record](soci::session& sql) {
+        soci::transaction tr(sql);
+        const bool done = record(sql);
+        if (done) tr.commit();
+        return done;
+      };
+      recorded = co_await run_in_db(db, alone);
+    }
+    if (!recorded) {
       log.warn("notice attempt outcome dropped: its claim was lost", {{"notice_id", n.id}, {"attempt", attempts}});
       co_return;
     }
@@ -325,14 +389,7 @@ struct Notifier::Impl {
     net::steady_timer all_done(strand, net::steady_timer::time_point::max());
     for (const auto& n : due) {
       net::co_spawn(strand, attempt(&n), net::bind_executor(strand, [this, &remaining, &all_done](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& failure) {
-            // The lease lapses and the notice is attempted again.
-            log.warn("notice attempt not recorded", {{"error", describe_failure(failure)}});
-          }
-        }
+        if (e) log_unrecorded(e);
         if (--remaining == 0) all_done.cancel();
       }));
     }
@@ -351,12 +408,42 @@ Notifier::~Notifier() { impl_->mail_thread.join(); }
 
 void Notifier::on_settled(std::function<void()> callback) { impl_->settled = std::move(callback); }
 
+void Notifier::use_group_commit(GroupCommit* commits) { impl_->commits = commits; }
+
+void Notifier::take(std::vector<runs::LeasedNotice> notices) {
+  auto self = impl_;
+  self->handed_count += notices.size();
+  net::post(self->strand, [self, notices = std::move(notices)]() mutable {
+    for (auto& n : notices) {
+      auto claimed = std::make_shared<Claimed>(Claimed{std::move(n.id), std::move(n.request_id), std::move(n.channel),
+                                                       std::move(n.recipient), std::move(n.payload_enc), 0,
+                                                       std::move(n.lease.token), n.step_idx, n.lease.until});
+      self->handed.push_back(std::move(claimed));
+    }
+    self->pump(self);
+  });
+}
+
+bool Notifier::taking() const { return !impl_->stopping && impl_->handed_count.load() < kHandedMax; }
+
+Duration Notifier::handoff_lease() const {
+  // Time to wait behind the others out at once, then one attempt.
+  return 3 * impl_->config.notices.timeout + std::chrono::seconds(5);
+}
+
 void Notifier::start() { impl_->job->start(impl_); }
 
 void Notifier::wake() { impl_->job->wake(); }
 
-void Notifier::stop() { impl_->job->stop(); }
+void Notifier::stop() {
+  auto self = impl_;
+  net::post(self->strand, [self] {
+    self->stopping = true;
+    self->pump(self);
+  });
+  self->job->stop();
+}
 
-bool Notifier::stopped() const { return impl_->job->stopped(); }
+bool Notifier::stopped() const { return impl_->job->stopped() && impl_->handed_count.load() == 0; }
 
 }  // namespace privacyd::notify

@@ -17,6 +17,8 @@
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/policy/policy_store.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/group_commit.hpp"
+#include "daemon/store/runs.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -32,6 +34,17 @@ class Notifier {
   ~Notifier();
   // Called after a notice is delivered or dead (main wires the engine's wake-up).
   void on_settled(std::function<void()> callback);
+  // Outcomes share transactions with other writers (one fsync for many).
+  // Null (the default): each commits alone.
+  void use_group_commit(GroupCommit* commits);
+  // Notices just committed under a lease for this process (the engine's
+  // hand-over): attempted at once, a bounded number at a time. One whose
+  // lease runs short while it waits is left to the rounds.
+  void take(std::vector<runs::LeasedNotice> notices);
+  // Whether take() is worth calling: false once enough wait or are out.
+  bool taking() const;
+  // How long a handed notice's lease must run: one attempt, with room.
+  Duration handoff_lease() const;
   void start();
   void wake();
   void stop();

@@ -38,8 +38,10 @@ bool changed(soci::statement& update) {
 }  // namespace
 
 void insert_notices(soci::session& sql, const std::string& request_id, int step_idx,
-                    const std::vector<Transition::Notice>& notices, UnixMillis at) {
+                    const std::vector<Transition::Notice>& notices, UnixMillis at, const NoticeLease* lease) {
   const long long now = at;
+  Maybe<std::string> claim(lease ? std::optional<std::string>(lease->token) : std::nullopt);
+  Maybe<long long> until(lease ? std::optional<long long>(lease->until) : std::nullopt);
   for (const auto& n : notices) {
     std::string pending = "pending";
     int idx = n.awaited ? step_idx : -1;
@@ -47,14 +49,15 @@ void insert_notices(soci::session& sql, const std::string& request_id, int step_
     Maybe<long long> remind(n.next_reminder_at ? std::optional<long long>(*n.next_reminder_at) : std::nullopt);
     Maybe<std::string> token(n.ack_token_sha256.empty() ? std::nullopt : std::optional<std::string>(n.ack_token_sha256));
     sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
-           " next_attempt_at, created_at, ack_due_at, next_reminder_at, ack_token_sha256)"
+           " next_attempt_at, created_at, ack_due_at, next_reminder_at, ack_token_sha256, claim_token, lease_until)"
            " VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
-           " :payload, :next, :created, :due, :remind, :token) ON CONFLICT (id) DO NOTHING",
+           " :payload, :next, :created, :due, :remind, :token, :claim, :until) ON CONFLICT (id) DO NOTHING",
         soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(idx, "idx"),
         soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
         soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
         soci::use(now, "created"), soci::use(due.value, due.ind, "due"), soci::use(remind.value, remind.ind, "remind"),
-        soci::use(token.value, token.ind, "token");
+        soci::use(token.value, token.ind, "token"), soci::use(claim.value, claim.ind, "claim"),
+        soci::use(until.value, until.ind, "until");
   }
 }
 
@@ -199,7 +202,7 @@ bool apply(soci::session& sql, const Transition& t) {
         soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
         soci::use(wake.value, wake.ind, "wake");
   }
-  insert_notices(sql, t.request_id, t.step_idx, t.notices, now);
+  insert_notices(sql, t.request_id, t.step_idx, t.notices, now, t.notice_lease ? &*t.notice_lease : nullptr);
   if (t.await_notices) {
     // The row lock is ours (the UPDATE above); this statement sees every
     // settlement committed before it, and any later one finds run_at NULL.

@@ -74,6 +74,25 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id);
 
 // One committed step of progress. Fails (returns false, changes nothing)
 // when `token` is no longer the request's claim.
+// A lease written with notices as they are queued: the notifier of the
+// process that queued them takes them in memory (SPEC §12: no round of its
+// own to find them), and no other claims them before it lapses.
+struct NoticeLease {
+  std::string token;
+  UnixMillis until = 0;
+};
+
+// A notice as committed under a NoticeLease, for the notifier.
+struct LeasedNotice {
+  std::string id;
+  std::string request_id;
+  int step_idx = -1;  // the step that awaits it; -1: none
+  std::string channel;
+  std::string recipient;
+  std::string payload_enc;
+  NoticeLease lease;
+};
+
 struct Transition {
   std::string request_id;
   std::string owner;  // shown as the lease's holder
@@ -113,6 +132,7 @@ struct Transition {
     std::string ack_token_sha256 = {};
   };
   std::vector<Notice> notices;
+  std::optional<NoticeLease> notice_lease;  // set: `notices` are written leased
   // The step waits for its notices (step_idx's): whether it is woken now or
   // by the notifier is decided in this transaction, under the request's row
   // lock, from the notices' statuses as committed (the notifier takes the
@@ -129,7 +149,8 @@ bool apply(soci::session& sql, const Transition& t);
 // Writes notices to the outbox (pending, due now) for `step_idx` of the
 // request, or for none (-1, and any notice that is not `awaited`).
 void insert_notices(soci::session& sql, const std::string& request_id, int step_idx,
-                    const std::vector<Transition::Notice>& notices, UnixMillis now);
+                    const std::vector<Transition::Notice>& notices, UnixMillis now,
+                    const NoticeLease* lease = nullptr);
 
 // What apply() did to the request, done to a loaded copy of it (so that
 // the holder of the lease need not read back what it just wrote).
