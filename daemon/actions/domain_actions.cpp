@@ -152,6 +152,9 @@ class Unlink final : public DomainAction {
       total += rows;
     }
     const long long now = ctx.now;
+    // When the ledger's association ended: now, or when an earlier run of
+    // this step ended it.
+    long long ended_at = now;
     auto end_in_ledger = [&](soci::session& sql) {
       soci::transaction tr(sql);
       long long n = 0;
@@ -167,8 +170,11 @@ class Unlink final : public DomainAction {
         // Another attempt of this step (one given up on at its timeout,
         // or a holder that lost its claim) may have ended it meanwhile:
         // that is this request's disassociation, not "not associated".
-        sql << "SELECT COUNT(*) FROM associations WHERE ended_by = :request", soci::use(request_id, "request"),
-            soci::into(n);
+        long long earlier = 0;
+        soci::indicator earlier_ind = soci::i_null;
+        sql << "SELECT COUNT(*), MAX(ended_at) FROM associations WHERE ended_by = :request",
+            soci::use(request_id, "request"), soci::into(n), soci::into(earlier, earlier_ind);
+        if (earlier_ind == soci::i_ok) ended_at = earlier;
       }
       tr.commit();
       return n;
@@ -181,7 +187,7 @@ class Unlink final : public DomainAction {
       co_return r;
     }
     co_return ActionResult::success(json::object{
-        {"unlinked", std::move(unlinked)}, {"ledger", ledger}, {"disassociated_at", format_rfc3339(now)}});
+        {"unlinked", std::move(unlinked)}, {"ledger", ledger}, {"disassociated_at", format_rfc3339(ended_at)}});
   }
 };
 

@@ -228,7 +228,11 @@ int serve(const std::filesystem::path& config_file) {
     for (const auto& p : problems) log.error("workflow problem", {{"at", format_text(p)}});
     if (!problems.empty()) return 1;
     intake.on_request_stored([&engine] { engine.wake(); });
-    notifier.on_settled([&engine] { engine.wake(); });
+    notifier.on_settled([&engine](const std::string& request_id) { engine.notice_settled(request_id); });
+    notifier.on_delivered([&engine](const std::string& request_id, const std::string& notice_id,
+                                    std::function<bool(soci::session&)> record) {
+      return engine.take_delivery(request_id, notice_id, std::move(record));
+    });
     engine.on_notices_queued([&notifier] { notifier.wake(); });
     follow_up.on_queued([&notifier] { notifier.wake(); });
     // Everything operators edit, validated whole and swapped whole: a

@@ -150,7 +150,7 @@ net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
       running.erase(job->request_id);
     }
     --active;
-    wakeup.cancel();  // capacity freed
+    capacity_freed();
   }
 }
 
@@ -184,6 +184,26 @@ net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* j
   co_return std::move(*job->result);
 }
 
+net::awaitable<std::vector<Delivery>> Engine::Impl::await_deliveries(Run& run) {
+  if (!run.waiter) run.waiter.emplace(strand);
+  const auto deadline = std::chrono::steady_clock::now() + options.await_in_memory;
+  for (;;) {
+    {
+      // take_delivery() and notice_settled() change these under the mutex
+      // and then cancel the timer on this strand: checked before each wait,
+      // nothing they do is missed.
+      std::lock_guard lock(mutex);
+      if (run.awaited.empty() || run.stop_waiting || draining || std::chrono::steady_clock::now() >= deadline) {
+        run.awaiting = false;
+        run.awaited.clear();
+        co_return std::exchange(run.deliveries, {});
+      }
+    }
+    run.waiter->expires_at(deadline);
+    co_await run.waiter->async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
 net::awaitable<void> Engine::Impl::drive(Run* raw) {
   auto self = shared_from_this();
   auto run = raw->shared_from_this();
@@ -196,6 +216,9 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
     std::optional<runs::RunRow> row = std::move(run->loaded);
     // An external step's outcome: committed first in the next segment.
     std::optional<runs::Transition> pending;
+    // Deliveries of notices the run awaited, handed back by the notifier:
+    // committed first in the next segment, too.
+    std::vector<Delivery> deliveries;
     for (;;) {
       if (!row) {
         auto load = [id = run->id, this](soci::session& sql) {
@@ -224,11 +247,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       } else if (row->status == "running") {
         workflow = co_await workflow_for(*row);
       }
-      if (pending && draining) {
-        // The outcome is committed, and the lease given back with it.
-        pending->lease_until.reset();
-      }
-      if (!pending && (draining || (row->status != "received" && row->status != "running"))) {
+      if (!pending && deliveries.empty() && row->status != "received" && row->status != "running") {
         auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
         co_await run_in_db(db, give_back);
         break;
@@ -238,23 +257,74 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       segment.start = std::move(*row);
       segment.workflow = workflow;
       segment.first = std::move(pending);
+      segment.deliveries = std::move(deliveries);
       segment.owner = owner;
       segment.token = run->token;
-      segment.at = now();
-      if (options.hand_over && options.handoff_open()) {
-        segment.notice_lease = runs::NoticeLease{crypto::hex(crypto::random_bytes(12)),
-                                                 segment.at + ms(options.handoff_lease)};
-      }
+      segment.hand_over = options.hand_over && options.handoff_open && options.handoff_open();
       pending.reset();
+      deliveries.clear();
       row.reset();
-      co_await commit_segment(segment);
+      std::exception_ptr failure;
+      try {
+        co_await commit_segment(segment);
+      } catch (const std::exception&) {
+        failure = std::current_exception();
+      }
+      if (failure) {
+        // What the segment started from is not lost with what failed after
+        // it: an external step's outcome, and deliveries handed back, are
+        // committed alone (else the step would run again, and the notices
+        // be sent again).
+        if (segment.first || !segment.deliveries.empty()) {
+          Segment salvage;
+          salvage.start = segment.start;
+          salvage.first = std::move(segment.first);
+          salvage.deliveries = std::move(segment.deliveries);
+          salvage.owner = owner;
+          salvage.token = run->token;
+          salvage.only_first = true;
+          try {
+            co_await commit_segment(salvage);
+          } catch (const std::exception& e) {
+            log.warn("engine: a step's outcome could not be committed", {{"request_id", run->id},
+                                                                        {"error", describe_failure(e)}});
+          }
+        }
+        std::rethrow_exception(failure);
+      }
       if (segment.lost) break;
+      if (segment.awaiting) {
+        // Before the notices are handed over (committed() does): a delivery
+        // handed back at once must find the run waiting for it.
+        std::lock_guard lock(mutex);
+        run->awaiting = true;
+        run->stop_waiting = false;
+        run->awaited = {segment.awaited.begin(), segment.awaited.end()};
+        run->deliveries.clear();
+      }
       committed(segment);
       row = std::move(segment.row);
+      if (!segment.applied.empty() && segment.applied.back().await_notices && !segment.applied.back().lease_until) {
+        // Its notices may all have settled before the commit (runs::apply
+        // then made it due now, after the notifier's wake-up had found it
+        // still leased): the loop looks again.
+        wake_loop();
+      }
+      if (segment.failure) std::rethrow_exception(segment.failure);  // what it applied before stands
+      if (segment.drained) {
+        auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
+        co_await run_in_db(db, give_back);
+        break;
+      }
       if (segment.held) {
         co_await hold_at_gate(row->id);
         co_await commit(*segment.held);  // it queues nothing: it found every notice queued already
+        wake_loop();  // as above
         break;
+      }
+      if (segment.awaiting) {
+        deliveries = co_await await_deliveries(*run);
+        continue;  // the next segment commits them, and the step looks again
       }
       if (!segment.external) break;  // finished, parked, waiting, or given back: the lease is released
 
@@ -299,7 +369,19 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
     running.erase(run->id);
   }
   --active;
-  wakeup.cancel();  // capacity freed
+  capacity_freed();
+}
+
+void Engine::Impl::capacity_freed() {
+  // Only a loop that left due work unclaimed for want of a slot looks
+  // again now (an idle system pays no empty claim per finished run).
+  if (at_capacity) wakeup.cancel();
+}
+
+void Engine::Impl::wake_loop() {
+  std::lock_guard lock(mutex);
+  woken = true;
+  wakeup.cancel();
 }
 
 }  // namespace privacyd::engine

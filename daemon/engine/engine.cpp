@@ -86,13 +86,55 @@ void Engine::wake() {
 void Engine::drain() {
   auto self = impl_;
   self->draining = true;
-  net::post(self->strand, [self] { self->wakeup.cancel(); });
+  net::post(self->strand, [self] {
+    self->wakeup.cancel();
+    std::lock_guard lock(self->mutex);
+    for (auto& [id, run] : self->running) {
+      if (run->waiter) run->waiter->cancel();  // a run waiting for its notices stops
+    }
+  });
+}
+
+void Engine::notice_settled(const std::string& request_id) {
+  auto self = impl_;
+  {
+    std::lock_guard lock(self->mutex);
+    auto it = self->running.find(request_id);
+    if (it != self->running.end() && it->second->awaiting) {
+      it->second->stop_waiting = true;
+      net::post(self->strand, [run = it->second] {
+        if (run->waiter) run->waiter->cancel();
+      });
+      return;
+    }
+  }
+  wake();
+}
+
+bool Engine::take_delivery(const std::string& request_id, const std::string& notice_id,
+                           std::function<bool(soci::session&)> record) {
+  auto self = impl_;
+  std::lock_guard lock(self->mutex);
+  auto it = self->running.find(request_id);
+  if (it == self->running.end()) return false;
+  Run& run = *it->second;
+  if (!run.awaiting || run.awaited.erase(notice_id) == 0) return false;
+  run.deliveries.push_back({notice_id, std::move(record)});
+  if (run.awaited.empty()) {
+    net::post(self->strand, [run = it->second] {
+      if (run->waiter) run->waiter->cancel();
+    });
+  }
+  return true;
 }
 
 net::awaitable<void> Engine::Impl::loop() {
   auto self = shared_from_this();
   while (!draining) {
     std::size_t in_flight = active.load();
+    // At capacity, a run that ends frees a slot for what is due (see
+    // capacity_freed()); below it, everything due was claimed.
+    at_capacity = in_flight >= options.concurrency;
     if (in_flight < options.concurrency) {
       const int capacity = static_cast<int>(options.concurrency - in_flight);
       const UnixMillis at = now();
@@ -157,7 +199,10 @@ net::awaitable<void> Engine::Impl::loop() {
         ++active;
         net::co_spawn(strand, drive(run.get()), net::detached);
       }
-      if (!ids.empty() && static_cast<int>(ids.size()) == capacity) continue;  // there may be more due now
+      if (!ids.empty() && static_cast<int>(ids.size()) == capacity) {
+        at_capacity = true;
+        continue;  // there may be more due now
+      }
     }
     {
       std::lock_guard lock(mutex);

@@ -60,6 +60,10 @@ struct EngineOptions {
   std::function<bool()> handoff_open = {};
   std::function<void(std::vector<runs::LeasedNotice>)> hand_over = {};
   Duration handoff_lease = std::chrono::seconds(30);
+  // How long a run whose notices were handed over waits for them in
+  // memory, keeping its lease, before it gives the request back to be
+  // woken by their outcomes (zero: it never waits).
+  Duration await_in_memory = std::chrono::seconds(2);
   // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
   // still undelivered holds its commit until this file exists, which widens
   // the window in which a notice can settle between the read and the commit.
@@ -93,6 +97,16 @@ class Engine {
   // Called after a step has committed notices to the outbox (main wires
   // the notifier's wake-up here).
   void on_notices_queued(std::function<void()> callback);
+  // The notifier's: a notice a step of `request_id` awaits was settled
+  // (delivered or dead) and committed. The run awaiting it in memory stops
+  // waiting; otherwise the claim loop is woken.
+  void notice_settled(const std::string& request_id);
+  // The notifier's: a notice this process handed over was delivered. True
+  // when the run that awaits it in memory takes `record` (the outcome's
+  // fenced write) to commit in its next transaction; false: the notifier
+  // commits it itself.
+  bool take_delivery(const std::string& request_id, const std::string& notice_id,
+                     std::function<bool(soci::session&)> record);
   // Stop claiming; requests being driven finish their current step.
   void drain();
   // Requests being driven by this instance now.

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,11 +24,25 @@ namespace privacyd::engine {
 
 namespace net = boost::asio;
 
+// A delivered notice's record, handed back by the notifier to the run that
+// awaits it, to commit in its next transaction.
+struct Delivery {
+  std::string notice_id;
+  std::function<bool(soci::session&)> record;  // false: its claim was lost, and it wrote nothing
+};
+
 struct Run : std::enable_shared_from_this<Run> {
   explicit Run(runs::Claim c) : id(std::move(c.id)), token(std::move(c.token)) {}
   std::string id;
   std::string token;  // this claim's: every write of the run checks it
   std::optional<runs::RunRow> loaded;  // read in the claim's own transaction
+  // Waiting in memory for the notices its last segment handed over
+  // (guarded by Impl::mutex; `waiter` is touched on the strand only).
+  bool awaiting = false;
+  bool stop_waiting = false;          // one was settled by the notifier itself
+  std::set<std::string> awaited;      // handed over, not yet delivered
+  std::vector<Delivery> deliveries;   // delivered, handed back
+  std::optional<net::steady_timer> waiter;
 };
 
 // A claim and the request as it stood when claimed.
@@ -83,15 +98,28 @@ struct Segment {
   runs::RunRow start;
   std::shared_ptr<const Workflow> workflow;  // null: none for the type yet, or the pinned one is unavailable
   std::optional<runs::Transition> first;
+  std::vector<Delivery> deliveries;  // written first: they stand whatever becomes of the claim
   std::string owner;
   std::string token;
-  UnixMillis at = 0;
-  std::optional<runs::NoticeLease> notice_lease;  // its notices are handed to the notifier under it
+  bool hand_over = false;   // its notices are handed to the notifier (under `notice_lease`)
+  bool only_first = false;  // commit `deliveries` and `first`, nothing after them
   // What it did (reset each time the work runs: a batch may run it again).
+  UnixMillis at = 0;  // when it ran: its leases count from here
+  std::optional<runs::NoticeLease> notice_lease;
   runs::RunRow row;  // as after `applied`
   std::vector<runs::Transition> applied;
   bool lost = false;  // the claim was lost: nothing was written
   std::optional<ExternalStep> external;
+  // It ended on a step awaiting the notices it handed over, with the lease
+  // kept: the run waits for them in memory (`awaited`: their ids).
+  bool awaiting = false;
+  std::vector<std::string> awaited;
+  // The engine is draining: it stopped before the next external step.
+  bool drained = false;
+  // Local work failed outside privacyd's database (the key store, say):
+  // what was applied before it stands; the run stops, to be taken up
+  // again after its lease.
+  std::exception_ptr failure;
   // Test hook (EngineOptions::await_gate): a notify step that found its
   // notices still undelivered; committed after the gate opens.
   std::optional<runs::Transition> held;
@@ -137,6 +165,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::atomic<bool> draining{false};
   std::atomic<bool> loop_done{true};  // until start()
   std::atomic<std::size_t> active{0};
+  std::atomic<bool> at_capacity{false};  // the loop's last look left due work for want of a slot
   OutageLog claim_outage{"engine: cannot claim work"};
 
   UnixMillis now() const { return to_unix_ms(clock.now()); }
@@ -160,8 +189,15 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   net::awaitable<std::shared_ptr<const Workflow>> workflow_for(const runs::RunRow& row);
   net::awaitable<bool> commit(const runs::Transition& t);
   net::awaitable<void> commit_segment(Segment& s);
+  // Waits for the notices the run handed over, up to
+  // EngineOptions::await_in_memory; answers the deliveries handed back.
+  net::awaitable<std::vector<Delivery>> await_deliveries(Run& run);
   // Logs, metrics and the notifier's wake-up for what a segment committed.
   void committed(const Segment& s);
+  // A run ended (on the strand): the loop claims again if it was full.
+  void capacity_freed();
+  // The loop claims again now (on the strand).
+  void wake_loop();
   // Counts a request that reached a final status in this instance.
   void finished(const runs::RunRow& row, std::string_view status, UnixMillis at) const;
 

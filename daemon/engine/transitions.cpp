@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
+#include "daemon/crypto/primitives.hpp"
 #include "daemon/engine/engine_impl.hpp"
 
 namespace privacyd::engine {
@@ -173,7 +174,22 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
   s.lost = false;
   s.external.reset();
   s.held.reset();
+  s.awaiting = false;
+  s.awaited.clear();
+  s.drained = false;
+  s.failure = nullptr;
+  // Leases count from when the work runs, not from when it was queued.
+  s.at = now();
   const UnixMillis at = s.at;
+  s.notice_lease.reset();
+  if (s.hand_over) {
+    s.notice_lease = runs::NoticeLease{crypto::hex(crypto::random_bytes(12)), at + ms(options.handoff_lease)};
+  }
+  for (const auto& delivery : s.deliveries) {
+    if (!delivery.record(sql)) {
+      log.warn("notice attempt outcome dropped: its claim was lost", {{"notice_id", delivery.notice_id}});
+    }
+  }
   // Applies `t` and brings the row up to date; false (nothing written) when
   // the claim was lost. Only the first write can find it lost: it takes the
   // request's row lock, under the claim's token, for the rest.
@@ -192,153 +208,191 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
   auto goes_on = [&] { return static_cast<bool>(s.applied.back().lease_until); };
   if (s.first) {
     runs::Transition t = *s.first;
+    if (t.lease_until) t.lease_until = at + ms(options.lease);
     if (!apply(std::move(t)) || !goes_on()) return;
   }
+  if (s.only_first) return;
   // Each turn moves the request on by a step at least, or ends the segment.
-  for (;;) {
-    const runs::RunRow& row = s.row;
-    runs::Transition t;
-    t.request_id = row.id;
-    t.owner = s.owner;
-    t.token = s.token;
-    t.now = at;
+  auto walk = [&] {
+    for (;;) {
+      if (draining) {
+        // Local steps are done with; the next step (or a claim elsewhere)
+        // waits for the next process.
+        s.drained = true;
+        return;
+      }
+      const runs::RunRow& row = s.row;
+      runs::Transition t;
+      t.request_id = row.id;
+      t.owner = s.owner;
+      t.token = s.token;
+      t.now = at;
 
-    if (row.status == "received") {
-      const Workflow* w = s.workflow.get();
-      if (w == nullptr) {
-        // Nothing to run it on yet: look again in a minute (an operator
-        // may add the workflow and reload).
-        t.request_status = row.status;
-        t.run_at = at + 60000;
-        t.audit_event = "request.waiting_for_workflow";
+      if (row.status == "received") {
+        const Workflow* w = s.workflow.get();
+        if (w == nullptr) {
+          // Nothing to run it on yet: look again in a minute (an operator
+          // may add the workflow and reload).
+          t.request_status = row.status;
+          t.run_at = at + 60000;
+          t.audit_event = "request.waiting_for_workflow";
+          apply(std::move(t));
+          return;
+        }
+        t.request_status = "running";
+        t.workflow_name = w->name;
+        t.workflow_version = w->version;
+        t.run_at = at;
+        t.lease_until = at + ms(options.lease);
+        t.audit_event = "request.started";
+        t.audit_detail = json::serialize(json::object{{"workflow", w->name}, {"version", w->version}});
+        if (!apply(std::move(t))) return;
+        continue;
+      }
+      if (row.status != "running") return;  // the driver gives the lease back
+
+      const Workflow* workflow = s.workflow.get();
+      const auto idx = static_cast<std::size_t>(row.next_step);
+      if (workflow == nullptr || row.next_step < 0) {
+        // Never a guess: a request whose place in its workflow is unknown
+        // fails loudly rather than being taken for finished.
+        t.request_status = "failed";
+        t.next_step = row.next_step;
+        t.reason = workflow ? "corrupt_position" : "workflow_unavailable";
+        t.audit_event = "request.failed";
+        t.audit_detail = json::serialize(json::object{
+            {"reason", workflow ? "the request's next step is not in its workflow"
+                                : "the pinned workflow version cannot be loaded"}});
         apply(std::move(t));
         return;
       }
-      t.request_status = "running";
-      t.workflow_name = w->name;
-      t.workflow_version = w->version;
-      t.run_at = at;
-      t.lease_until = at + ms(options.lease);
-      t.audit_event = "request.started";
-      t.audit_detail = json::serialize(json::object{{"workflow", w->name}, {"version", w->version}});
-      if (!apply(std::move(t))) return;
-      continue;
-    }
-    if (row.status != "running") return;  // the driver gives the lease back
-
-    const Workflow* workflow = s.workflow.get();
-    const auto idx = static_cast<std::size_t>(row.next_step);
-    if (workflow == nullptr || row.next_step < 0) {
-      // Never a guess: a request whose place in its workflow is unknown
-      // fails loudly rather than being taken for finished.
-      t.request_status = "failed";
-      t.next_step = row.next_step;
-      t.reason = workflow ? "corrupt_position" : "workflow_unavailable";
-      t.audit_event = "request.failed";
-      t.audit_detail = json::serialize(json::object{
-          {"reason", workflow ? "the request's next step is not in its workflow"
-                              : "the pinned workflow version cannot be loaded"}});
-      apply(std::move(t));
-      return;
-    }
-    if (idx >= workflow->steps.size()) {
-      t.request_status = "completed";
-      t.next_step = row.next_step;
-      t.audit_event = "request.completed";
-      t.shred_subject = row.type == "deletion";
-      add_finished_notices(row, t, at);
-      apply(std::move(t));
-      return;
-    }
-
-    const StepDef& step = workflow->steps[idx];
-    const runs::StepRow* previous = nullptr;
-    for (const auto& r : row.steps) {
-      if (r.idx == static_cast<int>(idx)) previous = &r;
-    }
-    t.step_idx = static_cast<int>(idx);
-    t.step_id = step.id;
-    t.action = step.action;
-    t.next_step = row.next_step;
-    json::value context = request_context(row, keys);
-
-    if (step.condition && !step.condition->evaluate(context)) {
-      t.step_status = "skipped";
-      t.attempts = previous ? previous->attempts : 0;
-      t.request_status = "running";
-      t.next_step = row.next_step + 1;
-      t.run_at = at;
-      t.lease_until = at + ms(options.lease);
-      t.audit_event = "step.skipped";
-      t.audit_detail = json::serialize(json::object{{"step", step.id}});
-      if (!apply(std::move(t))) return;
-      continue;
-    }
-
-    Action* action = actions.find(step.action);
-    std::optional<UnixMillis> woken_from;
-    if (previous && previous->status == "waiting" && previous->wake_at && *previous->wake_at <= at) {
-      woken_from = previous->wake_at;
-    }
-    const int attempt = (previous ? previous->attempts : 0) + (woken_from ? 0 : 1);
-    const std::optional<std::string> previous_output = previous ? previous->output : std::nullopt;
-    LocalAction* local = action != nullptr ? action->as_local() : nullptr;
-
-    if (action != nullptr && local == nullptr) {
-      if (!woken_from) {
-        // Committed before the action runs: a crash from here on shows the
-        // step as running, and the step runs again on resume.
-        t.step_status = "running";
-        t.attempts = attempt;
-        t.request_status = "running";
-        t.run_at = at;
-        // The lease alone, renewed while the action runs: a crashed
-        // instance's step is taken over after a lease, whatever its timeout.
-        t.lease_until = at + ms(options.lease);
-        t.output = previous_output;  // what earlier attempts did
-        t.audit_event = "step.started";
-        t.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
-        if (!apply(std::move(t))) return;
+      if (idx >= workflow->steps.size()) {
+        t.request_status = "completed";
+        t.next_step = row.next_step;
+        t.audit_event = "request.completed";
+        t.shred_subject = row.type == "deletion";
+        add_finished_notices(row, t, at);
+        apply(std::move(t));
+        return;
       }
-      s.external = ExternalStep{idx, attempt, woken_from, std::move(context), previous_output};
-      return;
-    }
 
-    ActionResult result;
-    if (local == nullptr) {
-      result = ActionResult::failure("action " + step.action + " is not available", false);
-    } else {
-      json::value earlier;
-      if (previous_output) {
-        if (const auto* steps = context.as_object().if_contains("steps")) {
-          if (const auto* mine = steps->as_object().if_contains(step.id)) earlier = *mine;
+      const StepDef& step = workflow->steps[idx];
+      const runs::StepRow* previous = nullptr;
+      for (const auto& r : row.steps) {
+        if (r.idx == static_cast<int>(idx)) previous = &r;
+      }
+      t.step_idx = static_cast<int>(idx);
+      t.step_id = step.id;
+      t.action = step.action;
+      t.next_step = row.next_step;
+      json::value context = request_context(row, keys);
+
+      if (step.condition && !step.condition->evaluate(context)) {
+        t.step_status = "skipped";
+        t.attempts = previous ? previous->attempts : 0;
+        t.request_status = "running";
+        t.next_step = row.next_step + 1;
+        t.run_at = at;
+        t.lease_until = at + ms(options.lease);
+        t.audit_event = "step.skipped";
+        t.audit_detail = json::serialize(json::object{{"step", step.id}});
+        if (!apply(std::move(t))) return;
+        continue;
+      }
+
+      Action* action = actions.find(step.action);
+      std::optional<UnixMillis> woken_from;
+      if (previous && previous->status == "waiting" && previous->wake_at && *previous->wake_at <= at) {
+        woken_from = previous->wake_at;
+      }
+      const int attempt = (previous ? previous->attempts : 0) + (woken_from ? 0 : 1);
+      const std::optional<std::string> previous_output = previous ? previous->output : std::nullopt;
+      LocalAction* local = action != nullptr ? action->as_local() : nullptr;
+
+      if (action != nullptr && local == nullptr) {
+        if (!woken_from) {
+          // Committed before the action runs: a crash from here on shows the
+          // step as running, and the step runs again on resume.
+          t.step_status = "running";
+          t.attempts = attempt;
+          t.request_status = "running";
+          t.run_at = at;
+          // The lease alone, renewed while the action runs: a crashed
+          // instance's step is taken over after a lease, whatever its timeout.
+          t.lease_until = at + ms(options.lease);
+          t.output = previous_output;  // what earlier attempts did
+          t.audit_event = "step.started";
+          t.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
+          if (!apply(std::move(t))) return;
+        }
+        s.external = ExternalStep{idx, attempt, woken_from, std::move(context), previous_output};
+        return;
+      }
+
+      ActionResult result;
+      if (local == nullptr) {
+        result = ActionResult::failure("action " + step.action + " is not available", false);
+      } else {
+        json::value earlier;
+        if (previous_output) {
+          if (const auto* steps = context.as_object().if_contains("steps")) {
+            if (const auto* mine = steps->as_object().if_contains(step.id)) earlier = *mine;
+          }
+        }
+        const ActionContext ctx{row.id, row.type, step, attempt, row.id + ":" + step.id, at, woken_from, context,
+                                workflow, earlier.is_null() ? nullptr : &earlier};
+        try {
+          result = local->run_local(sql, ctx);
+        } catch (const PermanentFailure& e) {
+          result = ActionResult::failure(e.what(), false);
+        } catch (const soci::soci_error&) {
+          throw;  // privacyd's own database: the transaction is lost, and the run taken up again
+        } catch (const DatabaseUnavailable&) {
+          throw;
+        } catch (const DatabaseConflict&) {
+          throw;
+        } catch (const std::exception& e) {
+          // Bounded and value-free: a failed statement's message carries
+          // what was bound to it.
+          result = ActionResult::failure(describe_failure(e), true);
         }
       }
-      const ActionContext ctx{row.id, row.type, step, attempt, row.id + ":" + step.id, at, woken_from, context,
-                              workflow, earlier.is_null() ? nullptr : &earlier};
-      try {
-        result = local->run_local(sql, ctx);
-      } catch (const PermanentFailure& e) {
-        result = ActionResult::failure(e.what(), false);
-      } catch (const soci::soci_error&) {
-        throw;  // privacyd's own database: the transaction is lost, and the run taken up again
-      } catch (const DatabaseUnavailable&) {
-        throw;
-      } catch (const DatabaseConflict&) {
-        throw;
-      } catch (const std::exception& e) {
-        // Bounded and value-free: a failed statement's message carries
-        // what was bound to it.
-        result = ActionResult::failure(describe_failure(e), true);
+      runs::Transition out =
+          outcome(row, idx, step, std::move(result), attempt, context, previous_output, s.token, at);
+      if (out.await_notices && out.notices.empty() && !options.await_gate.empty()) {
+        s.held = std::move(out);
+        return;
       }
+      // Notices handed over are awaited in memory, the lease kept: their
+      // deliveries come back to be committed with what the step does next.
+      // Should this process die, the lease lapses, and whichever notifier
+      // settles them wakes the request (run_at stays NULL until then).
+      const bool await_here = out.await_notices && !out.notices.empty() && s.notice_lease &&
+                              options.await_in_memory > Duration::zero();
+      if (await_here) {
+        out.lease_until = at + ms(options.lease);
+        for (const auto& n : out.notices) {
+          if (n.awaited) s.awaited.push_back(n.id);
+        }
+      }
+      if (!apply(std::move(out))) return;
+      if (await_here) {
+        s.awaiting = true;
+        return;
+      }
+      if (!goes_on()) return;
     }
-    runs::Transition out =
-        outcome(row, idx, step, std::move(result), attempt, context, previous_output, s.token, at);
-    if (out.await_notices && out.notices.empty() && !options.await_gate.empty()) {
-      s.held = std::move(out);
-      return;
-    }
-    if (!apply(std::move(out)) || !goes_on()) return;
+  };
+  try {
+    walk();
+  } catch (const soci::soci_error&) {
+    throw;  // privacyd's own database: the transaction is lost
+  } catch (const std::logic_error&) {
+    throw;
+  } catch (const std::exception&) {
+    // Outside privacyd's database (the key store, a template): what was
+    // applied stands and is committed; the run stops there.
+    s.failure = std::current_exception();
   }
 }
 

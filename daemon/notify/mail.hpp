@@ -34,6 +34,9 @@ struct Delivery {
   // The relay refused privacyd's own configuration (its login), not the
   // mail: the attempt is not counted against the notice's schedule.
   bool relay_misconfigured = false;
+  // Not sent at all: a handed-over notice whose lease would have lapsed
+  // before the attempt could end (the rounds send it instead).
+  bool not_sent = false;
 };
 
 struct SmtpSettings {

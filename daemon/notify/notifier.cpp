@@ -59,6 +59,60 @@ struct Claimed {
   std::string token;  // the claim's: the outcome is recorded only under it
   int step_idx = -1;  // the step that awaits it; -1: none (callbacks, reminders)
   long long lease_until = 0;  // handed over: when its lease lapses
+  bool handed = false;        // handed over by the engine (Notifier::take)
+};
+
+// An attempt's outcome as the outbox records it, fenced on the claim it was
+// made under and the attempt it claimed. Self-contained: the run that
+// awaits a delivered notice may commit it (Notifier::on_delivered).
+struct Settlement {
+  std::string id;
+  std::string request_id;
+  std::string channel;
+  std::string token;
+  std::string status;
+  std::string error;
+  int step_idx = -1;
+  int before = 0;    // the attempts the claim found
+  int attempts = 0;  // after this one
+  long long at = 0;
+  long long next = 0;
+  bool delivered = false;
+
+  bool operator()(soci::session& sql) const {
+    // The request's row lock first: the step awaiting this notice decides
+    // under the same lock whether it waits (runs::Transition::await_notices).
+    // Nothing awaits a callback or a reminder: no lock (fewer rows locked
+    // in a shared transaction, fewer deadlocks between batches).
+    if (step_idx >= 0) runs::lock_request(sql, request_id);
+    soci::indicator error_ind = error.empty() ? soci::i_null : soci::i_ok;
+    soci::indicator delivered_ind = delivered ? soci::i_ok : soci::i_null;
+    // Fenced: only this claim, on the attempt it claimed, records an
+    // outcome; a late one (after the lease lapsed and another attempt
+    // was claimed) cannot overwrite what that attempt found.
+    long long recorded = 0;
+    {  // the statement released inside the transaction, not in one of its own
+      soci::statement update =
+          (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+                          " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
+                          " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
+           soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+           soci::use(error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(id, "id"),
+           soci::use(token, "token"), soci::use(before, "before"));
+      update.execute(true);
+      recorded = update.get_affected_rows();
+    }
+    if (recorded != 1) return false;
+    if (status != "pending" && step_idx >= 0) {
+      // The step that queued it looks again.
+      sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
+          soci::use(at, "at"), soci::use(request_id, "r");
+    }
+    audit::append(sql, at, request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
+                  json::serialize(json::object{{"notice_id", id}, {"channel", channel}, {"attempt", attempts},
+                                               {"error", error}}));
+    return true;
+  }
 };
 
 // Subject mails go out on this many threads (libcurl blocks).
@@ -83,7 +137,7 @@ std::string title_of(std::string_view text) {
 
 }  // namespace
 
-struct Notifier::Impl {
+struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
   Impl(net::io_context& ioc, Database& d, const policy::PolicyStore& p, const crypto::KeyRing& k, const Clock& c,
        Logger& l, const Config& cfg, Duration poll_every)
       : job(std::make_shared<jobs::Loop>(ioc, l, poll_every)),
@@ -109,7 +163,8 @@ struct Notifier::Impl {
   const Config& config;
   net::thread_pool mail_thread;
   std::mt19937_64 rng;
-  std::function<void()> settled;
+  std::function<void(const std::string& request_id)> settled;
+  std::function<bool(const std::string&, const std::string&, std::function<bool(soci::session&)>)> hand_back;
   metrics::Metrics* metrics = nullptr;
   GroupCommit* commits = nullptr;
   // The engine's hand-over (touched on the strand; `handed_count` also
@@ -127,11 +182,15 @@ struct Notifier::Impl {
   // whose lease would lapse before an attempt could end is left to the
   // rounds (of any instance), which find it once the lease has lapsed.
   void pump(const std::shared_ptr<Impl>& self) {
+    std::vector<std::shared_ptr<Claimed>> dropped;
     while (!stopping && handed_in_flight < kHandedInFlight && !handed.empty()) {
       auto n = std::move(handed.front());
       handed.pop_front();
-      if (to_unix_ms(clock.now()) + attempt_ms() + 1000 > n->lease_until) {
+      // An HTTP attempt may take two timeouts (resolving, then the rest),
+      // and its outcome waits for a group commit after it.
+      if (to_unix_ms(clock.now()) + 2 * attempt_ms() + 5000 > n->lease_until) {
         --handed_count;
+        dropped.push_back(std::move(n));
         continue;
       }
       ++handed_in_flight;
@@ -144,8 +203,10 @@ struct Notifier::Impl {
     }
     if (stopping) {
       handed_count -= handed.size();
+      dropped.insert(dropped.end(), std::make_move_iterator(handed.begin()), std::make_move_iterator(handed.end()));
       handed.clear();
     }
+    release_handed(std::move(dropped));
   }
 
   void log_unrecorded(std::exception_ptr e) {
@@ -186,7 +247,9 @@ struct Notifier::Impl {
   }
 
   // A mail: to a file in development, else through SMTP on a mail thread.
-  net::awaitable<Outcome> send(const Mail& mail) {
+  // `start_by` (Unix ms, 0: any time): a mail that has not started by
+  // then, queued behind others for a mail thread, is not sent.
+  net::awaitable<Outcome> send(const Mail& mail, long long start_by) {
     if (!config.notices.file_dir.empty()) co_return write_eml(config.notices.file_dir, mail);
     if (config.notices.smtp.empty()) co_return Outcome{false, false, "no notices.smtp or notices.file_dir configured", {}};
     SmtpSettings smtp{config.notices.smtp, config.notices.smtp_user, {}, config.notices.smtp_ca_file,
@@ -201,9 +264,15 @@ struct Notifier::Impl {
     auto ex = co_await net::this_coro::executor;
     // Only named locals and a pointer-capturing initiation go into the
     // co_await (GCC 12 destroys temporaries of a co_await expression twice).
-    auto initiate = [this](auto handler, const SmtpSettings& settings, const Mail& m, net::any_io_executor back) {
-      net::post(mail_thread, [settings, m, back, handler = std::move(handler)]() mutable {
-        Outcome o = send_smtp(settings, m);
+    auto initiate = [this, start_by](auto handler, const SmtpSettings& settings, const Mail& m,
+                                     net::any_io_executor back) {
+      net::post(mail_thread, [this, start_by, settings, m, back, handler = std::move(handler)]() mutable {
+        Outcome o;
+        if (start_by != 0 && to_unix_ms(clock.now()) > start_by) {
+          o.not_sent = true;
+        } else {
+          o = send_smtp(settings, m);
+        }
         net::post(back, [handler = std::move(handler), o = std::move(o)]() mutable { std::move(handler)(std::move(o)); });
       });
     };
@@ -247,7 +316,7 @@ struct Notifier::Impl {
       mail.subject = title_of(mail.body);
       mail.locale = partner->notice_locale;
       mail.attachment_json = *plain;
-      Outcome o = co_await send(mail);
+      Outcome o = co_await send(mail, start_by(n));
       co_return o;
     }
     // The subject's mail, rendered when the step ran.
@@ -259,8 +328,33 @@ struct Notifier::Impl {
               std::string(m.at("body").as_string()),
               std::string(m.at("locale").as_string()),
               std::nullopt};
-    Outcome o = co_await send(mail);
+    Outcome o = co_await send(mail, start_by(n));
     co_return o;
+  }
+
+  // When a handed-over notice's attempt must start at the latest for its
+  // outcome to be recorded before the lease lapses (0: a round's claim,
+  // whose lease is sized for its whole batch).
+  long long start_by(const Claimed& n) const { return n.handed ? n.lease_until - attempt_ms() - 5000 : 0; }
+
+  // Gives handed-over notices that will not be attempted back to the
+  // rounds at once, rather than after their leases lapse.
+  void release_handed(std::vector<std::shared_ptr<Claimed>> dropped) {
+    if (dropped.empty()) return;
+    net::post(db.threads(), [self = shared_from_this(), dropped = std::move(dropped)] {
+      try {
+        self->db.with_session([&](soci::session& sql) {
+          soci::transaction tr(sql);
+          for (const auto& n : dropped) {
+            sql << "UPDATE notices SET lease_until = NULL, claim_token = NULL WHERE id = :id AND claim_token = :token",
+                soci::use(n->id, "id"), soci::use(n->token, "token");
+          }
+          tr.commit();
+        });
+      } catch (const std::exception& e) {
+        self->log.warn("handed-over notices not given back; their leases lapse", {{"error", describe_failure(e)}});
+      }
+    });
   }
 
   // One delivery attempt of a claimed notice and its recorded outcome.
@@ -269,6 +363,10 @@ struct Notifier::Impl {
   net::awaitable<void> attempt(const Claimed* claimed) {
     const Claimed& n = *claimed;
     Outcome o = co_await deliver(n);
+    if (o.not_sent) {
+      release_handed({std::make_shared<Claimed>(n)});
+      co_return;
+    }
     const long long at = to_unix_ms(clock.now());
     // A relay that refuses privacyd's own credentials says nothing about
     // this notice: the attempt is not spent (as with a database outage),
@@ -292,39 +390,16 @@ struct Notifier::Impl {
       next = at + wait;
     }
     o.error = runs::bounded_error(o.error);
-    auto record = [&](soci::session& sql) {
-      // The request's row lock first: the step awaiting this notice decides
-      // under the same lock whether it waits (runs::Transition::await_notices).
-      runs::lock_request(sql, n.request_id);
-      soci::indicator error_ind = o.error.empty() ? soci::i_null : soci::i_ok;
-      soci::indicator delivered_ind = o.delivered ? soci::i_ok : soci::i_null;
-      const int before = n.attempts;
-      // Fenced: only this claim, on the attempt it claimed, records an
-      // outcome; a late one (after the lease lapsed and another attempt
-      // was claimed) cannot overwrite what that attempt found.
-      long long recorded = 0;
-      {  // the statement released inside the transaction, not in one of its own
-        soci::statement update =
-            (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
-                            " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
-                            " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
-             soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
-             soci::use(o.error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(n.id, "id"),
-             soci::use(n.token, "token"), soci::use(before, "before"));
-        update.execute(true);
-        recorded = update.get_affected_rows();
-      }
-      if (recorded != 1) return false;
-      if (status != "pending" && n.step_idx >= 0) {
-        // The step that queued it looks again.
-        sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
-            soci::use(at, "at"), soci::use(n.request_id, "r");
-      }
-      audit::append(sql, at, n.request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
-                    json::serialize(json::object{{"notice_id", n.id}, {"channel", n.channel},
-                                                 {"attempt", attempts}, {"error", o.error}}));
-      return true;
-    };
+    const Settlement record{n.id, n.request_id, n.channel, n.token, status, o.error, n.step_idx, n.attempts,
+                            attempts, at, next, o.delivered};
+    // Delivered, and awaited in memory by the run that handed it over: that
+    // run commits it, with what its step does next (one transaction, not two).
+    if (n.handed && o.delivered && n.step_idx >= 0 && hand_back && hand_back(n.request_id, n.id, record)) {
+      log.info("notice attempt", {{"notice_id", n.id}, {"channel", n.channel}, {"attempt", attempts},
+                                  {"status", status}, {"handed_back", true}});
+      if (metrics != nullptr) metrics->notice_attempts.with({n.channel, status}).inc();
+      co_return;
+    }
     bool recorded = false;
     if (commits != nullptr) {
       // A lost fence writes nothing (the UPDATE is the first write), so
@@ -349,7 +424,7 @@ struct Notifier::Impl {
     if (metrics != nullptr) {
       metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
     }
-    if (status != "pending" && n.step_idx >= 0 && settled) settled();
+    if (status != "pending" && n.step_idx >= 0 && settled) settled(n.request_id);
   }
 
   // Whether it claimed a full batch (more may be due).
@@ -406,7 +481,14 @@ Notifier::Notifier(net::io_context& ioc, Database& db, const policy::PolicyStore
 
 Notifier::~Notifier() { impl_->mail_thread.join(); }
 
-void Notifier::on_settled(std::function<void()> callback) { impl_->settled = std::move(callback); }
+void Notifier::on_settled(std::function<void(const std::string& request_id)> callback) {
+  impl_->settled = std::move(callback);
+}
+
+void Notifier::on_delivered(
+    std::function<bool(const std::string&, const std::string&, std::function<bool(soci::session&)>)> hand_back) {
+  impl_->hand_back = std::move(hand_back);
+}
 
 void Notifier::use_group_commit(GroupCommit* commits) { impl_->commits = commits; }
 
@@ -417,7 +499,7 @@ void Notifier::take(std::vector<runs::LeasedNotice> notices) {
     for (auto& n : notices) {
       auto claimed = std::make_shared<Claimed>(Claimed{std::move(n.id), std::move(n.request_id), std::move(n.channel),
                                                        std::move(n.recipient), std::move(n.payload_enc), 0,
-                                                       std::move(n.lease.token), n.step_idx, n.lease.until});
+                                                       std::move(n.lease.token), n.step_idx, n.lease.until, true});
       self->handed.push_back(std::move(claimed));
     }
     self->pump(self);
@@ -427,8 +509,9 @@ void Notifier::take(std::vector<runs::LeasedNotice> notices) {
 bool Notifier::taking() const { return !impl_->stopping && impl_->handed_count.load() < kHandedMax; }
 
 Duration Notifier::handoff_lease() const {
-  // Time to wait behind the others out at once, then one attempt.
-  return 3 * impl_->config.notices.timeout + std::chrono::seconds(5);
+  // Room to wait behind the others out at once, then an attempt of up to
+  // two timeouts (pump() and start_by() keep to it), then its commit.
+  return 4 * impl_->config.notices.timeout + std::chrono::seconds(10);
 }
 
 void Notifier::start() { impl_->job->start(impl_); }

@@ -23,6 +23,9 @@
 namespace boost::asio {
 class io_context;
 }
+namespace soci {
+class session;
+}
 
 namespace privacyd::notify {
 
@@ -32,8 +35,15 @@ class Notifier {
            const Clock& clock, Logger& log, const Config& config, Duration poll,
            metrics::Metrics* metrics = nullptr);
   ~Notifier();
-  // Called after a notice is delivered or dead (main wires the engine's wake-up).
-  void on_settled(std::function<void()> callback);
+  // Called after a notice awaited by a step is delivered or dead, with its
+  // request's id (main wires the engine's notice_settled()).
+  void on_settled(std::function<void(const std::string& request_id)> callback);
+  // A handed-over notice was delivered: `hand_back(request_id, notice_id,
+  // record)` may take the outcome's record, for the run awaiting it to
+  // commit in its next transaction (true); otherwise (false) the notifier
+  // commits it as always. Main wires the engine's take_delivery().
+  void on_delivered(
+      std::function<bool(const std::string&, const std::string&, std::function<bool(soci::session&)>)> hand_back);
   // Outcomes share transactions with other writers (one fsync for many).
   // Null (the default): each commits alone.
   void use_group_commit(GroupCommit* commits);
