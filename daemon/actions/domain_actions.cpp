@@ -156,6 +156,7 @@ class Unlink final : public DomainAction {
     // this step ended it.
     long long ended_at = now;
     auto end_in_ledger = [&](soci::session& sql) {
+      ended_at = now;  // the work may run again (Database::with_session)
       soci::transaction tr(sql);
       long long n = 0;
       {  // the statement released inside the transaction, not in one of its own

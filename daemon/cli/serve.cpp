@@ -222,6 +222,8 @@ int serve(const std::filesystem::path& config_file) {
                              notifier.take(std::move(notices));
                            },
                            .handoff_lease = notifier.handoff_lease(),
+                           .handoff_prompt = [&notifier] { return notifier.starts_now(); },
+                           .await_in_memory = config.engine.await_notices,
                            .await_gate = test_hook("PRIVACYD_TEST_AWAIT_GATE")});
     if (workflows.workflows.empty()) log.warn("no workflows loaded: requests wait until some are", {});
     problems = engine.install(std::move(workflows));

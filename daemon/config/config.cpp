@@ -309,7 +309,7 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   }
 
   if (auto engine = root["engine"]; engine.IsDefined()) {
-    if (yaml.expect_map(engine, "engine", {"lease", "poll", "concurrency"})) {
+    if (yaml.expect_map(engine, "engine", {"lease", "poll", "concurrency", "await_notices"})) {
       if (auto d = yaml.duration(engine, "lease")) {
         if (*d < std::chrono::seconds(1)) {
           yaml.error(engine["lease"].Mark(), "\"lease\" must be at least 1s", "value");
@@ -325,6 +325,13 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
         }
       }
       if (auto n = yaml.integer(engine, "concurrency", 1, 1024)) c.engine.concurrency = static_cast<std::size_t>(*n);
+      if (auto d = yaml.duration(engine, "await_notices")) {
+        if (d->count() < 0 || *d > std::chrono::minutes(1)) {
+          yaml.error(engine["await_notices"].Mark(), "\"await_notices\" must be between 0s and 1m", "value");
+        } else {
+          c.engine.await_notices = *d;
+        }
+      }
     }
   }
 

@@ -130,6 +130,9 @@ struct Config {
     Duration lease = std::chrono::seconds(30);  // how long a crashed instance's work stays claimed
     Duration poll = std::chrono::seconds(1);    // how often to look for due work when not woken
     std::size_t concurrency = 16;               // requests one instance drives at once
+    // How long a run waits in memory for the notices it handed to the
+    // notifier before giving the request back (0: never waits).
+    Duration await_notices = std::chrono::seconds(2);
   } engine;
   LogLevel log_level = LogLevel::info;
   Limits limits;

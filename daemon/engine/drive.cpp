@@ -46,7 +46,7 @@ net::awaitable<void> Engine::Impl::commit_segment(Segment& s) {
   auto work = [this, &s](soci::session& sql) {
     soci::transaction tr(sql);
     run_segment(sql, s);
-    if (!s.lost) tr.commit();
+    if (!s.lost || !s.deliveries.empty()) tr.commit();  // deliveries stand whoever holds the request
   };
   co_await run_in_db(db, work);
 }
@@ -150,7 +150,7 @@ net::awaitable<void> Engine::Impl::run_job(ActionJob* raw) {
       running.erase(job->request_id);
     }
     --active;
-    capacity_freed();
+    wake_loop();  // its request may be due again already: look now
   }
 }
 
@@ -186,7 +186,8 @@ net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* j
 
 net::awaitable<std::vector<Delivery>> Engine::Impl::await_deliveries(Run& run) {
   if (!run.waiter) run.waiter.emplace(strand);
-  const auto deadline = std::chrono::steady_clock::now() + options.await_in_memory;
+  // Never near the lease's end: the lease is not renewed meanwhile.
+  const auto deadline = std::chrono::steady_clock::now() + std::min(options.await_in_memory, options.lease / 3);
   for (;;) {
     {
       // take_delivery() and notice_settled() change these under the mutex
@@ -261,21 +262,27 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       segment.owner = owner;
       segment.token = run->token;
       segment.hand_over = options.hand_over && options.handoff_open && options.handoff_open();
+      segment.may_await = segment.hand_over && options.await_in_memory > Duration::zero() && options.handoff_prompt &&
+                          options.handoff_prompt();
       pending.reset();
       deliveries.clear();
       row.reset();
       std::exception_ptr failure;
+      bool outcome_unknown = false;
       try {
         co_await commit_segment(segment);
+      } catch (const DatabaseUnavailable&) {
+        failure = std::current_exception();
+        outcome_unknown = true;  // the connection went: the commit may have happened
       } catch (const std::exception&) {
         failure = std::current_exception();
       }
       if (failure) {
         // What the segment started from is not lost with what failed after
-        // it: an external step's outcome, and deliveries handed back, are
-        // committed alone (else the step would run again, and the notices
-        // be sent again).
-        if (segment.first || !segment.deliveries.empty()) {
+        // it (the transaction was rolled back): an external step's outcome,
+        // and deliveries handed back, are committed alone (else the step
+        // would run again, and the notices be sent again).
+        if (!outcome_unknown && (segment.first || !segment.deliveries.empty())) {
           Segment salvage;
           salvage.start = segment.start;
           salvage.first = std::move(segment.first);

@@ -60,9 +60,12 @@ struct EngineOptions {
   std::function<bool()> handoff_open = {};
   std::function<void(std::vector<runs::LeasedNotice>)> hand_over = {};
   Duration handoff_lease = std::chrono::seconds(30);
+  // Whether the notifier would start handed notices at once (none wait
+  // behind others): only then does a run wait for them in memory.
+  std::function<bool()> handoff_prompt = {};
   // How long a run whose notices were handed over waits for them in
   // memory, keeping its lease, before it gives the request back to be
-  // woken by their outcomes (zero: it never waits).
+  // woken by their outcomes (zero: it never waits; at most lease / 3).
   Duration await_in_memory = std::chrono::seconds(2);
   // Tests only (PRIVACYD_TEST_AWAIT_GATE): a notify step that found notices
   // still undelivered holds its commit until this file exists, which widens

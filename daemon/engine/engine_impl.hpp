@@ -103,6 +103,7 @@ struct Segment {
   std::string token;
   bool hand_over = false;   // its notices are handed to the notifier (under `notice_lease`)
   bool only_first = false;  // commit `deliveries` and `first`, nothing after them
+  bool may_await = false;   // it may end awaiting its handed notices in memory
   // What it did (reset each time the work runs: a batch may run it again).
   UnixMillis at = 0;  // when it ran: its leases count from here
   std::optional<runs::NoticeLease> notice_lease;

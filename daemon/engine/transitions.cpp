@@ -367,8 +367,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
       // deliveries come back to be committed with what the step does next.
       // Should this process die, the lease lapses, and whichever notifier
       // settles them wakes the request (run_at stays NULL until then).
-      const bool await_here = out.await_notices && !out.notices.empty() && s.notice_lease &&
-                              options.await_in_memory > Duration::zero();
+      const bool await_here = out.await_notices && !out.notices.empty() && s.notice_lease && s.may_await;
       if (await_here) {
         out.lease_until = at + ms(options.lease);
         for (const auto& n : out.notices) {

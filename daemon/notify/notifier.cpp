@@ -351,8 +351,13 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
           }
           tr.commit();
         });
+        self->job->wake();  // the rounds take them up now
       } catch (const std::exception& e) {
         self->log.warn("handed-over notices not given back; their leases lapse", {{"error", describe_failure(e)}});
+      }
+      // A step waiting for them in memory need not wait on.
+      for (const auto& n : dropped) {
+        if (n->step_idx >= 0 && self->settled) self->settled(n->request_id);
       }
     });
   }
@@ -424,7 +429,9 @@ struct Notifier::Impl : std::enable_shared_from_this<Notifier::Impl> {
     if (metrics != nullptr) {
       metrics->notice_attempts.with({n.channel, status == "pending" ? "retry" : status}).inc();
     }
-    if (status != "pending" && n.step_idx >= 0 && settled) settled(n.request_id);
+    // A handed notice's step may be waiting for it in memory: a retry
+    // ahead is not worth waiting for either.
+    if ((status != "pending" || n.handed) && n.step_idx >= 0 && settled) settled(n.request_id);
   }
 
   // Whether it claimed a full batch (more may be due).
@@ -507,6 +514,8 @@ void Notifier::take(std::vector<runs::LeasedNotice> notices) {
 }
 
 bool Notifier::taking() const { return !impl_->stopping && impl_->handed_count.load() < kHandedMax; }
+
+bool Notifier::starts_now() const { return !impl_->stopping && impl_->handed_count.load() < kHandedInFlight; }
 
 Duration Notifier::handoff_lease() const {
   // Room to wait behind the others out at once, then an attempt of up to

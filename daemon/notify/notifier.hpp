@@ -53,6 +53,8 @@ class Notifier {
   void take(std::vector<runs::LeasedNotice> notices);
   // Whether take() is worth calling: false once enough wait or are out.
   bool taking() const;
+  // Whether notices taken now would be attempted at once (none wait).
+  bool starts_now() const;
   // How long a handed notice's lease must run: one attempt, with room.
   Duration handoff_lease() const;
   void start();
