@@ -33,6 +33,7 @@ N = int(os.environ.get("BENCH_REQUESTS", "2000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 CONCURRENCY = int(os.environ.get("BENCH_ENGINE_CONCURRENCY", "16"))  # engine.concurrency
 POOL = int(os.environ.get("BENCH_DATABASE_POOL", "4"))  # database_pool
+STATEMENTS = os.environ.get("BENCH_STATEMENTS") == "1"  # print pg_stat_statements' top statements
 
 
 def loadgen(daemon, secrets, *args):
@@ -89,6 +90,12 @@ def percentile(values, p):
 
 def main():
     pg = PgCluster(fsync=os.environ.get("BENCH_FSYNC", "on") == "on")
+    if STATEMENTS:
+        # Where PostgreSQL's time goes, statement by statement.
+        pg.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        pg.stop()
+        pg.start()
+        pg.psql("CREATE EXTENSION pg_stat_statements")
     work = tempfile.mkdtemp(prefix="privacyd-e2e-bench-")
     receiver = daemon = None
     try:
@@ -109,6 +116,8 @@ def main():
         loadgen(daemon, secrets, "--type", "association.created")
         xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
         time.sleep(11)  # the association phase's counts flushed first
+        if STATEMENTS:
+            pg.psql("SELECT pg_stat_statements_reset()")
         xact_before, xid_before = xacts(), xids(pg)
         cpu_before = (cpu_ms(daemon.proc.pid), postgres_cpu_ms(pg))
         started = time.monotonic()
@@ -148,6 +157,14 @@ def main():
         for line in rows.strip().splitlines():
             step, in_step, to_start = line.split("|")
             print(f"  {step:20s} {float(in_step or 0):17.0f}   {float(to_start or 0):17.0f}")
+        if STATEMENTS:
+            top = pg.psql("SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 3),"
+                          " left(regexp_replace(query, '\\s+', ' ', 'g'), 110)"
+                          " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15")
+            print("  PostgreSQL's statements by total time (calls, total ms, mean ms, statement)")
+            for line in top.strip().splitlines():
+                calls, total, mean, query = line.split("|", 3)
+                print(f"  {int(calls):8d} {float(total):9.0f} {float(mean):8.3f}  {query}")
         idle(daemon, pg, secrets)
     finally:
         if daemon:
