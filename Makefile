@@ -59,6 +59,8 @@ var:
 	  echo "created var/keys/admin-tokens (the operator token is in var/keys/operator-token)"; }
 	@for p in partner-P-1001 partner-P-1002 partner-center-callback; do [ -s var/keys/$$p.secret ] || \
 	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/$$p.secret; done
+	@[ -s var/keys/receipt.pem ] || { openssl genpkey -algorithm ed25519 -out var/keys/receipt.pem; \
+	  echo "created var/keys/receipt.pem (signs receipts)"; }
 	@chmod 600 var/keys/*
 
 # The demo partners' notice webhooks (policies/partners.yaml) are played

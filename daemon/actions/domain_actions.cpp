@@ -250,6 +250,7 @@ class Collect final : public DomainAction {
     const auto wanted = scope(ctx, *policies);
     json::object data;    // category → system → rows
     json::object counts;  // category → rows
+    json::array read;     // {system, category, rows}: what the receipt states
     std::size_t bytes = 0;
     for (const auto& system : policies->systems) {
       for (const auto& [category, queries] : system.categories) {
@@ -269,6 +270,8 @@ class Collect final : public DomainAction {
         if (!per_category.is_object()) per_category = json::object{};
         counts[category] = (counts.contains(category) ? counts[category].as_int64() : 0) +
                            static_cast<std::int64_t>(rows.size());
+        read.push_back(json::object{{"system", system.name}, {"category", category},
+                                    {"rows", static_cast<std::int64_t>(rows.size())}});
         per_category.as_object()[system.name] = std::move(rows);
       }
     }
@@ -282,7 +285,7 @@ class Collect final : public DomainAction {
           soci::use(request_id, "r"), soci::use(step_id, "s"), soci::use(sealed, "d"), soci::use(now, "t");
     };
     co_await run_in_db(deps_.db, store);
-    co_return ActionResult::success(json::object{{"rows", std::move(counts)}});
+    co_return ActionResult::success(json::object{{"rows", std::move(counts)}, {"read", std::move(read)}});
   }
 };
 

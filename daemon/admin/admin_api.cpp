@@ -50,6 +50,9 @@ void AdminApi::mount(http::Router& router) {
   route(router, "POST", "/v1/requests/{id}/extend", Role::operator_, &AdminApi::extend, kMaxActionBody);
   route(router, "GET", "/v1/requests/{id}/export", Role::operator_, &AdminApi::export_package);
   route(router, "GET", "/v1/requests/{id}/audit", Role::viewer, &AdminApi::request_audit);
+  route(router, "GET", "/v1/requests/{id}/receipt", Role::viewer, &AdminApi::receipt);
+  route(router, "GET", "/v1/receipts/public-key", Role::viewer, &AdminApi::receipt_public_key);
+  route(router, "GET", "/v1/plan", Role::operator_, &AdminApi::plan);
   route(router, "GET", "/v1/overview", Role::viewer, &AdminApi::overview);
   route(router, "GET", "/v1/whoami", Role::viewer, &AdminApi::whoami);
   route(router, "GET", "/v1/notices", Role::viewer, &AdminApi::list_notices);

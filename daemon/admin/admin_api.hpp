@@ -17,6 +17,7 @@
 #include "daemon/base/diagnostic.hpp"
 #include "daemon/base/log.hpp"
 #include "daemon/crypto/keyring.hpp"
+#include "daemon/crypto/receipt.hpp"
 #include "daemon/engine/action.hpp"
 #include "daemon/store/runs.hpp"
 #include "daemon/http/router.hpp"
@@ -53,6 +54,12 @@ struct AdminDependencies {
   std::function<Diagnostics()> reload;
   std::function<void()> wake_engine;
   std::function<void()> wake_notifier;
+  // Signs receipts (SPEC §16); null when keys.receipt_key_file is not set.
+  const crypto::ReceiptSigner* receipts = nullptr;
+  // A dry run (SPEC §16): `query` has type, subject, partner, categories
+  // (an array) and jurisdiction; throws std::invalid_argument for a query
+  // that cannot be planned. Blocking; called on a database thread.
+  std::function<boost::json::object(const boost::json::object& query)> plan;
 };
 
 class AdminApi {
@@ -81,6 +88,9 @@ class AdminApi {
   boost::asio::awaitable<http::Response> extend(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> export_package(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> request_audit(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> receipt(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> receipt_public_key(http::Request& request, const Token& caller);
+  boost::asio::awaitable<http::Response> plan(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> overview(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> whoami(http::Request& request, const Token& caller);
   boost::asio::awaitable<http::Response> list_notices(http::Request& request, const Token& caller);

@@ -23,6 +23,20 @@ int receive(const std::string& listen, const std::filesystem::path& secret_file,
 int export_package(const std::filesystem::path& config_file, const std::string& request_id);
 // Exit 0: intact; 1: broken (the first broken entry is printed); 2: error.
 int audit_verify(const std::filesystem::path& config_file);
+// A dry run: prints the plan (text, or JSON with `json`); exit 1 for a
+// query that cannot be planned, 2 for an error.
+struct PlanOptions {
+  std::string type;
+  std::string subject;
+  std::string partner;
+  std::vector<std::string> categories;
+  std::string jurisdiction;
+  bool json = false;
+};
+int plan(const std::filesystem::path& config_file, const PlanOptions& options);
+// Exit 0: the receipt's signature holds under the public key; 1: it does
+// not (why is printed); 2: a file cannot be read.
+int receipt_verify(const std::filesystem::path& receipt_file, const std::filesystem::path& public_key_file);
 // keys status | keys rotate: `batch` values per transaction; `max_batches`
 // (0: until done) stops early, to resume later.
 int keys_command(const std::filesystem::path& config_file, const std::string& action, int batch, int max_batches);

@@ -55,6 +55,29 @@ int main(int argc, char** argv) {
   auto* verify = audit->add_subcommand("verify", "Walk the audit chain; exit 1 at the first broken entry");
   add_config(verify);
 
+  privacyd::cli::PlanOptions plan_options;
+  auto* planner = app.add_subcommand("plan", "Show what a request would do now, changing nothing (a dry run)");
+  add_config(planner);
+  planner->add_option("type", plan_options.type, "Request type")
+      ->required()
+      ->check(CLI::IsMember({"access", "deletion", "disassociation"}));
+  planner->add_option("--subject", plan_options.subject, "HUAWEI ID of the subject")->required();
+  planner->add_option("--partner", plan_options.partner, "Partner id (a disassociation's)");
+  planner->add_option("--categories", plan_options.categories, "Categories in scope (default: all)")->delimiter(',');
+  planner->add_option("--jurisdiction", plan_options.jurisdiction, "Jurisdiction (default: the policies' default)");
+  planner->add_flag("--json", plan_options.json, "Print JSON, for scripts");
+
+  std::string receipt_file, receipt_public_key;
+  auto* receipt = app.add_subcommand("receipt", "Work with signed receipts (SPEC §16)");
+  receipt->require_subcommand(1);
+  auto* receipt_verify =
+      receipt->add_subcommand("verify", "Check a receipt's signature offline; exit 0 when it holds, 1 when not");
+  receipt_verify->add_option("file", receipt_file, "The receipt (JSON, as GET /v1/requests/{id}/receipt gives it)")
+      ->required();
+  receipt_verify->add_option("--public-key", receipt_public_key,
+                             "The signer's public key (PEM, as GET /v1/receipts/public-key gives it)")
+      ->required();
+
   auto* keys = app.add_subcommand("keys", "Subject keys and the master key (SPEC §14)");
   keys->require_subcommand(1);
   auto* keys_status = keys->add_subcommand("status", "Count what each master key id still protects");
@@ -157,6 +180,8 @@ int main(int argc, char** argv) {
   if (receiver->parsed()) return privacyd::cli::receive(receive_listen, receive_secret, receive_dir, receive_acks);
   if (exporter->parsed()) return privacyd::cli::export_package(config_file, request_id);
   if (verify->parsed()) return privacyd::cli::audit_verify(config_file);
+  if (planner->parsed()) return privacyd::cli::plan(config_file, plan_options);
+  if (receipt_verify->parsed()) return privacyd::cli::receipt_verify(receipt_file, receipt_public_key);
   // get_subcommands() lists the ones given on this command line.
   if (requests->parsed()) {
     op.action = requests->get_subcommands().front()->get_name();

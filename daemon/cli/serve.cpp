@@ -13,6 +13,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/editable.hpp"
 #include "daemon/actions/domain_actions.hpp"
+#include "daemon/actions/plan.hpp"
 #include "daemon/admin/admin_api.hpp"
 #include "daemon/admin/tokens.hpp"
 #include "daemon/actions/retention_sweeper.hpp"
@@ -277,6 +278,13 @@ int serve(const std::filesystem::path& config_file) {
       return found;
     };
 
+    // Receipts (SPEC §16): a key named but unreadable stops the start, not
+    // the first receipt.
+    std::optional<crypto::ReceiptSigner> receipt_signer;
+    if (!config.keys.receipt_key_file.empty()) {
+      receipt_signer = crypto::ReceiptSigner::load(config.keys.receipt_key_file);
+      log.info("receipts signed", {{"key_id", receipt_signer->key_id()}});
+    }
     admin::AdminApi admin_api({.db = db,
                                .keys = keys,
                                .policies = policies,
@@ -295,7 +303,16 @@ int serve(const std::filesystem::path& config_file) {
                                },
                                .reload = reload_all,
                                .wake_engine = [&engine] { engine.wake(); },
-                               .wake_notifier = [&notifier] { notifier.wake(); }});
+                               .wake_notifier = [&notifier] { notifier.wake(); },
+                               .receipts = receipt_signer ? &*receipt_signer : nullptr,
+                               .plan = [&](const boost::json::object& query) {
+                                 auto set = engine.workflows();
+                                 const auto now_policies = policies.current();
+                                 const engine::WorkflowSet none;
+                                 const actions::PlanDependencies plan_deps{db, systems, keys, *now_policies,
+                                                                           set ? *set : none};
+                                 return actions::plan(plan_deps, actions::plan_query(query), to_unix_ms(clock.now()));
+                               }});
     http::Router admin_routes;
     health.mount(admin_routes);
     admin_api.mount(admin_routes);

@@ -161,7 +161,8 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   if (auto p = r.path(root, "policies", true)) c.policies = *p;
 
   if (auto keys = root["keys"]; keys.IsDefined()) {
-    if (yaml.expect_map(keys, "keys", {"data_key_file", "previous_key_files", "index_key_file", "store"})) {
+    if (yaml.expect_map(keys, "keys",
+                        {"data_key_file", "previous_key_files", "index_key_file", "store", "receipt_key_file"})) {
       if (auto p = r.path(keys, "data_key_file", true)) c.keys.data_key_file = *p;
       std::string store_url = "sqlite3://db=" + (c.keys.data_key_file.parent_path() / "subject-keys.db").string();
       if (auto s = yaml.string(keys, "store")) store_url = *s;
@@ -173,6 +174,7 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
         yaml.error(keys["store"].IsDefined() ? keys["store"].Mark() : keys.Mark(), problem, "value");
       }
       if (auto p = r.path(keys, "index_key_file", false)) c.keys.index_key_file = *p;
+      if (auto p = r.path(keys, "receipt_key_file", false)) c.keys.receipt_key_file = *p;
       if (auto list = keys["previous_key_files"]; list.IsDefined()) {
         if (!list.IsSequence()) {
           yaml.error(list.Mark(), "\"previous_key_files\" must be a list of paths", "type");

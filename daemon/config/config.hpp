@@ -84,6 +84,9 @@ struct Config {
     // Where subject keys are kept, wrapped (SPEC §14): a database of its
     // own. Default: subject-keys.db (SQLite) beside the data key file.
     DatabaseConfig store;
+    // Signs receipts (SPEC §16): an Ed25519 private key in PEM. Empty: no
+    // receipts.
+    std::filesystem::path receipt_key_file;
   } keys;
   struct {
     std::filesystem::path secrets_file;

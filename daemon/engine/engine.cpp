@@ -69,6 +69,11 @@ Diagnostics Engine::install(WorkflowSet set) {
 
 void Engine::on_notices_queued(std::function<void()> callback) { impl_->notices_queued = std::move(callback); }
 
+std::shared_ptr<const WorkflowSet> Engine::workflows() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->current;
+}
+
 void Engine::start() {
   impl_->loop_done = false;
   net::co_spawn(impl_->strand, impl_->loop(), net::detached);

@@ -94,6 +94,9 @@ class Engine {
   // Blocking (database work): call from start-up or a database thread.
   Diagnostics install(WorkflowSet set);
 
+  // The set new requests start on now.
+  std::shared_ptr<const WorkflowSet> workflows() const;
+
   void start();
   // New work may be due (called by intake after a commit).
   void wake();

@@ -64,6 +64,9 @@ class AdminSetup:
     def prepare_workflows(self, workflows):
         pass
 
+    def prepare_config(self, config):
+        pass
+
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
@@ -78,6 +81,7 @@ class AdminSetup:
         self.secret = new_secret()
         self.config = write_config(self.dir.name, database=self.database_url(), extra=ENGINE, workflows=workflows)
         use_policies(self.config, policies, NOTICES)
+        self.prepare_config(self.config)
         write_secrets(self.dir.name, [self.secret])
         self.tokens = write_admin_tokens(self.dir.name, self.config)
         r = run(["demo", "--config", self.config])

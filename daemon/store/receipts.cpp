@@ -1,0 +1,168 @@
+#include "daemon/store/receipts.hpp"
+
+#include <boost/json.hpp>
+#include <soci/soci.h>
+
+#include "daemon/store/rows.hpp"
+
+namespace privacyd::receipts {
+
+namespace json = boost::json;
+
+namespace {
+
+json::value time_or_null(const soci::row& r, std::size_t i) {
+  return r.get_indicator(i) == soci::i_null ? json::value(nullptr) : json::value(format_rfc3339(row_integer(r, i)));
+}
+
+json::value text_or_null(const soci::row& r, std::size_t i) {
+  return r.get_indicator(i) == soci::i_null ? json::value(nullptr) : json::value(r.get<std::string>(i));
+}
+
+const json::value* member(const json::value& v, const char* key) {
+  return v.is_object() ? v.get_object().if_contains(key) : nullptr;
+}
+
+// What a step's output says it did outside privacyd, per system and
+// category: the statement kind and the rows it affected.
+void effects_of(const std::string& step, const std::string& action, const json::value& output, json::array& out) {
+  auto add = [&](json::value system, json::value category, const char* statement, std::int64_t rows) {
+    out.push_back(json::object{{"step", step}, {"system", std::move(system)}, {"category", std::move(category)},
+                               {"statement", statement}, {"rows", rows}});
+  };
+  auto rows_of = [](const json::value* v) { return v != nullptr && v->is_int64() ? v->get_int64() : 0; };
+  if (action == "systems.unlink") {
+    if (const auto* unlinked = member(output, "unlinked"); unlinked && unlinked->is_object()) {
+      for (const auto& [system, rows] : unlinked->get_object()) add(json::string(system), nullptr, "unlink", rows_of(&rows));
+    }
+    if (const auto* ledger = member(output, "ledger")) add("privacyd", "associations", "unlink", rows_of(ledger));
+  } else if (action == "systems.erase" || action == "systems.collect") {
+    const char* kind = action == "systems.erase" ? "erase" : "access";
+    const auto* list = member(output, action == "systems.erase" ? "erased" : "read");
+    if (list != nullptr && list->is_array()) {
+      for (const auto& e : list->get_array()) {
+        const auto* system = member(e, "system");
+        const auto* category = member(e, "category");
+        add(system ? *system : json::value(nullptr), category ? *category : json::value(nullptr), kind,
+            rows_of(member(e, "rows")));
+      }
+    } else if (const auto* counts = member(output, "rows"); counts && counts->is_object()) {
+      for (const auto& [category, rows] : counts->get_object()) add(nullptr, json::string(category), kind, rows_of(&rows));
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<Facts> facts(soci::session& sql, const std::string& id, UnixMillis now) {
+  Facts f;
+  json::object request;
+  std::string subject_id;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT id, type, status, reason, jurisdiction, partner_id, received_at, deadline_at,"
+                        " updated_at, workflow_name, workflow_version, subject_id FROM requests WHERE id = :id",
+         soci::use(id, "id"));
+    bool found = false;
+    for (const auto& r : rows) {
+      found = true;
+      const std::string status = r.get<std::string>(2);
+      f.finished = status == "completed" || status == "rejected" || status == "failed";
+      request = json::object{{"id", r.get<std::string>(0)},
+                             {"type", r.get<std::string>(1)},
+                             {"status", status},
+                             {"reason", text_or_null(r, 3)},
+                             {"jurisdiction", r.get<std::string>(4)},
+                             {"partner_id", text_or_null(r, 5)},
+                             {"received_at", time_or_null(r, 6)},
+                             {"deadline", time_or_null(r, 7)},
+                             {"finished_at", f.finished ? time_or_null(r, 8) : json::value(nullptr)}};
+      request["workflow"] = r.get_indicator(9) == soci::i_null
+                                ? json::value(nullptr)
+                                : json::value(json::object{{"name", r.get<std::string>(9)}, {"version", row_integer(r, 10)}});
+      subject_id = r.get<std::string>(11);
+    }
+    if (!found) return std::nullopt;
+  }
+  json::array steps;
+  json::array effects;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT idx, step_id, action, status, attempts, finished_at, output FROM request_steps"
+                        " WHERE request_id = :id ORDER BY idx",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      const std::string step = r.get<std::string>(1);
+      const std::string action = r.get<std::string>(2);
+      steps.push_back(json::object{{"index", row_integer(r, 0)}, {"id", step}, {"action", action},
+                                   {"status", r.get<std::string>(3)}, {"attempts", row_integer(r, 4)},
+                                   {"finished_at", time_or_null(r, 5)}});
+      if (r.get_indicator(6) == soci::i_null) continue;
+      boost::system::error_code ec;
+      json::value output = json::parse(r.get<std::string>(6), ec);
+      if (!ec) effects_of(step, action, output, effects);
+    }
+  }
+  json::array holds;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT system, category, reason, until_at, status, erased_at FROM retention_holds"
+                        " WHERE request_id = :id ORDER BY system, category",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      holds.push_back(json::object{{"system", r.get<std::string>(0)}, {"category", r.get<std::string>(1)},
+                                   {"reason", r.get<std::string>(2)}, {"until", time_or_null(r, 3)},
+                                   {"status", r.get<std::string>(4)}, {"erased_at", time_or_null(r, 5)}});
+    }
+  }
+  json::array notices;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT id, channel, recipient, template, status, created_at, delivered_at, acknowledged_at,"
+                        " ack_outcome FROM notices WHERE request_id = :id ORDER BY created_at, id",
+         soci::use(id, "id"));
+    for (const auto& r : rows) {
+      notices.push_back(json::object{{"id", r.get<std::string>(0)}, {"channel", r.get<std::string>(1)},
+                                     {"recipient", r.get<std::string>(2)}, {"template", r.get<std::string>(3)},
+                                     {"status", r.get<std::string>(4)}, {"queued_at", time_or_null(r, 5)},
+                                     {"delivered_at", time_or_null(r, 6)}, {"acknowledged_at", time_or_null(r, 7)},
+                                     {"acknowledgement", text_or_null(r, 8)}});
+    }
+  }
+  json::object own;
+  {
+    soci::rowset<soci::row> rows = (sql.prepare << "SELECT shred_after, shredded_at FROM subjects WHERE id = :s",
+                                    soci::use(subject_id, "s"));
+    for (const auto& r : rows) {
+      own = json::object{{"shredding_pending", r.get_indicator(0) != soci::i_null},
+                         {"shredded", r.get_indicator(1) != soci::i_null},
+                         {"shredded_at", time_or_null(r, 1)}};
+    }
+  }
+  json::array entries;
+  {
+    soci::rowset<soci::row> rows = (sql.prepare << "SELECT seq, event, hash FROM audit_log WHERE request_id = :id"
+                                                   " ORDER BY seq",
+                                    soci::use(id, "id"));
+    for (const auto& r : rows) {
+      entries.push_back(json::object{{"seq", row_integer(r, 0)}, {"event", r.get<std::string>(1)},
+                                     {"hash", r.get<std::string>(2)}});
+    }
+  }
+  long long head_seq = 0;
+  std::string head_hash;
+  sql << "SELECT seq, hash FROM audit_head WHERE id = 1", soci::into(head_seq), soci::into(head_hash);
+  f.receipt = json::object{{"format", "privacyd.receipt/1"},
+                           {"request", std::move(request)},
+                           {"steps", std::move(steps)},
+                           {"effects", std::move(effects)},
+                           {"holds", std::move(holds)},
+                           {"notices", std::move(notices)},
+                           {"own_copies", std::move(own)},
+                           {"audit", json::object{{"entries", std::move(entries)},
+                                                  {"chain_head", json::object{{"seq", head_seq}, {"hash", head_hash}}}}},
+                           {"signed_at", format_rfc3339(now)}};
+  return f;
+}
+
+}  // namespace privacyd::receipts
