@@ -111,18 +111,26 @@ class Unlink final : public DomainAction {
     const std::string request_id = ctx.request_id;
 
     auto done_before = [&](soci::session& sql) {
-      long long at = 0;
+      std::pair<long long, long long> out{0, 0};  // when, and how many rows
       soci::indicator ind = soci::i_null;
-      sql << "SELECT MAX(ended_at) FROM associations WHERE ended_by = :request", soci::use(request_id, "request"),
-          soci::into(at, ind);
-      return ind == soci::i_ok ? at : 0LL;
+      sql << "SELECT MAX(ended_at), COUNT(*) FROM associations WHERE ended_by = :request",
+          soci::use(request_id, "request"), soci::into(out.first, ind), soci::into(out.second);
+      if (ind != soci::i_ok) out = {0, 0};
+      return out;
     };
     // Only a step that ran before can have ended it: a first attempt (no
     // "started" of this step was ever committed) need not read the ledger.
     const bool ran_before = ctx.attempt > 1 || ctx.earlier != nullptr;
     if (ran_before) {
-      if (long long at = co_await run_in_db(deps_.db, done_before); at != 0) {
-        co_return ActionResult::success(json::object{{"disassociated_at", format_rfc3339(at)}, {"repeated", true}});
+      if (auto [at, ended] = co_await run_in_db(deps_.db, done_before); at != 0) {
+        // Every system was unlinked before the ledger was: what the earlier
+        // attempts reported stays in the output (a receipt states it).
+        json::object unlinked;
+        for (const auto& [name, rows] : earlier_counts(ctx, "unlinked")) unlinked[name] = rows;
+        co_return ActionResult::success(json::object{{"unlinked", std::move(unlinked)},
+                                                     {"ledger", ended},
+                                                     {"disassociated_at", format_rfc3339(at)},
+                                                     {"repeated", true}});
       }
     }
 

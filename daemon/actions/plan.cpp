@@ -41,12 +41,17 @@ Subject find_subject(const PlanDependencies& deps, const std::string& huawei_id)
   const std::string index = deps.keys.blind_index(huawei_id, "subjects.huawei_id");
   read_only(deps.db, [&](soci::session& sql) {
     s = Subject{};
-    std::string contact_enc, locale;
-    soci::indicator contact_ind = soci::i_null, locale_ind = soci::i_null;
-    sql << "SELECT id, contact_enc, locale FROM subjects WHERE huawei_index = :i AND shredded_at IS NULL",
-        soci::use(index, "i"), soci::into(s.id), soci::into(contact_enc, contact_ind), soci::into(locale, locale_ind);
+    std::string contact_enc, locale, key_id;
+    long long shredded = 0;
+    soci::indicator contact_ind = soci::i_null, locale_ind = soci::i_null, key_ind = soci::i_null,
+                    shredded_ind = soci::i_null;
+    // As intake finds it: a subject shredded once is the same row when it
+    // comes back (with a new key).
+    sql << "SELECT id, contact_enc, locale, key_id, shredded_at FROM subjects WHERE huawei_index = :i",
+        soci::use(index, "i"), soci::into(s.id), soci::into(contact_enc, contact_ind), soci::into(locale, locale_ind),
+        soci::into(key_id, key_ind), soci::into(shredded, shredded_ind);
     if (!sql.got_data()) return;
-    s.known = true;
+    s.known = key_ind == soci::i_ok || shredded_ind == soci::i_null;
     if (locale_ind == soci::i_ok) s.locale = locale;
     if (contact_ind == soci::i_ok) {
       if (auto plain = deps.keys.open(contact_enc, "subjects.contact")) {
@@ -100,6 +105,14 @@ json::object plan(const PlanDependencies& deps, const PlanQuery& q, UnixMillis n
   }
   if (q.subject.empty() || q.subject.size() > 256) throw BadPlanQuery("subject must be a HUAWEI ID (1 to 256 bytes)");
   if (q.type == "disassociation" && q.partner.empty()) throw BadPlanQuery("a disassociation names its partner");
+  auto bounded = [](const std::string& value, const char* what) {
+    if (value.size() > 128 || std::any_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+      throw BadPlanQuery(std::string(what) + " must be at most 128 printable bytes");
+    }
+  };
+  bounded(q.partner, "partner");
+  bounded(q.jurisdiction, "jurisdiction");
+  if (q.categories.size() > 256) throw BadPlanQuery("at most 256 categories");
   const policy::Policies& p = deps.policies;
   for (const auto& c : q.categories) {
     if (!p.categories.contains(c)) throw BadPlanQuery("unknown category \"" + c + "\"");
@@ -154,11 +167,24 @@ json::object plan(const PlanDependencies& deps, const PlanQuery& q, UnixMillis n
   for (const auto& step : w->steps) {
     json::object s{{"id", step.id}, {"action", step.action}};
     bool runs = true;
+    bool known = true;  // whether the plan can tell if it runs
     if (step.condition) {
-      runs = step.condition->evaluate(context);
-      s["if"] = json::object{{"condition", step.condition->text()}, {"holds", runs}};
+      // What only the run knows: earlier steps' outputs, and the request's
+      // own id, status and times.
+      for (const auto& path : step.condition->paths()) {
+        if (path.empty()) continue;
+        if (path[0] == "steps" ||
+            (path[0] == "request" && path.size() > 1 &&
+             (path[1] == "id" || path[1] == "status" || path[1] == "subject_id" || path[1] == "received_at" ||
+              path[1] == "subject_key"))) {
+          known = false;
+        }
+      }
+      if (known) runs = step.condition->evaluate(context);
+      s["if"] = json::object{{"condition", step.condition->text()},
+                             {"holds", known ? json::value(runs) : json::value(nullptr)}};
     }
-    s["runs"] = runs;
+    s["runs"] = known ? json::value(runs) : json::value(nullptr);
     json::array systems;
     json::array notices;
     const std::string& a = step.action;
@@ -223,10 +249,15 @@ json::object plan(const PlanDependencies& deps, const PlanQuery& q, UnixMillis n
       s["calls"] = step.with.contains("url") ? step.with.at("url") : json::value(nullptr);
     }
     if (!systems.empty()) s["systems"] = std::move(systems);
-    if (!notices.empty() && runs) s["notices"] = std::move(notices);
+    if (!notices.empty() && (runs || !known)) s["notices"] = std::move(notices);
     steps.push_back(std::move(s));
   }
   out["steps"] = std::move(steps);
+  // After the last step: the Partner Center is told the request's end.
+  json::array after;
+  if (deps.callbacks) after.push_back(json::object{{"channel", "partner_center"}, {"recipient", "partner-center"},
+                                                   {"via", "webhook"}});
+  out["on_completion"] = json::object{{"notices", std::move(after)}};
   return out;
 }
 
@@ -254,9 +285,11 @@ std::string plan_text(const json::object& plan) {
     const auto& s = step.as_object();
     o << "\n" << ++n << ". " << str(s.at("id")) << " (" << str(s.at("action")) << ")";
     if (const auto* cond = s.if_contains("if")) {
-      o << ", if " << str(cond->at("condition")) << ": " << (cond->at("holds").as_bool() ? "holds" : "does not hold");
+      const auto& holds = cond->at("holds");
+      o << ", if " << str(cond->at("condition")) << ": "
+        << (holds.is_null() ? "decided when it runs" : holds.as_bool() ? "holds" : "does not hold");
     }
-    o << (s.at("runs").as_bool() ? "" : " -- skipped") << "\n";
+    o << (s.at("runs").is_bool() && !s.at("runs").as_bool() ? " -- skipped" : "") << "\n";
     if (const auto* systems = s.if_contains("systems")) {
       for (const auto& e : systems->as_array()) {
         const auto& x = e.as_object();
@@ -272,7 +305,9 @@ std::string plan_text(const json::object& plan) {
       }
     }
     if (const auto* a = s.if_contains("associated_in_ledger")) {
-      o << "   ledger: " << (a->as_bool() ? "associated" : "not associated (the request would be rejected)") << "\n";
+      o << "   ledger: "
+        << (a->as_bool() ? "associated" : "not associated (rejected as not_associated unless a system unlinks a row)")
+        << "\n";
     }
     if (const auto* c = s.if_contains("categories_disclosed")) o << "   disclosed to the partner: " << str(*c) << "\n";
     if (const auto* notices = s.if_contains("notices")) {
@@ -283,6 +318,10 @@ std::string plan_text(const json::object& plan) {
     }
     if (const auto* waits = s.if_contains("waits")) o << "   waits " << str(*waits) << "\n";
     if (const auto* calls = s.if_contains("calls")) o << "   calls " << str(*calls) << "\n";
+  }
+  for (const auto& e : plan.at("on_completion").at("notices").as_array()) {
+    o << "\nOn completion: notice to " << str(e.at("recipient")) << " (" << str(e.at("channel")) << ", by "
+      << str(e.at("via")) << ")\n";
   }
   return o.str();
 }

@@ -35,6 +35,7 @@ struct PlanDependencies {
   const crypto::KeyRing& keys;
   const policy::Policies& policies;
   const engine::WorkflowSet& workflows;
+  bool callbacks = false;  // the Partner Center is called back (partner_center.callback_url)
 };
 
 // A query that cannot be planned (an unknown type, a missing partner).

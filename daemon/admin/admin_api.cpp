@@ -33,7 +33,8 @@ struct AdminApi::AuditCache {
   bool running = false;
 };
 
-AdminApi::AdminApi(AdminDependencies deps) : deps_(std::move(deps)), audit_cache_(std::make_shared<AuditCache>()) {}
+AdminApi::AdminApi(AdminDependencies deps)
+    : deps_(std::move(deps)), audit_cache_(std::make_shared<AuditCache>()), planner_(make_planner()) {}
 
 void AdminApi::route(http::Router& router, std::string method, std::string_view pattern, Role role, Endpoint endpoint,
                      std::uint64_t max_body) {

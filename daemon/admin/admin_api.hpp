@@ -112,6 +112,11 @@ class AdminApi {
   // of the whole chain on the database's threads.
   struct AuditCache;
   std::shared_ptr<AuditCache> audit_cache_;
+  // Dry runs: one at a time, on a thread of their own (a plan waits on the
+  // data systems, never on privacyd's database threads).
+  struct Planner;
+  static std::shared_ptr<Planner> make_planner();
+  std::shared_ptr<Planner> planner_;
 };
 
 }  // namespace privacyd::admin

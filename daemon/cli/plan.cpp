@@ -27,7 +27,8 @@ int plan(const std::filesystem::path& config_file, const PlanOptions& options) {
     Database db(config.database, log);
     auto vault = open_key_vault(config.keys.store, keys, log);
     actions::SystemConnections systems(log);
-    const actions::PlanDependencies deps{db, systems, keys, editable.policies, editable.workflows};
+    const actions::PlanDependencies deps{db, systems, keys, editable.policies, editable.workflows,
+                                         !config.partner_center.callback_url.empty()};
     const actions::PlanQuery query{options.type, options.subject, options.partner, options.categories,
                                    options.jurisdiction};
     boost::json::object out;

@@ -309,8 +309,9 @@ int serve(const std::filesystem::path& config_file) {
                                  auto set = engine.workflows();
                                  const auto now_policies = policies.current();
                                  const engine::WorkflowSet none;
-                                 const actions::PlanDependencies plan_deps{db, systems, keys, *now_policies,
-                                                                           set ? *set : none};
+                                 const actions::PlanDependencies plan_deps{
+                                     db, systems, keys, *now_policies, set ? *set : none,
+                                     !config.partner_center.callback_url.empty()};
                                  return actions::plan(plan_deps, actions::plan_query(query), to_unix_ms(clock.now()));
                                }});
     http::Router admin_routes;

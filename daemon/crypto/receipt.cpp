@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdexcept>
@@ -86,13 +87,20 @@ std::string canonical_json(const json::value& v) {
 }
 
 ReceiptSigner ReceiptSigner::load(const std::filesystem::path& pem_file) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(pem_file, ec);
+  if (ec) throw std::runtime_error("cannot read the receipt key file " + pem_file.string());
+  if (size > 16 * 1024) throw std::runtime_error("the receipt key file " + pem_file.string() + " is too large");
   std::ifstream in(pem_file, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read the receipt key file " + pem_file.string());
   std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (pem.size() > 16 * 1024) throw std::runtime_error("the receipt key file " + pem_file.string() + " is too large");
+  // An encrypted key is refused, never asked for on a terminal.
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
   Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) throw std::runtime_error("out of memory reading the receipt key");
-  auto key = owned(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  auto key = owned(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  OPENSSL_cleanse(pem.data(), pem.size());
   if (!key || EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
     throw std::runtime_error("the receipt key file " + pem_file.string() +
                              " does not hold an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519)");
@@ -130,7 +138,8 @@ std::string ReceiptSigner::public_key_pem() const {
 std::string verify_receipt(const json::value& signed_receipt, std::string_view public_key_pem) {
   if (public_key_pem.size() > 16 * 1024) return "the public key is too large";
   Bio bio(BIO_new_mem_buf(public_key_pem.data(), static_cast<int>(public_key_pem.size())));
-  auto key = bio ? owned(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)) : nullptr;
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
+  auto key = bio ? owned(PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr)) : nullptr;
   if (!key || EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) return "the public key is not an Ed25519 key in PEM";
 
   const auto* doc = signed_receipt.if_object();

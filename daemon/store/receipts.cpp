@@ -67,7 +67,8 @@ std::optional<Facts> facts(soci::session& sql, const std::string& id, UnixMillis
     for (const auto& r : rows) {
       found = true;
       const std::string status = r.get<std::string>(2);
-      f.finished = status == "completed" || status == "rejected" || status == "failed";
+      // Final: a failed request can be retried, and then ends otherwise.
+      f.finished = status == "completed" || status == "rejected";
       request = json::object{{"id", r.get<std::string>(0)},
                              {"type", r.get<std::string>(1)},
                              {"status", status},
@@ -129,29 +130,51 @@ std::optional<Facts> facts(soci::session& sql, const std::string& id, UnixMillis
                                      {"acknowledgement", text_or_null(r, 8)}});
     }
   }
-  json::object own;
-  {
-    soci::rowset<soci::row> rows = (sql.prepare << "SELECT shred_after, shredded_at FROM subjects WHERE id = :s",
-                                    soci::use(subject_id, "s"));
-    for (const auto& r : rows) {
-      own = json::object{{"shredding_pending", r.get_indicator(0) != soci::i_null},
-                         {"shredded", r.get_indicator(1) != soci::i_null},
-                         {"shredded_at", time_or_null(r, 1)}};
-    }
-  }
+  // The chain's head first, and only entries up to it: an entry appended
+  // meanwhile (a delivery, an acknowledgement) is not left out of a head
+  // that covers it.
+  long long head_seq = 0;
+  std::string head_hash;
+  sql << "SELECT seq, hash FROM audit_head WHERE id = 1", soci::into(head_seq), soci::into(head_hash);
   json::array entries;
+  long long first_seq = 0;
   {
     soci::rowset<soci::row> rows = (sql.prepare << "SELECT seq, event, hash FROM audit_log WHERE request_id = :id"
-                                                   " ORDER BY seq",
-                                    soci::use(id, "id"));
+                                                   " AND seq <= :head ORDER BY seq",
+                                    soci::use(id, "id"), soci::use(head_seq, "head"));
     for (const auto& r : rows) {
+      if (first_seq == 0) first_seq = row_integer(r, 0);
       entries.push_back(json::object{{"seq", row_integer(r, 0)}, {"event", r.get<std::string>(1)},
                                      {"hash", r.get<std::string>(2)}});
     }
   }
-  long long head_seq = 0;
-  std::string head_hash;
-  sql << "SELECT seq, hash FROM audit_head WHERE id = 1", soci::into(head_seq), soci::into(head_hash);
+  // privacyd's own copies of the subject's data: shredded (the first
+  // shredding of this subject after this request arrived, from the audit
+  // chain: a subject row is reused by a later association), or due.
+  json::object own{{"shredding_pending", false}, {"shredded", false}, {"shredded_at", nullptr}};
+  {
+    std::string escaped;  // LIKE's wildcards in an id stand for themselves
+    for (char c : subject_id) {
+      if (c == '_' || c == '%' || c == '!') escaped += '!';
+      escaped += c;
+    }
+    const std::string pattern = "%\"subject_id\":\"" + escaped + "\"%";
+    long long at = 0;
+    soci::indicator at_ind = soci::i_null;
+    sql << "SELECT MIN(at) FROM audit_log WHERE request_id = '' AND event = 'subject.shredded' AND seq > :first"
+           " AND seq <= :head AND detail LIKE :pattern ESCAPE '!'",
+        soci::use(first_seq, "first"), soci::use(head_seq, "head"), soci::use(pattern, "pattern"),
+        soci::into(at, at_ind);
+    if (at_ind == soci::i_ok) {
+      own["shredded"] = true;
+      own["shredded_at"] = format_rfc3339(at);
+    } else {
+      soci::indicator due_ind = soci::i_null;
+      long long due = 0;
+      sql << "SELECT shred_after FROM subjects WHERE id = :s", soci::use(subject_id, "s"), soci::into(due, due_ind);
+      own["shredding_pending"] = sql.got_data() && due_ind == soci::i_ok;
+    }
+  }
   f.receipt = json::object{{"format", "privacyd.receipt/1"},
                            {"request", std::move(request)},
                            {"steps", std::move(steps)},

@@ -4,13 +4,14 @@ PostgreSQL: a finished request's receipt states what was done, verifies with
 cryptography), stops verifying when one byte changes, and carries the
 request's audit hashes as the chain holds them."""
 import base64
+import hashlib
 import json
 import os
 import subprocess
 import unittest
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 from harness import OnPostgres, run, wait_for
 from test_admin import AdminSetup
@@ -66,7 +67,9 @@ class Receipts(AdminSetup):
 
     def python_verify(self, doc):
         key = load_pem_public_key(self.public_key)
-        key.verify(base64.b64decode(doc["signature"]["value"]), canonical(doc["receipt"]))
+        raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.assertEqual(doc["signature"]["key_id"], hashlib.sha256(raw).hexdigest())
+        key.verify(base64.b64decode(doc["signature"]["value"], validate=True), canonical(doc["receipt"]))
 
     def test_a_finished_requests_receipt_verifies_with_two_tools_and_states_what_was_done(self):
         status, raw, headers = self.call("/v1/receipts/public-key")
@@ -125,7 +128,9 @@ class Receipts(AdminSetup):
                 # The audit hashes are the chain's, and the chain is intact.
                 self.assertEqual([(e["seq"], e["event"], e["hash"]) for e in r["audit"]["entries"]],
                                  self.audit_rows(rid))
-                self.assertLessEqual(r["audit"]["entries"][-1]["seq"], r["audit"]["chain_head"]["seq"])
+                head = r["audit"]["chain_head"]
+                self.assertLessEqual(r["audit"]["entries"][-1]["seq"], head["seq"])
+                self.assertEqual(self.audit_hash(head["seq"]), head["hash"], "the head is the chain's entry")
                 verified = run(["audit", "verify", "--config", self.config])
                 self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
                 # Nothing personal in it.
@@ -152,6 +157,14 @@ class Receipts(AdminSetup):
 
 
 class ReceiptsOnSqlite(Receipts, unittest.TestCase):
+    def audit_hash(self, seq):
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"))
+        try:
+            return db.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
+        finally:
+            db.close()
+
     def audit_rows(self, rid):
         import sqlite3
         db = sqlite3.connect(os.path.join(self.dir.name, "var", "privacyd.db"))
@@ -165,6 +178,9 @@ class ReceiptsOnSqlite(Receipts, unittest.TestCase):
 class ReceiptsOnPostgres(OnPostgres, Receipts, unittest.TestCase):
     def database_url(self):
         return self.database()
+
+    def audit_hash(self, seq):
+        return self.pg.psql(f"SELECT hash FROM audit_log WHERE seq = {int(seq)}", dbname=self.dbname).strip()
 
     def audit_rows(self, rid):
         out = self.pg.psql(f"SELECT seq, event, hash FROM audit_log WHERE request_id = '{rid}' ORDER BY seq",
