@@ -84,9 +84,11 @@ net::awaitable<Response> AdminApi::plan(Request& request, const Token& caller) {
   // Who planned what kind of request (never for whom: the subject is
   // personal data).
   deps_.log.info("dry run", {{"by", caller.name}, {"type", q["type"]}});
+  // The frame keeps the planner; its thread gets a plain pointer, so the
+  // last reference never goes (and ~Planner never joins) on that thread.
   auto planner = planner_;
-  auto initiate = [planner, plan = deps_.plan, query](auto handler) {
-    net::post(planner->thread, [planner, plan, query, handler = std::move(handler)]() mutable {
+  auto initiate = [raw = planner.get(), plan = deps_.plan, query](auto handler) {
+    net::post(raw->thread, [raw, plan, query, handler = std::move(handler)]() mutable {
       Answer a;
       try {
         a.plan = plan(query);
@@ -95,7 +97,7 @@ net::awaitable<Response> AdminApi::plan(Request& request, const Token& caller) {
       } catch (const std::exception& e) {
         a.failed = describe_failure(e);
       }
-      planner->busy = false;
+      raw->busy = false;
       auto ex = net::get_associated_executor(handler);
       net::dispatch(ex, [handler = std::move(handler), a = std::move(a)]() mutable { std::move(handler)(std::move(a)); });
     });

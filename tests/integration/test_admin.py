@@ -90,6 +90,15 @@ class AdminSetup:
         self.addCleanup(self.d.kill)
         self.d.wait_ready()
 
+    def submit(self, type_, subject="demo-001", partner=None, **subject_fields):
+        body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z",
+                "subject": {"huawei_id": subject, **subject_fields}}
+        if partner:
+            body["partner"] = {"id": partner}
+        status, resp = self.d.webhook(body, self.secret)
+        self.assertEqual(status, 202, resp)
+        return resp["request_id"]
+
 
 class Admin(AdminSetup):
     def prepare_workflows(self, workflows):
@@ -122,15 +131,6 @@ class Admin(AdminSetup):
         except ValueError:
             parsed = raw.decode(errors="replace")
         return status, parsed, resp_headers
-
-    def submit(self, type_, subject="demo-001", partner=None, **subject_fields):
-        body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z",
-                "subject": {"huawei_id": subject, **subject_fields}}
-        if partner:
-            body["partner"] = {"id": partner}
-        status, resp = self.d.webhook(body, self.secret)
-        self.assertEqual(status, 202, resp)
-        return resp["request_id"]
 
     def status_of(self, rid, wanted, timeout=60):
         def current():

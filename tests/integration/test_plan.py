@@ -42,14 +42,6 @@ class Plans(AdminSetup):
                                         headers={"Authorization": "Bearer " + self.tokens["ops"]})
         return status, json.loads(raw)
 
-    def submit(self, type_, subject, partner=None):
-        body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z", "subject": {"huawei_id": subject}}
-        if partner:
-            body["partner"] = {"id": partner}
-        status, resp = self.d.webhook(body, self.secret)
-        self.assertEqual(status, 202, resp)
-        return resp["request_id"]
-
     def finish(self, rid):
         def state():
             status, _, raw = self.d.request("GET", f"/v1/requests/{rid}", listener="admin",

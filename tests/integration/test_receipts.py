@@ -37,14 +37,6 @@ class Receipts(AdminSetup):
         status, resp_headers, raw = self.d.request("GET", path, headers=headers, listener="admin")
         return status, raw, resp_headers
 
-    def submit(self, type_, subject, partner=None):
-        body = {"type": type_, "occurred_at": "2026-11-26T05:00:00Z", "subject": {"huawei_id": subject}}
-        if partner:
-            body["partner"] = {"id": partner}
-        status, resp = self.d.webhook(body, self.secret)
-        self.assertEqual(status, 202, resp)
-        return resp["request_id"]
-
     def status(self, rid):
         status, raw, _ = self.call(f"/v1/requests/{rid}")
         self.assertEqual(status, 200, raw)
