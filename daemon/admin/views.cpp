@@ -4,7 +4,7 @@
 #include <soci/soci.h>
 
 #include "daemon/audit/audit.hpp"
-#include "daemon/store/rows.hpp"
+#include "daemon/store/row_json.hpp"
 
 namespace privacyd::admin {
 
@@ -14,14 +14,6 @@ namespace {
 
 constexpr std::int64_t kDay = 24LL * 3600 * 1000;
 
-json::value text_or_null(const soci::row& r, std::size_t i) {
-  if (r.get_indicator(i) == soci::i_null) return nullptr;
-  return json::value(r.get<std::string>(i));
-}
-json::value time_or_null(const soci::row& r, std::size_t i) {
-  if (r.get_indicator(i) == soci::i_null) return nullptr;
-  return json::value(format_rfc3339(row_integer(r, i)));
-}
 bool is_open(std::string_view status) { return status != "completed" && status != "rejected"; }
 
 // The columns every request view starts with, in this order.

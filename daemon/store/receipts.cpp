@@ -3,21 +3,13 @@
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
-#include "daemon/store/rows.hpp"
+#include "daemon/store/row_json.hpp"
 
 namespace privacyd::receipts {
 
 namespace json = boost::json;
 
 namespace {
-
-json::value time_or_null(const soci::row& r, std::size_t i) {
-  return r.get_indicator(i) == soci::i_null ? json::value(nullptr) : json::value(format_rfc3339(row_integer(r, i)));
-}
-
-json::value text_or_null(const soci::row& r, std::size_t i) {
-  return r.get_indicator(i) == soci::i_null ? json::value(nullptr) : json::value(r.get<std::string>(i));
-}
 
 const json::value* member(const json::value& v, const char* key) {
   return v.is_object() ? v.get_object().if_contains(key) : nullptr;
