@@ -29,20 +29,16 @@ std::string text_at(const json::value& context, std::initializer_list<const char
   return v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
-// The request's categories, or every category the policies know when the
-// request names none ("default all").
+// The categories the request covers (Policies::scope of those it names).
 std::vector<std::string> scope(const ActionContext& ctx, const policy::Policies& p) {
-  std::vector<std::string> out;
+  std::vector<std::string> named;
   if (const auto* cats = ctx.context.at("request").as_object().if_contains("categories");
       cats != nullptr && cats->is_array()) {
     for (const auto& c : cats->get_array()) {
-      if (c.is_string()) out.emplace_back(c.get_string());
+      if (c.is_string()) named.emplace_back(c.get_string());
     }
   }
-  if (out.empty()) {
-    for (const auto& [name, c] : p.categories) out.push_back(name);
-  }
-  return out;
+  return p.scope(named);
 }
 
 bool in(const std::vector<std::string>& list, const std::string& x) {

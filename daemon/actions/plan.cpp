@@ -117,10 +117,7 @@ json::object plan(const PlanDependencies& deps, const PlanQuery& q, UnixMillis n
   for (const auto& c : q.categories) {
     if (!p.categories.contains(c)) throw BadPlanQuery("unknown category \"" + c + "\"");
   }
-  std::vector<std::string> scope = q.categories;
-  if (scope.empty()) {
-    for (const auto& [name, c] : p.categories) scope.push_back(name);
-  }
+  const std::vector<std::string> scope = p.scope(q.categories);
   auto in_scope = [&](const std::string& c) { return std::find(scope.begin(), scope.end(), c) != scope.end(); };
   auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
 

@@ -16,6 +16,13 @@ const Partner* Policies::partner(std::string_view id) const {
   return it == partners.end() ? nullptr : &it->second;
 }
 
+std::vector<std::string> Policies::scope(const std::vector<std::string>& requested) const {
+  if (!requested.empty()) return requested;
+  std::vector<std::string> all;
+  for (const auto& [name, c] : categories) all.push_back(name);
+  return all;
+}
+
 const RetentionRule* Policies::hold_for(std::string_view category) const {
   for (const auto& r : retention) {
     if (r.category == category) return &r;

@@ -87,6 +87,9 @@ struct Policies {
     return p.acknowledgement ? *p.acknowledgement : acknowledgement;
   }
   const RetentionRule* hold_for(std::string_view category) const;
+  // The categories a request covers: those it names, or every category
+  // these policies know when it names none ("default all").
+  std::vector<std::string> scope(const std::vector<std::string>& requested) const;
   const Jurisdiction& jurisdiction(std::string_view name) const;  // falls back to "default"
 };
 
