@@ -184,6 +184,11 @@ net::awaitable<std::optional<ActionResult>> Engine::Impl::await_job(ActionJob* j
   co_return std::move(*job->result);
 }
 
+net::awaitable<void> Engine::Impl::give_back(const Run& run) {
+  auto release = [id = run.id, token = run.token](soci::session& sql) { runs::release(sql, id, token); };
+  co_await run_in_db(db, release);
+}
+
 net::awaitable<std::vector<Delivery>> Engine::Impl::await_deliveries(Run& run) {
   if (!run.waiter) run.waiter.emplace(strand);
   // Never near the lease's end: the lease is not renewed meanwhile.
@@ -249,8 +254,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
         workflow = co_await workflow_for(*row);
       }
       if (!pending && deliveries.empty() && row->status != "received" && row->status != "running") {
-        auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
-        co_await run_in_db(db, give_back);
+        co_await give_back(*run);
         break;
       }
 
@@ -319,8 +323,7 @@ net::awaitable<void> Engine::Impl::drive(Run* raw) {
       }
       if (segment.failure) std::rethrow_exception(segment.failure);  // what it applied before stands
       if (segment.drained) {
-        auto give_back = [id = row->id, token = run->token](soci::session& sql) { runs::release(sql, id, token); };
-        co_await run_in_db(db, give_back);
+        co_await give_back(*run);
         break;
       }
       if (segment.held) {

@@ -81,11 +81,7 @@ void Engine::start() {
 
 void Engine::wake() {
   auto self = impl_;
-  net::post(self->strand, [self] {
-    std::lock_guard lock(self->mutex);
-    self->woken = true;
-    self->wakeup.cancel();
-  });
+  net::post(self->strand, [self] { self->wake_loop(); });
 }
 
 void Engine::drain() {
@@ -94,9 +90,7 @@ void Engine::drain() {
   net::post(self->strand, [self] {
     self->wakeup.cancel();
     std::lock_guard lock(self->mutex);
-    for (auto& [id, run] : self->running) {
-      if (run->waiter) run->waiter->cancel();  // a run waiting for its notices stops
-    }
+    for (auto& [id, run] : self->running) run->stop_wait();  // a run waiting for its notices stops
   });
 }
 
@@ -107,9 +101,7 @@ void Engine::notice_settled(const std::string& request_id) {
     auto it = self->running.find(request_id);
     if (it != self->running.end() && it->second->awaiting) {
       it->second->stop_waiting = true;
-      net::post(self->strand, [run = it->second] {
-        if (run->waiter) run->waiter->cancel();
-      });
+      net::post(self->strand, [run = it->second] { run->stop_wait(); });
       return;
     }
   }
@@ -125,11 +117,7 @@ bool Engine::take_delivery(const std::string& request_id, const std::string& not
   Run& run = *it->second;
   if (!run.awaiting || run.awaited.erase(notice_id) == 0) return false;
   run.deliveries.push_back({notice_id, std::move(record)});
-  if (run.awaited.empty()) {
-    net::post(self->strand, [run = it->second] {
-      if (run->waiter) run->waiter->cancel();
-    });
-  }
+  if (run.awaited.empty()) net::post(self->strand, [run = it->second] { run->stop_wait(); });
   return true;
 }
 

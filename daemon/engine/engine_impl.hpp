@@ -43,6 +43,10 @@ struct Run : std::enable_shared_from_this<Run> {
   std::set<std::string> awaited;      // handed over, not yet delivered
   std::vector<Delivery> deliveries;   // delivered, handed back
   std::optional<net::steady_timer> waiter;
+  // Ends the wait now, if there is one (on the strand).
+  void stop_wait() {
+    if (waiter) waiter->cancel();
+  }
 };
 
 // A claim and the request as it stood when claimed.
@@ -190,6 +194,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   net::awaitable<std::shared_ptr<const Workflow>> workflow_for(const runs::RunRow& row);
   net::awaitable<bool> commit(const runs::Transition& t);
   net::awaitable<void> commit_segment(Segment& s);
+  // Gives the request's lease back, if the run still holds it.
+  net::awaitable<void> give_back(const Run& run);
   // Waits for the notices the run handed over, up to
   // EngineOptions::await_in_memory; answers the deliveries handed back.
   net::awaitable<std::vector<Delivery>> await_deliveries(Run& run);
