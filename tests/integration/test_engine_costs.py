@@ -7,7 +7,7 @@ import tempfile
 import time
 import unittest
 
-from harness import Daemon, PgCluster, Receiver, demo_setup, new_secret, run, use_policies, write_config, write_secrets
+from harness import Daemon, OnPostgres, Receiver, demo_setup, new_secret, run, use_policies, write_config, write_secrets
 
 # A backend reports its statistics at most once a second, and an idle one
 # within PGSTAT_IDLE_INTERVAL (10 s): a count unchanged for longer than
@@ -15,16 +15,12 @@ from harness import Daemon, PgCluster, Receiver, demo_setup, new_secret, run, us
 FLUSHED_AFTER = 11.0
 
 
-class TransactionsPerRequest(unittest.TestCase):
+class TransactionsPerRequest(OnPostgres, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.pg = PgCluster()
+        super().setUpClass()
         cls.pg.psql("ALTER SYSTEM SET autovacuum = off")
         cls.pg.psql("SELECT pg_reload_conf()")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
 
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -57,13 +53,12 @@ class TransactionsPerRequest(unittest.TestCase):
         self.fail("the database never went quiet")
 
     def test_a_disassociation_commits_at_most_eight_transactions(self):
-        self.pg.psql("CREATE DATABASE costs")
         policies = demo_setup(self.dir.name, self.partner.url, self.partner_secret)
         # Two database connections, both opened by the warm-up (a new
         # connection's own start-up would be counted); a notice waited for
         # in memory up to 20 s, so that a slow machine does not change the
         # count (a later delivery costs the transactions the wait saves).
-        config = write_config(self.dir.name, database=self.pg.dsn("costs"), log_level="info",
+        config = write_config(self.dir.name, database=self.database(), log_level="info",
                               extra="database_pool: 2\nengine: { poll: 1h, lease: 60s, await_notices: 20s }\n")
         use_policies(config, policies)
         secret = new_secret()
@@ -88,20 +83,20 @@ class TransactionsPerRequest(unittest.TestCase):
         # does once (connecting, its first look at each table) is not counted.
         for warm_up in ("demo-001", "demo-002", "demo-003"):
             disassociate(warm_up)
-            if self.backends("costs") == 2:
+            if self.backends(self.dbname) == 2:
                 break
-        self.assertEqual(self.backends("costs"), 2, "the warm-up opened both database connections")
-        before = self.settled_count("costs")
+        self.assertEqual(self.backends(self.dbname), 2, "the warm-up opened both database connections")
+        before = self.settled_count(self.dbname)
         rid = disassociate("demo-005")
-        after = self.settled_count("costs")
+        after = self.settled_count(self.dbname)
         # It did all it should: completed, the partner told, and the person.
-        self.assertEqual(self.pg.psql(f"SELECT status FROM requests WHERE id = '{rid}'", dbname="costs").strip(),
+        self.assertEqual(self.pg.psql(f"SELECT status FROM requests WHERE id = '{rid}'", dbname=self.dbname).strip(),
                          "completed")
         self.assertEqual(self.pg.psql(f"SELECT channel, status FROM notices WHERE request_id = '{rid}'"
-                                      " ORDER BY channel", dbname="costs").split(),
+                                      " ORDER BY channel", dbname=self.dbname).split(),
                          ["partner|delivered", "subject|delivered"])
         self.assertEqual([s for s in self.pg.psql(f"SELECT status FROM request_steps WHERE request_id = '{rid}'"
-                                                  " ORDER BY idx", dbname="costs").split()],
+                                                  " ORDER BY idx", dbname=self.dbname).split()],
                          ["succeeded"] * 4)
         self.assertLessEqual(after - before, 8, f"{after - before} transactions for one disassociation")
         self.assertEqual(d.stop(), 0)
