@@ -17,14 +17,16 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libsoci-dev libpq-dev libsqlite3-dev libyaml-cpp-dev libssl-dev \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
   catch2 postgresql systemd clang libclang-rt-14-dev sqlite3 openssl prometheus \
-  python3-aiosmtpd python3-cryptography chromium chromium-driver python3-selenium
+  python3-aiosmtpd python3-cryptography chromium chromium-driver python3-selenium \
+  dpkg-dev lintian man-db
 
-.PHONY: help deps configure build run test test-asan test-fuzz bench chaos var clean
+.PHONY: help deps configure build run test test-asan test-fuzz bench chaos var deb clean
 
 help:
 	@echo "make run    build and run privacyd on SQLite with the shipped workflows and policies"
 	@echo "make test   build and run every test (unit, integration on SQLite and PostgreSQL, asan)"
 	@echo "make deps   install the Debian packages privacyd needs (as root)"
+	@echo "make deb    build build/privacyd_VERSION_amd64.deb (install: apt install ./build/privacyd_*.deb)"
 	@echo "make bench  measure intake against pgbench on the same machine"
 	@echo "make chaos  5,000 requests per scenario while PostgreSQL restarts, instances die, partners and mail fail"
 
@@ -46,22 +48,12 @@ configure: deps
 build: configure
 	cmake --build --preset $(PRESET) -j $(JOBS)
 
-# Development state under var/: keys and secrets are made once and kept.
-var:
+# Development state under var/: `privacyd keys init` makes every key,
+# secret and token config/privacyd.yaml names, once (never over a file).
+var: build
 	@mkdir -p var/keys var/notices var/demo
 	@chmod 700 var/keys
-	@[ -s var/keys/data.key ] || { head -c 32 /dev/urandom > var/keys/data.key; echo "created var/keys/data.key"; }
-	@[ -s var/keys/webhook-secrets ] || { echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/webhook-secrets; \
-	  echo "created var/keys/webhook-secrets"; }
-	@[ -s var/keys/admin-tokens ] || { token=$$(head -c 24 /dev/urandom | base64 | tr -d '/+='); \
-	  echo "$$token" > var/keys/operator-token; \
-	  echo "operator dev sha256:$$(printf %s "$$token" | sha256sum | cut -d' ' -f1)" > var/keys/admin-tokens; \
-	  echo "created var/keys/admin-tokens (the operator token is in var/keys/operator-token)"; }
-	@for p in partner-P-1001 partner-P-1002 partner-center-callback; do [ -s var/keys/$$p.secret ] || \
-	  echo "whsec_$$(head -c 24 /dev/urandom | base64)" > var/keys/$$p.secret; done
-	@[ -s var/keys/receipt.pem ] || { openssl genpkey -algorithm ed25519 -out var/keys/receipt.pem; \
-	  echo "created var/keys/receipt.pem (signs receipts)"; }
-	@chmod 600 var/keys/*
+	$(BIN) keys init --dir var/keys --config $(CONFIG)
 
 # The demo partners' notice webhooks (policies/partners.yaml) are played
 # by `privacyd receive`, which keeps what it gets under var/partner-notices/
@@ -125,6 +117,13 @@ bench: build
 # One scenario: `$(PYTHON) tests/chaos/chaos.py pg-restart` (--short, CHAOS_*).
 chaos: build
 	PRIVACYD_BIN=$(abspath $(BIN)) $(PYTHON) tests/chaos/chaos.py
+
+# The Debian package (SPEC §11), by CPack from the release build: the
+# binary, the unit, /etc/privacyd, privacyd(8). tests/integration/
+# test_package.py builds, inspects, lints and (as root in CI) installs it.
+deb: build
+	cd build && cpack -G DEB
+	@ls build/privacyd_*.deb
 
 clean:
 	rm -rf build build-dev build-asan build-fuzz

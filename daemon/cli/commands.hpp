@@ -41,6 +41,19 @@ int receipt_verify(const std::filesystem::path& receipt_file, const std::filesys
 // (0: until done) stops early, to resume later.
 int keys_command(const std::filesystem::path& config_file, const std::string& action, int batch, int max_batches);
 
+// keys init: creates, once and 0600, every key, secret and token file the
+// config (and its policies) name, ${CREDENTIALS_DIRECTORY} meaning `dir`;
+// without a config, the set the production config names, in `dir`. Exit
+// 0 when done (files it does not make are listed), 1 for a config it
+// cannot read, 2 for an error.
+struct KeysInitOptions {
+  std::filesystem::path dir;
+  std::string config_file;
+  bool self_signed_tls = false;  // make a self-signed pair for each TLS listener without one
+  bool print_token = false;      // print the new operator token, not only where it is kept
+};
+int keys_init(const KeysInitOptions& options);
+
 struct TriggerOptions {
   std::string type;
   std::string subject = "demo-001";

@@ -80,6 +80,16 @@ int main(int argc, char** argv) {
 
   auto* keys = app.add_subcommand("keys", "Subject keys and the master key (SPEC §14)");
   keys->require_subcommand(1);
+  privacyd::cli::KeysInitOptions init_options;
+  auto* keys_init = keys->add_subcommand(
+      "init", "Create every key, secret and token file the config names, once, mode 0600; never overwrite one");
+  keys_init->add_option("--dir", init_options.dir, "Where the keys go (${CREDENTIALS_DIRECTORY} in the config)")
+      ->required();
+  keys_init->add_option("--config,-c", init_options.config_file,
+                        "The config whose files to create (default: the production set, in --dir)");
+  keys_init->add_flag("--self-signed-tls", init_options.self_signed_tls,
+                      "Make a self-signed certificate for each TLS listener that has none");
+  keys_init->add_flag("--print-token", init_options.print_token, "Print a new operator token on standard output");
   auto* keys_status = keys->add_subcommand("status", "Count what each master key id still protects");
   add_config(keys_status);
   int rotate_batch = 500, rotate_max_batches = 0;
@@ -173,6 +183,7 @@ int main(int argc, char** argv) {
   if (migrate->parsed()) return privacyd::cli::migrate(config_file);
   if (trigger->parsed()) return privacyd::cli::trigger(t);
   if (demo->parsed()) return privacyd::cli::demo(config_file);
+  if (keys_init->parsed()) return privacyd::cli::keys_init(init_options);
   if (keys_status->parsed()) return privacyd::cli::keys_command(config_file, "status", rotate_batch, 0);
   if (keys_rotate->parsed()) {
     return privacyd::cli::keys_command(config_file, "rotate", rotate_batch, rotate_max_batches);

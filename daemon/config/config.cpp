@@ -372,12 +372,13 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
 
 ConfigResult parse_config(std::string_view text, const fs::path& file, EnvLookup env) {
   ConfigResult result;
-  YamlReader yaml(file.string(), result.problems, std::move(env));
   Config c;
   c.file = fs::absolute(file).lexically_normal();
+  YamlReader yaml(file.string(), result.problems, with_credentials_default(std::move(env), c.file.parent_path()));
   if (auto root = yaml.parse(text)) read_config(yaml, *root, c);
   sort_by_position(result.problems);
-  if (result.problems.empty()) result.config = std::move(c);
+  if (result.problems.empty()) result.config = c;
+  result.draft = std::move(c);
   return result;
 }
 

@@ -145,6 +145,9 @@ struct Config {
 struct ConfigResult {
   std::optional<Config> config;  // set only when problems is empty
   Diagnostics problems;
+  // What could be read, problems or not: `keys init` creates the files it
+  // names even while a ${VAR} it does not need (the database) is unset.
+  Config draft;
 };
 
 ConfigResult load_config(const std::filesystem::path& file, EnvLookup env = process_env());

@@ -15,6 +15,14 @@ EnvLookup process_env() {
   };
 }
 
+EnvLookup with_credentials_default(EnvLookup env, const std::filesystem::path& config_folder) {
+  return [env = std::move(env), keys = (config_folder / "keys").string()](std::string_view name) {
+    auto value = env(name);
+    if (!value && name == "CREDENTIALS_DIRECTORY") value = keys;
+    return value;
+  };
+}
+
 YamlReader::YamlReader(std::string path, Diagnostics& out, EnvLookup env)
     : path_(std::move(path)), out_(out), first_(out.size()), env_(std::move(env)) {}
 

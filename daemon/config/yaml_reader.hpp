@@ -5,6 +5,7 @@
 // all read through this.
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -20,6 +21,11 @@ namespace privacyd {
 // Looks up an environment variable; tests pass their own.
 using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
 EnvLookup process_env();
+
+// Outside systemd (an operator running `privacyd check` or `keys status` by
+// hand), ${CREDENTIALS_DIRECTORY} is `keys/` beside the config file: where
+// `keys init` put what the unit hands over (/etc/privacyd/keys).
+EnvLookup with_credentials_default(EnvLookup env, const std::filesystem::path& config_folder);
 
 class YamlReader {
  public:

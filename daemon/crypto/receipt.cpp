@@ -2,17 +2,15 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <fcntl.h>
 #include <fstream>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdexcept>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <vector>
 
+#include "daemon/base/files.hpp"
 #include "daemon/crypto/primitives.hpp"
 
 namespace privacyd::crypto {
@@ -178,7 +176,7 @@ std::string verify_receipt(const json::value& signed_receipt, std::string_view p
   return {};
 }
 
-void create_receipt_key(const std::filesystem::path& pem_file) {
+std::string new_receipt_key_pem() {
   auto key = owned(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!key) throw std::runtime_error("Ed25519 key generation failed");
   Bio bio(BIO_new(BIO_s_mem()));
@@ -187,11 +185,16 @@ void create_receipt_key(const std::filesystem::path& pem_file) {
   }
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
-  int fd = ::open(pem_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot create " + pem_file.string() + " (it may exist already)");
-  const bool written = ::write(fd, data, static_cast<std::size_t>(len)) == len;
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) throw std::runtime_error("cannot write " + pem_file.string());
+  std::string pem(data, static_cast<std::size_t>(len));
+  OPENSSL_cleanse(data, static_cast<std::size_t>(len));
+  return pem;
+}
+
+void create_receipt_key(const std::filesystem::path& pem_file) {
+  auto pem = new_receipt_key_pem();
+  const bool created = create_file_once(pem_file, pem, 0600);
+  OPENSSL_cleanse(pem.data(), pem.size());
+  if (!created) throw std::runtime_error("cannot create " + pem_file.string() + ": it exists already");
 }
 
 }  // namespace privacyd::crypto

@@ -50,6 +50,8 @@ class ReceiptSigner {
 // signature that does not match).
 std::string verify_receipt(const boost::json::value& signed_receipt, std::string_view public_key_pem);
 
+// A new Ed25519 private key in PEM (PKCS#8).
+std::string new_receipt_key_pem();
 // Writes a new Ed25519 private key to `pem_file` (mode 0600, never over an
 // existing file). Throws std::runtime_error.
 void create_receipt_key(const std::filesystem::path& pem_file);

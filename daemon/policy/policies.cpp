@@ -405,7 +405,7 @@ struct Loader {
 
 Policies load_policies(const fs::path& dir, const fs::path& base, Diagnostics& out, EnvLookup env) {
   const std::size_t first = out.size();
-  Loader loader{base, out, std::move(env), {}, {}, {}};
+  Loader loader{base, out, with_credentials_default(std::move(env), base), {}, {}, {}};
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     out.push_back({dir.string(), 0, 0, "policies folder not found", "io"});

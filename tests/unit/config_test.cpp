@@ -43,6 +43,20 @@ std::string positions(const Diagnostics& ds) {
 
 }  // namespace
 
+TEST_CASE("outside systemd, ${CREDENTIALS_DIRECTORY} is keys/ beside the config", "[config]") {
+  auto r = parse_config(kGood, "/etc/privacyd/conf/privacyd.yaml", fake_env({}));
+  INFO(positions(r.problems));
+  REQUIRE(r.config);
+  CHECK(r.config->keys.data_key_file == "/etc/privacyd/conf/keys/data.key");
+  // Another unset variable is still an error, never an empty string.
+  auto bad = parse_config(std::string(kGood) + "public_url: \"${PRIVACYD_NO_SUCH_VARIABLE}\"\n",
+                          "/etc/privacyd/conf/privacyd.yaml", fake_env({}));
+  REQUIRE_FALSE(bad.config);
+  CHECK(positions(bad.problems).find("PRIVACYD_NO_SUCH_VARIABLE is not set") != std::string::npos);
+  // What could be read is kept for `keys init` all the same.
+  CHECK(bad.draft.keys.data_key_file == "/etc/privacyd/conf/keys/data.key");
+}
+
 TEST_CASE("the development config parses with paths resolved against its folder", "[config]") {
   auto r = parse_config(kGood, "/etc/privacyd/conf/privacyd.yaml", fake_env({{"CREDENTIALS_DIRECTORY", "/run/creds"}}));
   INFO(positions(r.problems));

@@ -1,0 +1,237 @@
+"""`privacyd keys init` (SPEC §11): every key, secret and token file a config
+and its policies name, made once with mode 0600 and never over a file; and
+a real daemon started on what it made takes its tokens and secrets."""
+import base64
+import hashlib
+import http.client
+import os
+import ssl
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BIN, REPO, Daemon, demo_setup, sign, use_policies, write_config
+
+
+def run(*args, env=None):
+    full = dict(os.environ)
+    full.pop("CREDENTIALS_DIRECTORY", None)
+    full.update(env or {})
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, env=full)
+
+
+def snapshot(folder):
+    """path → (content, mode, mtime_ns) of every file under `folder`."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = (f.read(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    return out
+
+
+class KeysInit(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.folder = self.tmp.name
+        self.keys = os.path.join(self.folder, "creds")
+
+    def credentials_config(self, extra="", database="${PRIVACYD_TEST_UNSET_DATABASE}"):
+        """A config naming every file as a credential, as production's does,
+        with a database variable nobody set, and the demo's policies with
+        both partners' secrets as credentials."""
+        policies = demo_setup(self.folder, "http://127.0.0.1:9/notices", "whsec_unused",
+                              replace={"var/keys/partner-": "${CREDENTIALS_DIRECTORY}/partner-"})
+        for partner in ("P-1001", "P-1002"):  # demo_setup writes these; keys init must make them
+            os.remove(os.path.join(self.folder, "var", "keys", f"partner-{partner}.secret"))
+        path = os.path.join(self.folder, "privacyd.yaml")
+        with open(path, "w") as f:
+            f.write(f"""listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+  tokens_file: ${{CREDENTIALS_DIRECTORY}}/admin-tokens
+database: "{database}"
+workflows: {REPO}/workflows
+policies: {policies}
+keys:
+  data_key_file: ${{CREDENTIALS_DIRECTORY}}/data.key
+  receipt_key_file: ${{CREDENTIALS_DIRECTORY}}/receipt.pem
+  store: "sqlite3://db=var/subject-keys.db"
+webhook:
+  secrets_file: ${{CREDENTIALS_DIRECTORY}}/webhook-secrets
+notices:
+  file_dir: var/notices
+partner_center:
+  callback_url: http://127.0.0.1:9/callbacks
+  secret_file: ${{CREDENTIALS_DIRECTORY}}/partner-center-callback.secret
+log: {{ level: debug }}
+{extra}""")
+        return path
+
+    def test_it_makes_every_file_the_config_and_policies_name_once_and_0600(self):
+        config = self.credentials_config()
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        made = snapshot(self.keys)
+        self.assertEqual(sorted(made), ["admin-tokens", "data.key", "operator-token", "partner-P-1001.secret",
+                                        "partner-P-1002.secret", "partner-center-callback.secret", "receipt.pem",
+                                        "webhook-secrets"])
+        for name, (content, mode, _) in made.items():
+            self.assertEqual(mode, 0o600, name)
+            self.assertIn(f"created {os.path.join(self.keys, name)}", r.stdout)
+        self.assertEqual(stat.S_IMODE(os.stat(self.keys).st_mode), 0o700)
+        # What each file holds is what privacyd reads.
+        self.assertEqual(len(base64.b64decode(made["data.key"][0].strip(), validate=True)), 32)
+        for name in ("webhook-secrets", "partner-P-1001.secret", "partner-center-callback.secret"):
+            secret = made[name][0].decode().strip()
+            self.assertTrue(secret.startswith("whsec_"), name)
+            self.assertGreaterEqual(len(base64.b64decode(secret[6:], validate=True)), 16, name)
+        self.assertNotEqual(made["partner-P-1001.secret"][0], made["partner-P-1002.secret"][0])
+        self.assertTrue(made["receipt.pem"][0].startswith(b"-----BEGIN PRIVATE KEY-----"))
+        token = made["operator-token"][0].decode().strip()
+        self.assertEqual(made["admin-tokens"][0].decode(),
+                         f"operator initial sha256:{hashlib.sha256(token.encode()).hexdigest()}\n")
+        self.assertNotIn(token, r.stdout + r.stderr)  # printed only with --print-token
+        # The unset database variable is a note, not a stop.
+        self.assertIn("PRIVACYD_TEST_UNSET_DATABASE is not set", r.stderr)
+        self.assertIn("not needed to create keys", r.stderr)
+
+        again = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+        self.assertEqual(snapshot(self.keys), made)  # not a byte, mode or time changed
+        self.assertNotIn("created", again.stdout)
+        self.assertEqual(again.stdout.count("kept "), len(made) - 1)  # operator-token is not named by the config
+
+    def test_it_never_writes_over_an_existing_file_and_says_when_one_is_loose(self):
+        config = self.credentials_config()
+        os.makedirs(self.keys)
+        with open(os.path.join(self.keys, "data.key"), "w") as f:
+            f.write("a key the operator restored\n")
+        os.chmod(os.path.join(self.keys, "data.key"), 0o644)
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(self.keys, "data.key")) as f:
+            self.assertEqual(f.read(), "a key the operator restored\n")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.keys, "data.key")).st_mode), 0o644)  # told, not changed
+        self.assertIn(f"warning: {os.path.join(self.keys, 'data.key')} can be read by others", r.stderr)
+        self.assertIn("created " + os.path.join(self.keys, "webhook-secrets"), r.stdout)
+        self.assertEqual([n for n in os.listdir(self.keys) if n.startswith(".")], [])  # no temporary file left
+
+    def test_it_finishes_the_tokens_file_from_a_token_an_earlier_run_left(self):
+        config = self.credentials_config()
+        os.makedirs(self.keys)
+        token = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+        with open(os.path.join(self.keys, "operator-token"), "w") as f:
+            f.write(token + "\n")
+        r = run("keys", "init", "--dir", self.keys, "--config", config, "--print-token")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(self.keys, "admin-tokens")) as f:
+            self.assertEqual(f.read(), f"operator initial sha256:{hashlib.sha256(token.encode()).hexdigest()}\n")
+        self.assertIn(f"operator token: {token}", r.stdout)
+
+    def test_a_config_with_problems_makes_nothing(self):
+        config = self.credentials_config(extra="no_such_key: 1\n")
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('unknown key "no_such_key"', r.stderr)
+        self.assertIn("nothing was created", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.keys, "data.key")))
+
+    def test_without_a_config_it_makes_the_production_set(self):
+        r = run("keys", "init", "--dir", self.keys)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(sorted(os.listdir(self.keys)), ["admin-tokens", "data.key", "operator-token",
+                                                         "partner-center-callback.secret", "receipt.pem",
+                                                         "webhook-secrets"])
+        # ... which are the files the shipped production config names.
+        with open(os.path.join(REPO, "config", "privacyd.production.yaml")) as f:
+            production = f.read()
+        for name in ("admin-tokens", "data.key", "partner-center-callback.secret", "receipt.pem", "webhook-secrets"):
+            self.assertIn("${CREDENTIALS_DIRECTORY}/" + name, production)
+
+    def test_the_daemon_runs_on_what_it_made(self):
+        config = self.credentials_config(database="sqlite3://db=var/privacyd.db")
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        daemon = Daemon(config, env={"CREDENTIALS_DIRECTORY": self.keys}).wait_ready()
+        self.addCleanup(daemon.stop)
+        with open(os.path.join(self.keys, "operator-token")) as f:
+            token = f.read().strip()
+        status, _, body = daemon.request("GET", "/v1/whoami", listener="admin",
+                                         headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"operator"', body)
+        status, _, _ = daemon.request("GET", "/v1/whoami", listener="admin",
+                                      headers={"Authorization": "Bearer " + token[:-1] + ("A" if token[-1] != "A" else "B")})
+        self.assertEqual(status, 401)
+        status, _, body = daemon.request("GET", "/v1/receipts/public-key", listener="admin",
+                                         headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(status, 200, body)
+        with open(os.path.join(self.keys, "webhook-secrets")) as f:
+            secret = f.read().strip()
+        status, answer = daemon.webhook({"type": "request.access", "subject": {"huawei_id": "demo-001"},
+                                         "occurred_at": "2026-11-26T05:00:00Z"}, secret)
+        self.assertIn(status, (200, 202), answer)
+
+    def test_tls_pairs_are_made_only_when_asked_and_serve_https(self):
+        config = self.credentials_config(
+            database="sqlite3://db=var/privacyd.db",
+            extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
+                  "  key_file: ${CREDENTIALS_DIRECTORY}/tls.key\n")
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.keys, "tls.pem")))
+        self.assertIn("not created: " + os.path.join(self.keys, "tls.pem"), r.stderr)
+        self.assertIn("--self-signed-tls", r.stderr)
+
+        r = run("keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.keys, "tls.key")).st_mode), 0o600)
+        self.assertIn("created " + os.path.join(self.keys, "tls.pem"), r.stdout)
+        daemon = Daemon(config, env={"CREDENTIALS_DIRECTORY": self.keys}).wait_ready()
+        self.addCleanup(daemon.stop)
+        # The certificate verifies as itself, for 127.0.0.1 and localhost.
+        context = ssl.create_default_context(cafile=os.path.join(self.keys, "tls.pem"))
+        for host in ("127.0.0.1", "localhost"):
+            conn = http.client.HTTPSConnection(host, daemon.port(), context=context, timeout=10)
+            conn.request("GET", "/healthz")
+            self.assertEqual(conn.getresponse().status, 200, host)
+            conn.close()
+
+    def test_half_a_tls_pair_is_refused(self):
+        config = self.credentials_config(
+            extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
+                  "  key_file: ${CREDENTIALS_DIRECTORY}/tls.key\n")
+        os.makedirs(self.keys)
+        with open(os.path.join(self.keys, "tls.pem"), "w") as f:
+            f.write("an operator's certificate\n")
+        r = run("keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("only one of", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.keys, "tls.key")))
+        with open(os.path.join(self.keys, "tls.pem")) as f:
+            self.assertEqual(f.read(), "an operator's certificate\n")
+
+    def test_two_at_once_agree_on_one_key(self):
+        """Two runs racing over one folder: each file ends up whole, once,
+        and both runs succeed (the second link finds the first's file)."""
+        config = self.credentials_config()
+        procs = [subprocess.Popen([BIN, "keys", "init", "--dir", self.keys, "--config", config],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            self.assertEqual(p.returncode, 0, out + err)
+        made = snapshot(self.keys)
+        self.assertEqual(len(base64.b64decode(made["data.key"][0].strip(), validate=True)), 32)
+        created = sum(out.count("created " + os.path.join(self.keys, "data.key")) for out, _ in outs)
+        self.assertEqual(created, 1, outs)
+        self.assertEqual([n for n in os.listdir(self.keys) if n.startswith(".")], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
