@@ -18,7 +18,7 @@ PACKAGES := g++ cmake make pkg-config ccache python3 \
   libsystemd-dev libcurl4-openssl-dev libkainjow-mustache-dev libcli11-dev \
   catch2 postgresql systemd clang libclang-rt-14-dev sqlite3 openssl prometheus \
   python3-aiosmtpd python3-cryptography chromium chromium-driver python3-selenium \
-  dpkg-dev lintian man-db
+  dpkg-dev lintian man-db strace
 
 .PHONY: help deps configure build run test test-asan test-fuzz bench chaos var deb clean
 

@@ -11,13 +11,15 @@
 # policies that name data systems and partners: the shipped ones describe
 # the development demo, so packaging/policies/ holds production examples.
 
-include(GNUInstallDirs)
+# Every destination is relative to the package's root (/): a plain
+# `cmake --install build` then writes under its prefix (/usr/local/etc/…),
+# never over an operator's /etc/privacyd or /lib/systemd.
 
 set(PRIVACYD_PACKAGING ${PROJECT_SOURCE_DIR}/packaging)
 set(PRIVACYD_PKG_BUILD ${PROJECT_BINARY_DIR}/packaging)
 
-install(TARGETS privacyd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(FILES ${PROJECT_SOURCE_DIR}/systemd/privacyd.service DESTINATION /lib/systemd/system)
+install(TARGETS privacyd RUNTIME DESTINATION usr/bin)
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/privacyd.service DESTINATION lib/systemd/system)
 
 # /etc/privacyd: every file a conffile, so dpkg keeps an operator's edits
 # across upgrades.
@@ -32,27 +34,27 @@ function(privacyd_conffiles destination)
     else()
       install(FILES ${file} DESTINATION ${destination} PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
     endif()
-    list(APPEND PRIVACYD_CONFFILES ${destination}/${name})
+    list(APPEND PRIVACYD_CONFFILES /${destination}/${name})
   endforeach()
   set(PRIVACYD_CONFFILES ${PRIVACYD_CONFFILES} PARENT_SCOPE)
 endfunction()
 
-privacyd_conffiles(/etc/privacyd FILES ${PROJECT_SOURCE_DIR}/config/privacyd.production.yaml
+privacyd_conffiles(etc/privacyd FILES ${PROJECT_SOURCE_DIR}/config/privacyd.production.yaml
   RENAME privacyd.yaml PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 # It may hold a database password.
-privacyd_conffiles(/etc/privacyd FILES ${PRIVACYD_PACKAGING}/environment
+privacyd_conffiles(etc/privacyd FILES ${PRIVACYD_PACKAGING}/environment
   RENAME environment PERMISSIONS OWNER_READ OWNER_WRITE)
 file(GLOB PRIVACYD_WORKFLOW_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/workflows/*.yaml)
-privacyd_conffiles(/etc/privacyd/workflows FILES ${PRIVACYD_WORKFLOW_FILES})
+privacyd_conffiles(etc/privacyd/workflows FILES ${PRIVACYD_WORKFLOW_FILES})
 file(GLOB PRIVACYD_POLICY_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/policies/*.yaml)
 file(GLOB PRIVACYD_POLICY_EXAMPLES CONFIGURE_DEPENDS ${PRIVACYD_PACKAGING}/policies/*.yaml)
 foreach(example IN LISTS PRIVACYD_POLICY_EXAMPLES)
   get_filename_component(name ${example} NAME)
   list(REMOVE_ITEM PRIVACYD_POLICY_FILES ${PROJECT_SOURCE_DIR}/policies/${name})
 endforeach()
-privacyd_conffiles(/etc/privacyd/policies FILES ${PRIVACYD_POLICY_FILES} ${PRIVACYD_POLICY_EXAMPLES})
+privacyd_conffiles(etc/privacyd/policies FILES ${PRIVACYD_POLICY_FILES} ${PRIVACYD_POLICY_EXAMPLES})
 file(GLOB PRIVACYD_TEMPLATE_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/policies/notices/*)
-privacyd_conffiles(/etc/privacyd/policies/notices FILES ${PRIVACYD_TEMPLATE_FILES})
+privacyd_conffiles(etc/privacyd/policies/notices FILES ${PRIVACYD_TEMPLATE_FILES})
 list(JOIN PRIVACYD_CONFFILES "\n" PRIVACYD_CONFFILES_TEXT)
 file(WRITE ${PRIVACYD_PKG_BUILD}/conffiles "${PRIVACYD_CONFFILES_TEXT}\n")
 
@@ -70,17 +72,17 @@ foreach(pair "privacyd.8;privacyd.8.gz" "changelog;changelog.gz")
   list(APPEND PRIVACYD_PKG_COMPRESSED ${PRIVACYD_PKG_BUILD}/${output})
 endforeach()
 add_custom_target(privacyd_package_docs ALL DEPENDS ${PRIVACYD_PKG_COMPRESSED})
-install(FILES ${PRIVACYD_PKG_BUILD}/privacyd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES ${PRIVACYD_PKG_BUILD}/privacyd.8.gz DESTINATION usr/share/man/man8)
 # What lintian would warn of on purpose: /etc/privacyd/environment is 0600.
-install(FILES ${PRIVACYD_PACKAGING}/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides
+install(FILES ${PRIVACYD_PACKAGING}/lintian-overrides DESTINATION usr/share/lintian/overrides
   RENAME privacyd)
 install(FILES ${PRIVACYD_PKG_BUILD}/changelog.gz ${PRIVACYD_PACKAGING}/copyright ${PROJECT_SOURCE_DIR}/README.md
-  DESTINATION ${CMAKE_INSTALL_DOCDIR})
+  DESTINATION usr/share/doc/privacyd)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME privacyd)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_PACKAGING_INSTALL_PREFIX /)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_PACKAGE_CONTACT "the privacyd developers <privacyd@privacyd.invalid>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "privacy-rights requests for the cloud partner programme")

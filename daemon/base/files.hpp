@@ -1,8 +1,10 @@
 #pragma once
 // Files written once and never over anything (keys, secrets, tokens): the
-// content is written to a temporary file beside the target, flushed, and
-// then hard-linked into place, which fails when the target exists. A crash
-// on any line leaves either no file or the whole file, never a short one.
+// content is written to a file without a name (O_TMPFILE; where the file
+// system cannot, a hidden one beside the target), flushed, and then linked
+// into place, which fails when the target exists. A crash on any line
+// leaves either no file or the whole file, never a short one, and (with
+// O_TMPFILE) no second copy under another name.
 
 #include <filesystem>
 #include <string_view>

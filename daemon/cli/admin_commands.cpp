@@ -3,6 +3,7 @@
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/editable.hpp"
+#include "daemon/cli/key_files.hpp"
 #include <soci/soci.h>
 
 #include "daemon/actions/domain_actions.hpp"
@@ -61,6 +62,15 @@ int check(const std::filesystem::path& config_file, const std::string& format) {
     auto loaded = load_editable(*result.config, action_catalog(*result.config), problems);
     partner_count = loaded.policies.partners.size();
     workflow_count = loaded.workflows.workflows.size();
+    if (problems.empty()) {
+      // The keys, secrets and tokens: each read as what it is, so a check
+      // that passes means serve can read them too (SPEC §11).
+      auto files = key_files(*result.config, loaded.policies);
+      if (auto clash = clashing_names(files)) {
+        problems.push_back({result.config->file.string(), 0, 0, *clash, "key"});
+      }
+      check_key_files(*result.config, files, problems);
+    }
     if (problems.empty()) compare_with_database(*result.config, loaded.workflows, problems);
   }
   if (format == "json") {

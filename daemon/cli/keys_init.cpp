@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <set>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 
 #include "daemon/base/files.hpp"
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/key_files.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/crypto/certificate.hpp"
 #include "daemon/crypto/primitives.hpp"
@@ -25,132 +25,114 @@ namespace {
 
 namespace fs = std::filesystem;
 
-enum class Kind {
-  data_key,          // 32 random bytes, base64
-  webhook_secret,    // whsec_ and base64 of 24 random bytes
-  admin_tokens,      // "operator NAME sha256:HEX"; the token beside it
-  receipt_key,       // Ed25519, PEM
-  tls_pair,          // certificate and key, self-signed, only when asked
-  never_made,        // what someone else gives: previous keys, the relay's password, a CA
-};
-
-struct Wanted {
-  fs::path path;
-  fs::path key_path;  // tls_pair: the private key's file
-  Kind kind;
-  std::string what;
-};
-
 // A secret held in memory only as long as it is written.
 struct Secret {
   std::string text;
   ~Secret() { OPENSSL_cleanse(text.data(), text.size()); }
 };
 
-std::string whsec() { return "whsec_" + crypto::base64_encode(crypto::random_bytes(24)) + "\n"; }
+// Stands for an unset ${VAR} in a second reading of the config, so that a
+// file path built on one is found (the first reading only says the
+// variable is unset, not where it hid a file).
+constexpr std::string_view kUnsetMark = "\x01unset\x01";
 
 // Files keys init writes without --config: those the shipped production
 // config (config/privacyd.production.yaml) names under the credentials.
-std::vector<Wanted> default_files(const fs::path& dir) {
-  return {{dir / "data.key", {}, Kind::data_key, "the data key"},
-          {dir / "webhook-secrets", {}, Kind::webhook_secret, "the Partner Center's webhook secret"},
-          {dir / "admin-tokens", {}, Kind::admin_tokens, "admin API tokens"},
-          {dir / "receipt.pem", {}, Kind::receipt_key, "the receipt signing key"},
-          {dir / "partner-center-callback.secret", {}, Kind::webhook_secret, "the Partner Center callback's secret"}};
+std::vector<KeyFile> default_files(const fs::path& dir) {
+  return {{dir / "data.key", {}, KeyKind::data_key, "the data key"},
+          {dir / "webhook-secrets", {}, KeyKind::webhook_secret, "the Partner Center's webhook secret"},
+          {dir / "admin-tokens", {}, KeyKind::admin_tokens, "admin API tokens"},
+          {dir / "receipt.pem", {}, KeyKind::receipt_key, "the receipt signing key"},
+          {dir / "partner-center-callback.secret", {}, KeyKind::webhook_secret, "the Partner Center callback's secret"}};
 }
 
-std::vector<Wanted> files_of(const Config& c, const policy::Policies& policies) {
-  std::vector<Wanted> out;
-  auto add = [&](const fs::path& p, Kind kind, std::string what) {
-    if (!p.empty()) out.push_back({p, {}, kind, std::move(what)});
-  };
-  add(c.keys.data_key_file, Kind::data_key, "the data key");
-  add(c.keys.index_key_file, Kind::data_key, "the blind index key");
-  for (const auto& p : c.keys.previous_key_files) add(p, Kind::never_made, "a previous data key: restore it, keys init never makes one");
-  add(c.keys.receipt_key_file, Kind::receipt_key, "the receipt signing key");
-  add(c.webhook.secrets_file, Kind::webhook_secret, "the Partner Center's webhook secret");
-  add(c.admin.tokens_file, Kind::admin_tokens, "admin API tokens");
-  add(c.partner_center.secret_file, Kind::webhook_secret, "the Partner Center callback's secret");
-  for (const auto& [id, partner] : policies.partners) {
-    add(partner.notice_secret_file, Kind::webhook_secret, "partner " + id + "'s notice secret");
-  }
-  add(c.notices.smtp_password_file, Kind::never_made, "the SMTP relay's password: its operator gives it");
-  add(c.notices.smtp_ca_file, Kind::never_made, "the SMTP relay's CA certificates");
-  for (const TlsConfig* tls : {&c.tls, &c.admin.tls}) {
-    if (tls->enabled()) {
-      out.push_back({tls->certificate_file, tls->key_file, Kind::tls_pair,
-                     tls == &c.tls ? "the public listener's TLS certificate" : "the admin listener's TLS certificate"});
-    }
-  }
-  return out;
-}
-
-bool present(const fs::path& p) {
-  struct stat st {};
-  return ::lstat(p.c_str(), &st) == 0;
-}
-
-// A key others can read is worth a word, never a silent chmod.
-void warn_if_loose(const fs::path& p) {
-  struct stat st {};
-  if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
-    std::cerr << "warning: " << p.string() << " can be read by others than its owner (chmod 600 it)\n";
-  }
-}
-
-// The names a self-signed certificate is for: the public URL's host, this
-// machine's name, and loopback.
+// The names a self-signed certificate is for: the public URL's host (else
+// this machine's name), and loopback. A name no certificate can hold is
+// left out, and said so.
 std::vector<std::string> certificate_names(const Config* c) {
   std::vector<std::string> names;
   if (c != nullptr && !c->public_url.empty()) {
     if (auto url = boost::urls::parse_uri(c->public_url); url && !url->host_address().empty()) {
-      names.push_back(std::string(url->host_address()));
+      names.emplace_back(url->host_address());
     }
   }
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') names.emplace_back(host);
-  names.emplace_back("localhost");
-  names.emplace_back("127.0.0.1");
-  names.emplace_back("::1");
-  std::vector<std::string> unique;
-  for (auto& n : names) {
-    if (std::find(unique.begin(), unique.end(), n) == unique.end()) unique.push_back(n);
+  if (names.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') names.emplace_back(host);
   }
-  return unique;
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (crypto::certifiable_name(n)) {
+      out.push_back(n);
+    } else {
+      std::cerr << "note: \"" << n << "\" is no host name a certificate can hold; left out\n";
+    }
+  }
+  for (const char* n : {"localhost", "127.0.0.1", "::1"}) {
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.emplace_back(n);
+  }
+  return out;
 }
 
 class Maker {
  public:
   Maker(const KeysInitOptions& options, const Config* config) : options_(options), config_(config) {}
 
-  void make(const Wanted& w) {
+  void make(const KeyFile& w) {
     switch (w.kind) {
-      case Kind::never_made:
-        if (present(w.path)) return kept(w);
+      case KeyKind::previous_key:
+      case KeyKind::given:
+        if (kept(w.path)) return;
         missing_.push_back(w.path.string() + " (" + w.what + ")");
         return;
-      case Kind::tls_pair: return make_tls(w);
-      case Kind::admin_tokens: return make_tokens(w);
+      case KeyKind::tls_pair: return make_tls(w);
+      case KeyKind::admin_tokens: return make_tokens(w);
       default: break;
     }
-    if (present(w.path)) return kept(w);
+    if (kept(w.path)) return;
     Secret content;
-    if (w.kind == Kind::data_key) content.text = crypto::base64_encode(crypto::random_bytes(32)) + "\n";
-    if (w.kind == Kind::webhook_secret) content.text = whsec();
-    if (w.kind == Kind::receipt_key) content.text = crypto::new_receipt_key_pem();
+    if (w.kind == KeyKind::data_key) content.text = crypto::base64_encode(crypto::random_bytes(32)) + "\n";
+    if (w.kind == KeyKind::webhook_secret) content.text = "whsec_" + crypto::base64_encode(crypto::random_bytes(24)) + "\n";
+    if (w.kind == KeyKind::receipt_key) content.text = crypto::new_receipt_key_pem();
     write(w.path, content.text, w.what);
   }
 
   const std::vector<std::string>& missing() const { return missing_; }
 
  private:
-  void kept(const Wanted& w) {
-    std::cout << "kept " << w.path.string() << '\n';
-    warn_if_loose(w.path);
+  // True when `p` is there to keep. What is there but cannot serve as a key
+  // file (a folder, a dangling link) is an error, and one others may read
+  // or that someone else owns is worth a word, never a silent change.
+  static bool kept(const fs::path& p) {
+    struct stat link {};
+    if (::lstat(p.c_str(), &link) != 0) return false;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      throw std::runtime_error(p.string() + " exists but is not a file (a folder, or a link to nothing)");
+    }
+    std::cout << "kept " << p.string() << '\n';
+    if ((st.st_mode & 077) != 0) {
+      std::cerr << "warning: " << p.string() << " can be read by others than its owner (chmod 600 it)\n";
+    }
+    if (st.st_uid != ::geteuid()) {
+      std::cerr << "warning: " << p.string() << " belongs to uid " << st.st_uid << ", not to this user\n";
+    }
+    return true;
+  }
+
+  // Another user who can write in the folder could have planted a key, or
+  // swap one later: no key is made there.
+  static void refuse_shared_folder(const fs::path& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0 && ((st.st_mode & 022) != 0 || st.st_uid != ::geteuid())) {
+      throw std::runtime_error("the folder " + dir.string() +
+                               " is writable by others or owned by another user; keys init makes no key there");
+    }
   }
 
   void write(const fs::path& p, std::string_view content, const std::string& what, mode_t mode = 0600) {
     privacyd::create_directories(p.parent_path());
+    refuse_shared_folder(p.parent_path());
     if (create_file_once(p, content, mode)) {
       std::cout << "created " << p.string() << " (" << what << ")\n";
     } else {
@@ -161,13 +143,16 @@ class Maker {
   // The tokens file holds only the token's hash; the token itself is kept
   // beside it (0600) for the operator to take, and printed on request only:
   // a package's postinst output lands in apt's logs.
-  void make_tokens(const Wanted& w) {
-    const fs::path token_file = w.path.parent_path() / "operator-token";
-    if (present(w.path)) return kept(w);
+  void make_tokens(const KeyFile& w) {
+    const fs::path token_file = operator_token_file(w.path);
+    if (kept(w.path)) return;
     // The token file first, then the hash of whichever token stands in it:
     // a run that stopped between the two, or another run that got there
     // first, leaves a token this run must not contradict.
-    if (!present(token_file)) {
+    if (kept(token_file)) {
+      std::cout << "the tokens file is made for the operator token already in " << token_file.string()
+                << " (delete that file first for a new token)\n";
+    } else {
       Secret fresh{crypto::new_link_token()};
       write(token_file, fresh.text + "\n", "the operator's admin token");
     }
@@ -180,44 +165,111 @@ class Maker {
 
   static std::string read_token(const fs::path& p) {
     std::ifstream in(p);
-    std::string token;
-    std::getline(in, token);
-    if (!in && token.empty()) throw std::runtime_error("cannot read " + p.string());
-    if (crypto::token_digest(token).empty()) {
+    Secret line;
+    std::getline(in, line.text);
+    if (crypto::token_digest(line.text).empty()) {
       throw std::runtime_error(p.string() + " holds no token (43 characters, base64url): move it away");
     }
-    return token;
+    return line.text;
   }
 
-  void make_tls(const Wanted& w) {
-    const bool have_cert = present(w.path);
-    const bool have_key = present(w.key_path);
-    if (have_cert && have_key) {
-      kept(w);
-      kept({w.key_path, {}, w.kind, w.what});
-      return;
-    }
+  void make_tls(const KeyFile& w) {
+    const bool have_cert = kept(w.path);
+    const bool have_key = kept(w.key_path);
+    if (have_cert && have_key) return;
     if (!options_.self_signed_tls) {
       missing_.push_back(w.path.string() + " and " + w.key_path.string() + " (" + w.what +
                          ": install yours, or run keys init again with --self-signed-tls)");
       return;
     }
-    if (have_cert != have_key) {
-      throw std::runtime_error("only one of " + w.path.string() + " and " + w.key_path.string() +
-                               " exists; keys init will not pair a new half with an old one");
+    if (have_cert) {
+      throw std::runtime_error(w.path.string() + " exists without its key " + w.key_path.string() +
+                               "; keys init will not pair a new key with it");
     }
-    auto pair = crypto::self_signed_certificate(certificate_names(config_), std::chrono::days(365));
-    Secret key{std::move(pair.key_pem)};
-    // The key first: a certificate without its key is what a crash must
-    // never leave, since the next run would then refuse to pair them.
-    write(w.key_path, key.text, w.what + ", its private key");
-    write(w.path, pair.certificate_pem, w.what + ", self-signed for a year", 0644);
+    // The key first: a crash between the two leaves a key, which the next
+    // run certifies, never a certificate without its key.
+    Secret key;
+    std::string certificate;
+    if (have_key) {
+      std::ifstream in(w.key_path, std::ios::binary);
+      key.text.assign(std::istreambuf_iterator<char>(in), {});
+      certificate = crypto::self_signed_certificate(certificate_names(config_), kYear, key.text).certificate_pem;
+    } else {
+      auto pair = crypto::self_signed_certificate(certificate_names(config_), kYear);
+      key.text = std::move(pair.key_pem);
+      certificate = std::move(pair.certificate_pem);
+      write(w.key_path, key.text, w.what + ", its private key");
+    }
+    write(w.path, certificate, w.what + ", self-signed for a year", 0644);
   }
+
+  static constexpr std::chrono::days kYear{365};
 
   const KeysInitOptions& options_;
   const Config* config_;
   std::vector<std::string> missing_;
 };
+
+struct Read {
+  std::optional<ConfigResult> config;
+  std::vector<KeyFile> files;
+};
+
+// Reads the config and its policies twice: once as they are, to report
+// problems (an unset ${VAR} is only a note), and once with a mark for
+// every unset variable, to find a file path built on one.
+std::optional<Read> read(const KeysInitOptions& options, const fs::path& dir) {
+  auto lookup = [&](bool mark) -> EnvLookup {
+    return [dir, mark, real = process_env()](std::string_view name) -> std::optional<std::string> {
+      if (name == "CREDENTIALS_DIRECTORY") return dir.string();
+      auto value = real(name);
+      if (!value && mark) return std::string(kUnsetMark) + std::string(name);
+      return value;
+    };
+  };
+  Read out;
+  out.config = load_config(options.config_file, lookup(false));
+  Diagnostics problems = out.config->problems;
+  const Config& draft = out.config->draft;
+  policy::load_policies(draft.policies, draft.file.parent_path(), problems, lookup(false));
+  bool fatal = false;
+  for (const auto& p : problems) {
+    const bool unset = p.rule == "env";
+    std::cerr << (unset ? "note: " : "") << format_text(p) << (unset ? " (not needed to create keys)" : "") << '\n';
+    fatal = fatal || !unset;
+  }
+  if (!fatal) {
+    Diagnostics ignored;
+    auto marked = load_config(options.config_file, lookup(true));
+    auto policies = policy::load_policies(marked.draft.policies, marked.draft.file.parent_path(), ignored, lookup(true));
+    out.files = key_files(marked.draft, policies);
+    for (const auto& f : out.files) {
+      for (const auto& p : {f.path.string(), f.key_path.string()}) {
+        if (auto at = p.find(kUnsetMark); at != std::string::npos) {
+          std::cerr << "keys init: " << f.what << " is named with ${"
+                    << p.substr(at + kUnsetMark.size(), p.find('/', at) - at - kUnsetMark.size())
+                    << "}, which is not set\n";
+          fatal = true;
+        }
+      }
+    }
+  }
+  if (!fatal && (draft.keys.data_key_file.empty() || draft.webhook.secrets_file.empty())) {
+    std::cerr << "keys init: the config names no data key or webhook secrets file\n";
+    fatal = true;
+  }
+  if (!fatal) {
+    if (auto clash = clashing_names(out.files)) {
+      std::cerr << "keys init: " << *clash << '\n';
+      fatal = true;
+    }
+  }
+  if (fatal) {
+    std::cerr << "keys init: nothing was created; fix the problems above first\n";
+    return std::nullopt;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -228,43 +280,22 @@ int keys_init(const KeysInitOptions& options) {
     std::cerr << "keys init: --dir must name a folder\n";
     return 2;
   }
-  // ${CREDENTIALS_DIRECTORY} is where systemd will put what is written here.
-  EnvLookup env = [dir, real = process_env()](std::string_view name) -> std::optional<std::string> {
-    if (name == "CREDENTIALS_DIRECTORY") return dir.string();
-    return real(name);
-  };
-  std::vector<Wanted> wanted;
-  std::optional<ConfigResult> loaded;
+  Read what;
   if (options.config_file.empty()) {
-    wanted = default_files(dir);
+    what.files = default_files(dir);
+  } else if (auto read_ok = read(options, dir)) {
+    what = std::move(*read_ok);
   } else {
-    loaded = load_config(options.config_file, env);
-    Diagnostics problems = loaded->problems;
-    auto policies = policy::load_policies(loaded->draft.policies, loaded->draft.file.parent_path(), problems, env);
-    // An unset ${VAR} (the database's, in a fresh install) does not stop
-    // keys init, unless it hides a file keys init must make.
-    bool fatal = false;
-    for (const auto& p : problems) {
-      const bool unset = p.rule == "env";
-      std::cerr << (unset ? "note: " : "") << format_text(p) << (unset ? " (not needed to create keys)" : "") << '\n';
-      fatal = fatal || !unset;
-    }
-    if (fatal) {
-      std::cerr << "keys init: nothing was created; fix the problems above first\n";
-      return 1;
-    }
-    wanted = files_of(loaded->draft, policies);
-    if (loaded->draft.keys.data_key_file.empty() || loaded->draft.webhook.secrets_file.empty()) {
-      std::cerr << "keys init: the config names no data key or webhook secrets file it can resolve\n";
-      return 1;
-    }
+    return 1;
   }
   try {
     privacyd::create_directories(dir);
-    Maker maker(options, loaded ? &loaded->draft : nullptr);
-    std::set<fs::path> seen;
-    for (const auto& w : wanted) {
-      if (seen.insert(w.path).second) maker.make(w);
+    Maker maker(options, what.config ? &what.config->draft : nullptr);
+    std::vector<fs::path> seen;
+    for (const auto& f : what.files) {
+      if (std::find(seen.begin(), seen.end(), f.path) != seen.end()) continue;  // a pair both listeners share
+      seen.push_back(f.path);
+      maker.make(f);
     }
     for (const auto& m : maker.missing()) std::cerr << "not created: " << m << '\n';
     return 0;

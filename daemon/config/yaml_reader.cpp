@@ -110,7 +110,7 @@ std::optional<std::string> YamlReader::expand(const std::string& text, const YAM
     if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
       auto close = text.find('}', i + 2);
       if (close == std::string::npos) {
-        error(at, "unterminated \"${\" in \"" + text + "\"", "env");
+        error(at, "unterminated \"${\" in \"" + text + "\"", "syntax");
         return std::nullopt;
       }
       std::string name = text.substr(i + 2, close - i - 2);

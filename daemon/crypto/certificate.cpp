@@ -43,6 +43,17 @@ bool is_ip_address(const std::string& name) {
   return true;
 }
 
+// An encrypted key is refused, never asked a passphrase for on a terminal.
+int no_passphrase(char*, int, int, void*) { return 0; }
+
+Key read_key(const std::string& pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) fail("cannot read the key");
+  Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  if (!key) fail("the key file holds no private key in PEM");
+  return key;
+}
+
 void add_extension(X509* cert, int nid, const std::string& value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
@@ -53,9 +64,30 @@ void add_extension(X509* cert, int nid, const std::string& value) {
 
 }  // namespace
 
-CertificatePair self_signed_certificate(const std::vector<std::string>& names, std::chrono::days valid) {
+bool certifiable_name(const std::string& name) {
+  if (is_ip_address(name)) return true;
+  if (name.empty() || name.size() > 253) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= name.size(); ++i) {
+    if (i == name.size() || name[i] == '.') {
+      if (label == 0 || label > 63 || name[i - 1] == '-' || name[i - label] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    ++label;
+  }
+  return true;
+}
+
+CertificatePair self_signed_certificate(const std::vector<std::string>& names, std::chrono::days valid,
+                                        const std::string& key_pem) {
   if (names.empty()) fail("no name to certify");
-  Key key(EVP_EC_gen("P-256"));
+  for (const auto& name : names) {
+    if (!certifiable_name(name)) fail("a name is neither an IP address nor a host name");
+  }
+  Key key = key_pem.empty() ? Key(EVP_EC_gen("P-256")) : read_key(key_pem);
   if (!key) fail("key generation failed");
   Cert cert(X509_new());
   if (!cert || X509_set_version(cert.get(), X509_VERSION_3) != 1) fail("cannot make a certificate");
@@ -72,16 +104,13 @@ CertificatePair self_signed_certificate(const std::vector<std::string>& names, s
     fail("cannot set the validity");
   }
   X509_NAME* subject = X509_get_subject_name(cert.get());
-  if (X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(names[0].c_str()),
-                                 -1, -1, 0) != 1 ||
+  static const unsigned char kCommonName[] = "privacyd";
+  if (X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, kCommonName, -1, -1, 0) != 1 ||
       X509_set_issuer_name(cert.get(), subject) != 1 || X509_set_pubkey(cert.get(), key.get()) != 1) {
     fail("cannot set the names");
   }
   std::string alt;
   for (const auto& name : names) {
-    if (name.empty() || name.find_first_of(",:\n\r") != std::string::npos) {
-      if (!is_ip_address(name)) fail("a name holds a character a certificate name cannot");
-    }
     alt += (alt.empty() ? "" : ",") + std::string(is_ip_address(name) ? "IP:" : "DNS:") + name;
   }
   add_extension(cert.get(), NID_subject_alt_name, alt);
@@ -93,9 +122,26 @@ CertificatePair self_signed_certificate(const std::vector<std::string>& names, s
 
   CertificatePair pair;
   pair.certificate_pem = pem_of([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
-  pair.key_pem =
-      pem_of([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
+  if (key_pem.empty()) {
+    pair.key_pem =
+        pem_of([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
+  }
   return pair;
+}
+
+std::string check_certificate_pair(const std::string& certificate_file, const std::string& key_file) {
+  Bio cert_bio(BIO_new_file(certificate_file.c_str(), "r"));
+  if (!cert_bio) return certificate_file + ": cannot read the certificate";
+  Cert cert(PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
+  if (!cert) return certificate_file + ": no PEM certificate in it";
+  Bio key_bio(BIO_new_file(key_file.c_str(), "r"));
+  if (!key_bio) return key_file + ": cannot read the private key";
+  Key key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
+  if (!key) return key_file + ": no unencrypted PEM private key in it";
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return key_file + ": not the private key of " + certificate_file;
+  }
+  return {};
 }
 
 }  // namespace privacyd::crypto

@@ -28,23 +28,42 @@ class CommandLine(unittest.TestCase):
         r = run(["frobnicate"])
         self.assertNotEqual(r.returncode, 0)
 
-    def test_check_accepts_the_shipped_configs(self):
-        env = dict(os.environ, CREDENTIALS_DIRECTORY="/run/credentials/privacyd.service",
-                   PRIVACYD_DATABASE="postgresql://dbname=privacyd")
-        r = run(["check", "--config", os.path.join(REPO, "config", "privacyd.yaml")], env=env)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("config OK", r.stdout)
+    def test_check_accepts_the_shipped_configs_once_keys_init_made_their_keys(self):
+        # The development config, laid out as in the repository: its keys
+        # are ../var/keys/ from config/.
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "config"))
+            shutil.copy(os.path.join(REPO, "config", "privacyd.yaml"), os.path.join(d, "config"))
+            for name in ("workflows", "policies"):
+                os.symlink(os.path.join(REPO, name), os.path.join(d, name))
+            path = os.path.join(d, "config", "privacyd.yaml")
+            r = run(["check", "--config", path])
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("[key]", r.stdout)
+            r = run(["keys", "init", "--dir", os.path.join(d, "var", "keys"), "--config", path])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = run(["check", "--config", path])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("config OK", r.stdout)
         # The production config names /etc/privacyd/…: check it against a
-        # copy of the shipped folders laid out the same way.
+        # copy laid out as the package lays it out (its partners and systems
+        # are packaging/policies/'s), ${CREDENTIALS_DIRECTORY} being keys/
+        # beside the config when a command runs outside systemd.
+        env = dict(os.environ, PRIVACYD_DATABASE="postgresql://dbname=privacyd")
+        env.pop("CREDENTIALS_DIRECTORY", None)
         with tempfile.TemporaryDirectory() as etc:
             with open(os.path.join(REPO, "config", "privacyd.production.yaml")) as f:
                 text = f.read().replace("/etc/privacyd", etc)
             shutil.copytree(os.path.join(REPO, "workflows"), os.path.join(etc, "workflows"))
-            if os.path.isdir(os.path.join(REPO, "policies")):
-                shutil.copytree(os.path.join(REPO, "policies"), os.path.join(etc, "policies"))
+            shutil.copytree(os.path.join(REPO, "policies"), os.path.join(etc, "policies"))
+            for name in os.listdir(os.path.join(REPO, "packaging", "policies")):
+                shutil.copy(os.path.join(REPO, "packaging", "policies", name), os.path.join(etc, "policies", name))
             path = os.path.join(etc, "privacyd.yaml")
             with open(path, "w") as f:
                 f.write(text)
+            r = run(["keys", "init", "--dir", os.path.join(etc, "keys"), "--config", path, "--self-signed-tls"],
+                    env=env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             r = run(["check", "--config", path], env=env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn("config OK", r.stdout)

@@ -5,14 +5,15 @@ import base64
 import hashlib
 import http.client
 import os
+import re
+import shutil
 import ssl
 import stat
 import subprocess
 import tempfile
-import time
 import unittest
 
-from harness import BIN, REPO, Daemon, demo_setup, sign, use_policies, write_config
+from harness import BIN, REPO, Daemon, demo_setup
 
 
 def run(*args, env=None):
@@ -23,15 +24,22 @@ def run(*args, env=None):
 
 
 def snapshot(folder):
-    """path → (content, mode, mtime_ns) of every file under `folder`."""
+    """path → (SHA-256 of the content, mode, mtime_ns) of every file under
+    `folder`: a failed comparison never prints a key."""
     out = {}
     for root, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(root, name)
             st = os.stat(path)
             with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = (f.read(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(path, folder)] = (digest, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
     return out
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class KeysInit(unittest.TestCase):
@@ -81,20 +89,21 @@ log: {{ level: debug }}
         self.assertEqual(sorted(made), ["admin-tokens", "data.key", "operator-token", "partner-P-1001.secret",
                                         "partner-P-1002.secret", "partner-center-callback.secret", "receipt.pem",
                                         "webhook-secrets"])
-        for name, (content, mode, _) in made.items():
+        for name, (_, mode, _) in made.items():
             self.assertEqual(mode, 0o600, name)
             self.assertIn(f"created {os.path.join(self.keys, name)}", r.stdout)
         self.assertEqual(stat.S_IMODE(os.stat(self.keys).st_mode), 0o700)
         # What each file holds is what privacyd reads.
-        self.assertEqual(len(base64.b64decode(made["data.key"][0].strip(), validate=True)), 32)
+        key = lambda name: read(os.path.join(self.keys, name))  # noqa: E731
+        self.assertEqual(len(base64.b64decode(key("data.key").strip(), validate=True)), 32)
         for name in ("webhook-secrets", "partner-P-1001.secret", "partner-center-callback.secret"):
-            secret = made[name][0].decode().strip()
+            secret = key(name).decode().strip()
             self.assertTrue(secret.startswith("whsec_"), name)
             self.assertGreaterEqual(len(base64.b64decode(secret[6:], validate=True)), 16, name)
-        self.assertNotEqual(made["partner-P-1001.secret"][0], made["partner-P-1002.secret"][0])
-        self.assertTrue(made["receipt.pem"][0].startswith(b"-----BEGIN PRIVATE KEY-----"))
-        token = made["operator-token"][0].decode().strip()
-        self.assertEqual(made["admin-tokens"][0].decode(),
+        self.assertNotEqual(key("partner-P-1001.secret"), key("partner-P-1002.secret"))
+        self.assertTrue(key("receipt.pem").startswith(b"-----BEGIN PRIVATE KEY-----"))
+        token = key("operator-token").decode().strip()
+        self.assertEqual(key("admin-tokens").decode(),
                          f"operator initial sha256:{hashlib.sha256(token.encode()).hexdigest()}\n")
         self.assertNotIn(token, r.stdout + r.stderr)  # printed only with --print-token
         # The unset database variable is a note, not a stop.
@@ -212,25 +221,151 @@ log: {{ level: debug }}
             f.write("an operator's certificate\n")
         r = run("keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls")
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
-        self.assertIn("only one of", r.stderr)
+        self.assertIn("exists without its key", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.keys, "tls.key")))
         with open(os.path.join(self.keys, "tls.pem")) as f:
             self.assertEqual(f.read(), "an operator's certificate\n")
 
     def test_two_at_once_agree_on_one_key(self):
-        """Two runs racing over one folder: each file ends up whole, once,
-        and both runs succeed (the second link finds the first's file)."""
+        """Four runs racing over one folder: each file ends up whole, once,
+        every run succeeds (a lost link finds the winner's file), and the
+        tokens file hashes the one operator token that stands."""
         config = self.credentials_config()
         procs = [subprocess.Popen([BIN, "keys", "init", "--dir", self.keys, "--config", config],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
         outs = [p.communicate(timeout=60) for p in procs]
         for p, (out, err) in zip(procs, outs):
             self.assertEqual(p.returncode, 0, out + err)
-        made = snapshot(self.keys)
-        self.assertEqual(len(base64.b64decode(made["data.key"][0].strip(), validate=True)), 32)
+        self.assertEqual(len(base64.b64decode(read(os.path.join(self.keys, "data.key")).strip(), validate=True)), 32)
         created = sum(out.count("created " + os.path.join(self.keys, "data.key")) for out, _ in outs)
         self.assertEqual(created, 1, outs)
+        token = read(os.path.join(self.keys, "operator-token")).strip()
+        self.assertEqual(read(os.path.join(self.keys, "admin-tokens")).decode(),
+                         f"operator initial sha256:{hashlib.sha256(token).hexdigest()}\n")
         self.assertEqual([n for n in os.listdir(self.keys) if n.startswith(".")], [])
+
+    def test_a_crash_on_any_line_leaves_a_whole_key_or_none(self):
+        """strace kills keys init at a chosen system call: before the first
+        key's link nothing is left, not even a hidden copy; after it, that
+        key is whole; the next run makes the rest."""
+        for syscall, when, expect in (("write", 1, []), ("fsync", 1, []), ("linkat", 1, []),
+                                      ("linkat", 2, ["data.key"])):
+            shutil.rmtree(self.keys, ignore_errors=True)
+            r = subprocess.run(["strace", "-o", "/dev/null", "-e", f"inject={syscall}:signal=KILL:when={when}",
+                                BIN, "keys", "init", "--dir", self.keys], capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0, f"{syscall}#{when} was not reached: {r.stdout}{r.stderr}")
+            self.assertEqual(sorted(os.listdir(self.keys)), expect, f"killed at {syscall}#{when}")
+            if expect:
+                self.assertEqual(len(base64.b64decode(read(os.path.join(self.keys, "data.key")).strip())), 32)
+            again = run("keys", "init", "--dir", self.keys)
+            self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+            self.assertEqual(len(os.listdir(self.keys)), 6, os.listdir(self.keys))
+
+    def test_a_crash_between_a_tls_key_and_its_certificate_is_finished_next_time(self):
+        config = self.credentials_config(
+            database="sqlite3://db=var/privacyd.db",
+            extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
+                  "  key_file: ${CREDENTIALS_DIRECTORY}/tls.key\n")
+        os.makedirs(self.keys, mode=0o700)
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                        os.path.join(self.keys, "tls.key")], check=True, capture_output=True, timeout=60)
+        key_before = read(os.path.join(self.keys, "tls.key"))
+        r = run("keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(read(os.path.join(self.keys, "tls.key")), key_before)
+        # The new certificate is for the key that was there.
+        check = run("check", "--config", config, env={"CREDENTIALS_DIRECTORY": self.keys})
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_what_is_there_but_cannot_be_a_key_stops_it(self):
+        config = self.credentials_config()
+        os.makedirs(os.path.join(self.keys, "webhook-secrets"))  # a folder where a file belongs
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("webhook-secrets exists but is not a file", r.stderr)
+        os.rmdir(os.path.join(self.keys, "webhook-secrets"))
+        os.symlink("/nonexistent/privacyd-key", os.path.join(self.keys, "webhook-secrets"))  # a link to nothing
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("webhook-secrets exists but is not a file", r.stderr)
+        self.assertFalse(os.path.exists("/nonexistent/privacyd-key"))
+
+    def test_a_folder_others_can_write_gets_no_key(self):
+        config = self.credentials_config()
+        os.makedirs(self.keys)
+        os.chmod(self.keys, 0o777)  # as /tmp is: anyone could plant or swap a key there
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("is writable by others", r.stderr)
+        self.assertEqual(os.listdir(self.keys), [])
+
+    def test_a_file_named_on_an_unset_variable_stops_it(self):
+        config = self.credentials_config()
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens",
+                                 "tokens_file: ${PRIVACYD_TEST_UNSET_TOKENS}/admin-tokens"))
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("admin API tokens is named with ${PRIVACYD_TEST_UNSET_TOKENS}, which is not set", r.stderr)
+        self.assertFalse(os.path.exists(self.keys))
+        # A "${" never closed is a mistake in the file, not a variable to set later.
+        with open(config, "w") as f:
+            f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens",
+                                 "tokens_file: ${CREDENTIALS_DIRECTORY/admin-tokens"))
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('unterminated "${"', r.stderr)
+        self.assertIn("[syntax]", r.stderr)
+
+    def test_one_file_named_for_two_purposes_stops_it_and_fails_check(self):
+        config = self.credentials_config(database="sqlite3://db=var/privacyd.db")
+        partners = os.path.join(self.folder, "policies", "partners.yaml")
+        with open(partners) as f:
+            text = f.read()
+        # A partner given the Partner Center's own secret could forge its requests.
+        with open(partners, "w") as f:
+            f.write(text.replace("${CREDENTIALS_DIRECTORY}/partner-P-1001.secret",
+                                 "${CREDENTIALS_DIRECTORY}/webhook-secrets", 1))
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("webhook-secrets is named both as the Partner Center's webhook secret and as partner P-1001's",
+                      r.stderr)
+        self.assertFalse(os.path.exists(self.keys))
+        with open(partners, "w") as f:
+            f.write(text)
+        self.assertEqual(run("keys", "init", "--dir", self.keys, "--config", config).returncode, 0)
+        with open(partners, "w") as f:
+            f.write(text.replace("${CREDENTIALS_DIRECTORY}/partner-P-1001.secret",
+                                 "${CREDENTIALS_DIRECTORY}/webhook-secrets", 1))
+        r = run("check", "--config", config, env={"CREDENTIALS_DIRECTORY": self.keys})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is named both as", r.stdout)
+        self.assertIn("[key]", r.stdout)
+
+    def test_check_reads_every_key_as_what_it_is(self):
+        config = self.credentials_config(database="sqlite3://db=var/privacyd.db")
+        env = {"CREDENTIALS_DIRECTORY": self.keys}
+        r = run("check", "--config", config, env=env)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # nothing made yet
+        self.assertIn("the data key: cannot read key file", r.stdout)
+        self.assertEqual(run("keys", "init", "--dir", self.keys, "--config", config).returncode, 0)
+        r = run("check", "--config", config, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name, expect in (("data.key", "the data key: key file"), ("partner-P-1002.secret", "partner P-1002's"),
+                             ("admin-tokens", "admin API tokens:"), ("receipt.pem", "the receipt signing key:")):
+            path = os.path.join(self.keys, name)
+            good = read(path)
+            with open(path, "wb") as f:
+                f.write(b"not what it should be\n")
+            r = run("check", "--config", config, env=env)
+            with open(path, "wb") as f:
+                f.write(good)
+            self.assertEqual(r.returncode, 1, name + ": " + r.stdout + r.stderr)
+            self.assertRegex(r.stdout, re.escape(config) + r": " + re.escape(expect) + r".*\[key\]", name)
+            self.assertNotIn("not what it should be", r.stdout + r.stderr)  # never the content
+        self.assertEqual(run("check", "--config", config, env=env).returncode, 0)
 
 
 if __name__ == "__main__":
