@@ -11,7 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (Daemon, OnPostgres, PgCluster, Receiver, new_secret, run, wait_for, write_config, write_secrets)
+from harness import (Daemon, OnPostgres, PgCluster, Receiver, demo_setup, new_secret, run, use_policies, wait_for,
+                     write_config, write_secrets)
 
 ENGINE = "engine: { lease: 2s, poll: 100ms }\n"
 
@@ -180,6 +181,8 @@ class EngineTests:
         self.assertEqual(self.query(f"SELECT workflow_version FROM requests WHERE id = '{second}'"), "2")
 
     def test_a_changed_file_under_the_same_version_is_refused_on_reload(self):
+        # check reads every key the policies name: the partners' secrets too.
+        use_policies(self.config, demo_setup(self.dir.name, "http://127.0.0.1:9/notices", new_secret()))
         self.workflow(self.call("old"), version=1)
         d = self.start()
         self.workflow(self.call("sneaky"), version=1)

@@ -303,20 +303,17 @@ log: {{ level: debug }}
         config = self.credentials_config()
         with open(config) as f:
             text = f.read()
-        with open(config, "w") as f:
-            f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens",
-                                 "tokens_file: ${PRIVACYD_TEST_UNSET_TOKENS}/admin-tokens"))
-        r = run("keys", "init", "--dir", self.keys, "--config", config)
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn("admin API tokens is named with ${PRIVACYD_TEST_UNSET_TOKENS}, which is not set", r.stderr)
-        self.assertFalse(os.path.exists(self.keys))
-        # A "${" never closed is a mistake in the file, not a variable to set later.
-        with open(config, "w") as f:
-            f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens",
-                                 "tokens_file: ${CREDENTIALS_DIRECTORY/admin-tokens"))
-        r = run("keys", "init", "--dir", self.keys, "--config", config)
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn('unterminated "${"', r.stderr)
+        # An unset variable under a key file is not a note; nor is a "${"
+        # never closed, a mistake in the file rather than a variable to set.
+        for tokens, expect in (("${PRIVACYD_TEST_UNSET_TOKENS}/admin-tokens",
+                                "admin API tokens is named with ${PRIVACYD_TEST_UNSET_TOKENS}, which is not set"),
+                               ("${CREDENTIALS_DIRECTORY/admin-tokens", 'unterminated "${"')):
+            with open(config, "w") as f:
+                f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens", "tokens_file: " + tokens))
+            r = run("keys", "init", "--dir", self.keys, "--config", config)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(expect, r.stderr)
+            self.assertFalse(os.path.exists(self.keys))
         self.assertIn("[syntax]", r.stderr)
 
     def test_one_file_named_for_two_purposes_stops_it_and_fails_check(self):
