@@ -11,15 +11,19 @@
 # policies that name data systems and partners: the shipped ones describe
 # the development demo, so packaging/policies/ holds production examples.
 
-# Every destination is relative to the package's root (/): a plain
-# `cmake --install build` then writes under its prefix (/usr/local/etc/…),
-# never over an operator's /etc/privacyd or /lib/systemd.
+# The binary, the man page and the docs go under the prefix (/usr in the
+# package, /usr/local for a plain `cmake --install build`). What goes in
+# /etc and /lib/systemd is the package's alone (component "system",
+# excluded from a plain install): an install by hand never writes over an
+# operator's /etc/privacyd, nor leaves a unit naming a binary elsewhere.
+include(GNUInstallDirs)
 
 set(PRIVACYD_PACKAGING ${PROJECT_SOURCE_DIR}/packaging)
 set(PRIVACYD_PKG_BUILD ${PROJECT_BINARY_DIR}/packaging)
 
-install(TARGETS privacyd RUNTIME DESTINATION usr/bin)
-install(FILES ${PROJECT_SOURCE_DIR}/systemd/privacyd.service DESTINATION lib/systemd/system)
+install(TARGETS privacyd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT privacyd)
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/privacyd.service DESTINATION /lib/systemd/system
+  COMPONENT system EXCLUDE_FROM_ALL)
 
 # /etc/privacyd: every file a conffile, so dpkg keeps an operator's edits
 # across upgrades.
@@ -30,31 +34,33 @@ function(privacyd_conffiles destination)
     get_filename_component(name ${file} NAME)
     if(ARG_RENAME)
       set(name ${ARG_RENAME})
-      install(FILES ${file} DESTINATION ${destination} RENAME ${name} PERMISSIONS ${ARG_PERMISSIONS})
+      install(FILES ${file} DESTINATION ${destination} RENAME ${name} PERMISSIONS ${ARG_PERMISSIONS}
+        COMPONENT system EXCLUDE_FROM_ALL)
     else()
-      install(FILES ${file} DESTINATION ${destination} PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+      install(FILES ${file} DESTINATION ${destination} PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
+        COMPONENT system EXCLUDE_FROM_ALL)
     endif()
-    list(APPEND PRIVACYD_CONFFILES /${destination}/${name})
+    list(APPEND PRIVACYD_CONFFILES ${destination}/${name})
   endforeach()
   set(PRIVACYD_CONFFILES ${PRIVACYD_CONFFILES} PARENT_SCOPE)
 endfunction()
 
-privacyd_conffiles(etc/privacyd FILES ${PROJECT_SOURCE_DIR}/config/privacyd.production.yaml
+privacyd_conffiles(/etc/privacyd FILES ${PROJECT_SOURCE_DIR}/config/privacyd.production.yaml
   RENAME privacyd.yaml PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 # It may hold a database password.
-privacyd_conffiles(etc/privacyd FILES ${PRIVACYD_PACKAGING}/environment
+privacyd_conffiles(/etc/privacyd FILES ${PRIVACYD_PACKAGING}/environment
   RENAME environment PERMISSIONS OWNER_READ OWNER_WRITE)
 file(GLOB PRIVACYD_WORKFLOW_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/workflows/*.yaml)
-privacyd_conffiles(etc/privacyd/workflows FILES ${PRIVACYD_WORKFLOW_FILES})
+privacyd_conffiles(/etc/privacyd/workflows FILES ${PRIVACYD_WORKFLOW_FILES})
 file(GLOB PRIVACYD_POLICY_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/policies/*.yaml)
 file(GLOB PRIVACYD_POLICY_EXAMPLES CONFIGURE_DEPENDS ${PRIVACYD_PACKAGING}/policies/*.yaml)
 foreach(example IN LISTS PRIVACYD_POLICY_EXAMPLES)
   get_filename_component(name ${example} NAME)
   list(REMOVE_ITEM PRIVACYD_POLICY_FILES ${PROJECT_SOURCE_DIR}/policies/${name})
 endforeach()
-privacyd_conffiles(etc/privacyd/policies FILES ${PRIVACYD_POLICY_FILES} ${PRIVACYD_POLICY_EXAMPLES})
+privacyd_conffiles(/etc/privacyd/policies FILES ${PRIVACYD_POLICY_FILES} ${PRIVACYD_POLICY_EXAMPLES})
 file(GLOB PRIVACYD_TEMPLATE_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/policies/notices/*)
-privacyd_conffiles(etc/privacyd/policies/notices FILES ${PRIVACYD_TEMPLATE_FILES})
+privacyd_conffiles(/etc/privacyd/policies/notices FILES ${PRIVACYD_TEMPLATE_FILES})
 list(JOIN PRIVACYD_CONFFILES "\n" PRIVACYD_CONFFILES_TEXT)
 file(WRITE ${PRIVACYD_PKG_BUILD}/conffiles "${PRIVACYD_CONFFILES_TEXT}\n")
 
@@ -72,17 +78,21 @@ foreach(pair "privacyd.8;privacyd.8.gz" "changelog;changelog.gz")
   list(APPEND PRIVACYD_PKG_COMPRESSED ${PRIVACYD_PKG_BUILD}/${output})
 endforeach()
 add_custom_target(privacyd_package_docs ALL DEPENDS ${PRIVACYD_PKG_COMPRESSED})
-install(FILES ${PRIVACYD_PKG_BUILD}/privacyd.8.gz DESTINATION usr/share/man/man8)
+install(FILES ${PRIVACYD_PKG_BUILD}/privacyd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT privacyd)
 # What lintian would warn of on purpose: /etc/privacyd/environment is 0600.
-install(FILES ${PRIVACYD_PACKAGING}/lintian-overrides DESTINATION usr/share/lintian/overrides
-  RENAME privacyd)
+install(FILES ${PRIVACYD_PACKAGING}/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides
+  RENAME privacyd COMPONENT privacyd)
 install(FILES ${PRIVACYD_PKG_BUILD}/changelog.gz ${PRIVACYD_PACKAGING}/copyright ${PROJECT_SOURCE_DIR}/README.md
-  DESTINATION usr/share/doc/privacyd)
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/privacyd COMPONENT privacyd)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME privacyd)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGING_INSTALL_PREFIX /)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+# One package of both components.
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL privacyd system)
+set(CPACK_COMPONENTS_GROUPING ALL_COMPONENTS_IN_ONE)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_PACKAGE_CONTACT "the privacyd developers <privacyd@privacyd.invalid>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "privacy-rights requests for the cloud partner programme")

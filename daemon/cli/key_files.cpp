@@ -1,5 +1,6 @@
 #include "daemon/cli/key_files.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 
@@ -34,6 +35,7 @@ std::vector<KeyFile> key_files(const Config& c, const policy::Policies& policies
   }
   add(c.notices.smtp_password_file, KeyKind::given, "the SMTP relay's password: its operator gives it");
   add(c.notices.smtp_ca_file, KeyKind::given, "the SMTP relay's CA certificates");
+  if (!out.empty() && out.back().path == c.notices.smtp_ca_file) out.back().secret = false;
   for (const TlsConfig* tls : {&c.tls, &c.admin.tls}) {
     if (tls->enabled()) {
       out.push_back({tls->certificate_file, tls->key_file, KeyKind::tls_pair,
@@ -53,10 +55,14 @@ std::optional<std::string> clashing_names(const std::vector<KeyFile>& files) {
     std::string what;
   };
   std::map<fs::path, Use> uses;
-  auto claim = [&](const fs::path& p, std::string group, const std::string& what) -> std::optional<std::string> {
+  auto claim = [&](const fs::path& named, std::string group, const std::string& what) -> std::optional<std::string> {
+    // The same file by another spelling or through a linked folder.
+    std::error_code ec;
+    fs::path p = fs::weakly_canonical(named, ec);
+    if (ec) p = named;
     auto [it, fresh] = uses.try_emplace(p, Use{group, what});
     if (fresh || (it->second.group == group && group != "secret")) return std::nullopt;
-    return p.string() + " is named both as " + it->second.what + " and as " + what;
+    return named.string() + " is named both as " + it->second.what + " and as " + what;
   };
   for (const auto& f : files) {
     std::optional<std::string> clash;
@@ -84,14 +90,31 @@ void check_key_files(const Config& config, const std::vector<KeyFile>& files, Di
   auto problem = [&](const KeyFile& f, const std::string& why) {
     problems.push_back({config.file.string(), 0, 0, f.what + ": " + why, "key"});
   };
+  // Whether `p` is a file to read: a FIFO would hang check, a folder fail
+  // obscurely.
+  auto readable_file = [&](const KeyFile& f, const fs::path& p) {
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec)) return true;
+    problem(f, fs::exists(p, ec) ? p.string() + " is not a file" : "cannot read " + p.string());
+    return false;
+  };
+  std::vector<std::string> partner_center_secrets;  // as bytes: the same key however it is spelled or linked
+  std::vector<std::pair<const KeyFile*, std::vector<std::string>>> other_secrets;
   for (const auto& f : files) {
+    if (!readable_file(f, f.path) || (f.kind == KeyKind::tls_pair && !readable_file(f, f.key_path))) continue;
     try {
       switch (f.kind) {
         case KeyKind::data_key:
         case KeyKind::previous_key: crypto::KeyRing::read_key_file(f.path); break;
-        case KeyKind::webhook_secret:
-          if (crypto::load_webhook_secrets(f.path).empty()) problem(f, f.path.string() + " holds no whsec_ secret");
+        case KeyKind::webhook_secret: {
+          auto keys = crypto::load_webhook_secrets(f.path);
+          if (f.path == config.webhook.secrets_file) {
+            partner_center_secrets = std::move(keys);
+          } else {
+            other_secrets.emplace_back(&f, std::move(keys));
+          }
           break;
+        }
         case KeyKind::admin_tokens: admin::load_tokens(f.path); break;
         case KeyKind::receipt_key: crypto::ReceiptSigner::load(f.path); break;
         case KeyKind::tls_pair:
@@ -107,6 +130,14 @@ void check_key_files(const Config& config, const std::vector<KeyFile>& files, Di
       }
     } catch (const std::exception& e) {
       problem(f, e.what());
+    }
+  }
+  for (const auto& [f, keys] : other_secrets) {
+    for (const auto& key : keys) {
+      if (std::find(partner_center_secrets.begin(), partner_center_secrets.end(), key) != partner_center_secrets.end()) {
+        problem(*f, "is one of the Partner Center's webhook secrets; whoever holds it could sign its requests");
+        break;
+      }
     }
   }
 }

@@ -32,7 +32,8 @@ struct KeyFile {
   std::filesystem::path path;
   std::filesystem::path key_path;  // tls_pair: the private key's file
   KeyKind kind;
-  std::string what;  // for people: "partner P-1001's notice secret"
+  std::string what;    // for people: "partner P-1001's notice secret"
+  bool secret = true;  // false for what anyone may read: a CA bundle (a certificate's key stays secret)
 };
 
 std::vector<KeyFile> key_files(const Config& config, const policy::Policies& policies);
@@ -48,7 +49,10 @@ std::optional<std::string> clashing_names(const std::vector<KeyFile>& files);
 
 // Reads each file as what it is (a key of the right size, whsec_ secrets,
 // token lines, a receipt key, a certificate and its own key) and adds a
-// problem, rule "key", for each that cannot serve. Never quotes content.
+// problem, rule "key", for each that cannot serve, and for a secret of a
+// partner or of the callback that is also one of the Partner Center's
+// webhook secrets (whoever holds it could sign the Partner Center's
+// requests), however the files are linked or copied. Never quotes content.
 void check_key_files(const Config& config, const std::vector<KeyFile>& files, Diagnostics& problems);
 
 }  // namespace privacyd::cli

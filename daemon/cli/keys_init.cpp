@@ -33,8 +33,15 @@ struct Secret {
 
 // Stands for an unset ${VAR} in a second reading of the config, so that a
 // file path built on one is found (the first reading only says the
-// variable is unset, not where it hid a file).
-constexpr std::string_view kUnsetMark = "\x01unset\x01";
+// variable is unset, not where it hid a file). Eight folders deep, so that
+// no "../" after it normalises it away.
+constexpr char kMark = '\x01';
+std::string unset_mark(std::string_view name) {
+  std::string mark;
+  for (int i = 0; i < 8; ++i) mark += std::string(1, kMark) + std::string(name) + kMark + "/";
+  mark.pop_back();
+  return mark;
+}
 
 // Files keys init writes without --config: those the shipped production
 // config (config/privacyd.production.yaml) names under the credentials.
@@ -82,7 +89,7 @@ class Maker {
     switch (w.kind) {
       case KeyKind::previous_key:
       case KeyKind::given:
-        if (kept(w.path)) return;
+        if (kept(w.path, w.secret)) return;
         missing_.push_back(w.path.string() + " (" + w.what + ")");
         return;
       case KeyKind::tls_pair: return make_tls(w);
@@ -103,7 +110,7 @@ class Maker {
   // True when `p` is there to keep. What is there but cannot serve as a key
   // file (a folder, a dangling link) is an error, and one others may read
   // or that someone else owns is worth a word, never a silent change.
-  static bool kept(const fs::path& p) {
+  static bool kept(const fs::path& p, bool secret = true) {
     struct stat link {};
     if (::lstat(p.c_str(), &link) != 0) return false;
     struct stat st {};
@@ -111,6 +118,7 @@ class Maker {
       throw std::runtime_error(p.string() + " exists but is not a file (a folder, or a link to nothing)");
     }
     std::cout << "kept " << p.string() << '\n';
+    if (!secret) return true;
     if ((st.st_mode & 077) != 0) {
       std::cerr << "warning: " << p.string() << " can be read by others than its owner (chmod 600 it)\n";
     }
@@ -130,14 +138,17 @@ class Maker {
     }
   }
 
-  void write(const fs::path& p, std::string_view content, const std::string& what, mode_t mode = 0600) {
+  // True when this run made the file; false when another run made it
+  // first, whose file stands.
+  bool write(const fs::path& p, std::string_view content, const std::string& what, mode_t mode = 0600) {
     privacyd::create_directories(p.parent_path());
     refuse_shared_folder(p.parent_path());
     if (create_file_once(p, content, mode)) {
       std::cout << "created " << p.string() << " (" << what << ")\n";
-    } else {
-      std::cout << "kept " << p.string() << " (made by another writer just now)\n";
+      return true;
     }
+    std::cout << "kept " << p.string() << " (made by another writer just now)\n";
+    return false;
   }
 
   // The tokens file holds only the token's hash; the token itself is kept
@@ -165,6 +176,7 @@ class Maker {
 
   static std::string read_token(const fs::path& p) {
     std::ifstream in(p);
+    if (!in) throw std::runtime_error("cannot read " + p.string());
     Secret line;
     std::getline(in, line.text);
     if (crypto::token_digest(line.text).empty()) {
@@ -174,7 +186,7 @@ class Maker {
   }
 
   void make_tls(const KeyFile& w) {
-    const bool have_cert = kept(w.path);
+    const bool have_cert = kept(w.path, false);
     const bool have_key = kept(w.key_path);
     if (have_cert && have_key) return;
     if (!options_.self_signed_tls) {
@@ -187,20 +199,19 @@ class Maker {
                                "; keys init will not pair a new key with it");
     }
     // The key first: a crash between the two leaves a key, which the next
-    // run certifies, never a certificate without its key.
-    Secret key;
-    std::string certificate;
-    if (have_key) {
-      std::ifstream in(w.key_path, std::ios::binary);
-      key.text.assign(std::istreambuf_iterator<char>(in), {});
-      certificate = crypto::self_signed_certificate(certificate_names(config_), kYear, key.text).certificate_pem;
-    } else {
-      auto pair = crypto::self_signed_certificate(certificate_names(config_), kYear);
-      key.text = std::move(pair.key_pem);
-      certificate = std::move(pair.certificate_pem);
-      write(w.key_path, key.text, w.what + ", its private key");
+    // run certifies, never a certificate without its key. The certificate
+    // is for the key on disk, whoever wrote it: a run that lost the race
+    // to write the key certifies the winner's.
+    const auto names = certificate_names(config_);
+    if (!have_key) {
+      Secret fresh{crypto::self_signed_certificate(names, kYear).key_pem};
+      write(w.key_path, fresh.text, w.what + ", its private key");
     }
-    write(w.path, certificate, w.what + ", self-signed for a year", 0644);
+    Secret key;
+    if (std::ifstream in(w.key_path, std::ios::binary); in) key.text.assign(std::istreambuf_iterator<char>(in), {});
+    if (key.text.empty()) throw std::runtime_error("cannot read the key " + w.key_path.string());
+    write(w.path, crypto::self_signed_certificate(names, kYear, key.text).certificate_pem,
+          w.what + ", self-signed for a year", 0644);
   }
 
   static constexpr std::chrono::days kYear{365};
@@ -223,7 +234,7 @@ std::optional<Read> read(const KeysInitOptions& options, const fs::path& dir) {
     return [dir, mark, real = process_env()](std::string_view name) -> std::optional<std::string> {
       if (name == "CREDENTIALS_DIRECTORY") return dir.string();
       auto value = real(name);
-      if (!value && mark) return std::string(kUnsetMark) + std::string(name);
+      if (!value && mark) return unset_mark(name);
       return value;
     };
   };
@@ -245,9 +256,8 @@ std::optional<Read> read(const KeysInitOptions& options, const fs::path& dir) {
     out.files = key_files(marked.draft, policies);
     for (const auto& f : out.files) {
       for (const auto& p : {f.path.string(), f.key_path.string()}) {
-        if (auto at = p.find(kUnsetMark); at != std::string::npos) {
-          std::cerr << "keys init: " << f.what << " is named with ${"
-                    << p.substr(at + kUnsetMark.size(), p.find('/', at) - at - kUnsetMark.size())
+        if (auto at = p.find(kMark); at != std::string::npos) {
+          std::cerr << "keys init: " << f.what << " is named with ${" << p.substr(at + 1, p.find(kMark, at + 1) - at - 1)
                     << "}, which is not set\n";
           fatal = true;
         }

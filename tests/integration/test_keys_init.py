@@ -212,6 +212,18 @@ log: {{ level: debug }}
             self.assertEqual(conn.getresponse().status, 200, host)
             conn.close()
 
+    def test_a_tls_key_that_cannot_be_read_is_never_replaced_by_another(self):
+        config = self.credentials_config(
+            extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
+                  "  key_file: ${CREDENTIALS_DIRECTORY}/tls.key\n")
+        os.makedirs(self.keys, mode=0o700)
+        with open(os.path.join(self.keys, "tls.key"), "w"):
+            pass  # empty
+        r = run("keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("cannot read the key " + os.path.join(self.keys, "tls.key"), r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.keys, "tls.pem")))
+
     def test_half_a_tls_pair_is_refused(self):
         config = self.credentials_config(
             extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
@@ -248,18 +260,48 @@ log: {{ level: debug }}
         """strace kills keys init at a chosen system call: before the first
         key's link nothing is left, not even a hidden copy; after it, that
         key is whole; the next run makes the rest."""
+        os.makedirs(self.keys, mode=0o700)
+        try:
+            os.close(os.open(self.keys, os.O_TMPFILE | os.O_WRONLY, 0o600))
+        except OSError:
+            self.skipTest("SKIPPED: this file system has no O_TMPFILE (keys init writes a hidden file there instead)")
+        log = os.path.join(self.folder, "strace.log")
         for syscall, when, expect in (("write", 1, []), ("fsync", 1, []), ("linkat", 1, []),
                                       ("linkat", 2, ["data.key"])):
             shutil.rmtree(self.keys, ignore_errors=True)
-            r = subprocess.run(["strace", "-o", "/dev/null", "-e", f"inject={syscall}:signal=KILL:when={when}",
+            r = subprocess.run(["strace", "-o", log, "-e", f"trace=openat,write,fsync,linkat",
+                                "-e", f"inject={syscall}:signal=KILL:when={when}",
                                 BIN, "keys", "init", "--dir", self.keys], capture_output=True, text=True, timeout=60)
-            self.assertNotEqual(r.returncode, 0, f"{syscall}#{when} was not reached: {r.stdout}{r.stderr}")
+            self.assertEqual(r.returncode, -9, f"{syscall}#{when}: {r.stdout}{r.stderr}")
+            with open(log) as f:
+                calls = [line for line in f if re.match(r"(openat|write|fsync|linkat)\(", line)]
+            # It died where it was meant to: at that call, on a key.
+            self.assertTrue(calls[-1].startswith(syscall + "("), calls[-3:])
+            self.assertTrue(any("O_TMPFILE" in c for c in calls), calls[-5:])
+            if syscall == "write":
+                self.assertRegex(calls[-1], r"^write\(3,", calls[-3:])  # the key's file, not a message
             self.assertEqual(sorted(os.listdir(self.keys)), expect, f"killed at {syscall}#{when}")
             if expect:
                 self.assertEqual(len(base64.b64decode(read(os.path.join(self.keys, "data.key")).strip())), 32)
             again = run("keys", "init", "--dir", self.keys)
             self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
             self.assertEqual(len(os.listdir(self.keys)), 6, os.listdir(self.keys))
+
+    def test_racing_runs_certify_the_one_tls_key_that_stands(self):
+        config = self.credentials_config(
+            extra="tls:\n  certificate_file: ${CREDENTIALS_DIRECTORY}/tls.pem\n"
+                  "  key_file: ${CREDENTIALS_DIRECTORY}/tls.key\n")
+        for attempt in range(3):
+            shutil.rmtree(self.keys, ignore_errors=True)
+            procs = [subprocess.Popen([BIN, "keys", "init", "--dir", self.keys, "--config", config, "--self-signed-tls"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+            for p in procs:
+                out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 0, out + err)
+            public = [subprocess.run(args, capture_output=True, timeout=60, check=True).stdout for args in (
+                ["openssl", "x509", "-in", os.path.join(self.keys, "tls.pem"), "-noout", "-pubkey"],
+                ["openssl", "pkey", "-in", os.path.join(self.keys, "tls.key"), "-pubout"])]
+            self.assertEqual(public[0], public[1], f"attempt {attempt}: the certificate is not for the key")
 
     def test_a_crash_between_a_tls_key_and_its_certificate_is_finished_next_time(self):
         config = self.credentials_config(
@@ -299,6 +341,17 @@ log: {{ level: debug }}
         self.assertIn("is writable by others", r.stderr)
         self.assertEqual(os.listdir(self.keys), [])
 
+    def test_a_folder_another_user_owns_gets_no_key(self):
+        if os.geteuid() != 0:
+            self.skipTest("SKIPPED: needs root to give a folder to another user")
+        config = self.credentials_config()
+        os.makedirs(self.keys, mode=0o700)
+        os.chown(self.keys, 65534, 65534)  # nobody
+        r = run("keys", "init", "--dir", self.keys, "--config", config)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("owned by another user", r.stderr)
+        self.assertEqual(os.listdir(self.keys), [])
+
     def test_a_file_named_on_an_unset_variable_stops_it(self):
         config = self.credentials_config()
         with open(config) as f:
@@ -307,6 +360,10 @@ log: {{ level: debug }}
         # never closed, a mistake in the file rather than a variable to set.
         for tokens, expect in (("${PRIVACYD_TEST_UNSET_TOKENS}/admin-tokens",
                                 "admin API tokens is named with ${PRIVACYD_TEST_UNSET_TOKENS}, which is not set"),
+                               ("${PRIVACYD_TEST_UNSET_TOKENS}/../../keys/admin-tokens",  # no "../" hides it
+                                "admin API tokens is named with ${PRIVACYD_TEST_UNSET_TOKENS}, which is not set"),
+                               ("/x/${PRIVACYD_TEST_UNSET_NAME}.tokens",
+                                "admin API tokens is named with ${PRIVACYD_TEST_UNSET_NAME}, which is not set"),
                                ("${CREDENTIALS_DIRECTORY/admin-tokens", 'unterminated "${"')):
             with open(config, "w") as f:
                 f.write(text.replace("tokens_file: ${CREDENTIALS_DIRECTORY}/admin-tokens", "tokens_file: " + tokens))
@@ -340,13 +397,29 @@ log: {{ level: debug }}
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("is named both as", r.stdout)
         self.assertIn("[key]", r.stdout)
+        # Through a linked folder: the same file by another name.
+        os.symlink(self.keys, os.path.join(self.folder, "keys-link"))
+        with open(partners, "w") as f:
+            f.write(text.replace("${CREDENTIALS_DIRECTORY}/partner-P-1001.secret",
+                                 os.path.join(self.folder, "keys-link", "webhook-secrets"), 1))
+        r = run("check", "--config", config, env={"CREDENTIALS_DIRECTORY": self.keys})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is named both as", r.stdout)
+        # A copy (or a hard link, or a credential mapped from the wrong
+        # file): the same secret under two roles.
+        with open(partners, "w") as f:
+            f.write(text)
+        shutil.copy(os.path.join(self.keys, "webhook-secrets"), os.path.join(self.keys, "partner-P-1001.secret"))
+        r = run("check", "--config", config, env={"CREDENTIALS_DIRECTORY": self.keys})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("partner P-1001's notice secret: is one of the Partner Center's webhook secrets", r.stdout)
 
     def test_check_reads_every_key_as_what_it_is(self):
         config = self.credentials_config(database="sqlite3://db=var/privacyd.db")
         env = {"CREDENTIALS_DIRECTORY": self.keys}
         r = run("check", "--config", config, env=env)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # nothing made yet
-        self.assertIn("the data key: cannot read key file", r.stdout)
+        self.assertIn("the data key: cannot read " + os.path.join(self.keys, "data.key"), r.stdout)
         self.assertEqual(run("keys", "init", "--dir", self.keys, "--config", config).returncode, 0)
         r = run("check", "--config", config, env=env)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -30,6 +30,16 @@ def sh(*args, check=True, env=None, timeout=300):
     return r
 
 
+# Left in /etc/privacyd/keys by the install test, so that only its own
+# leftovers are ever removed.
+MARK = "/etc/privacyd/keys/.privacyd-test-package"
+
+
+def installed():
+    status = sh("dpkg-query", "-W", "-f=${Status}", "privacyd", check=False).stdout.split()
+    return status[-1:] == ["installed"]
+
+
 def project_version():
     with open(os.path.join(REPO, "CMakeLists.txt")) as f:
         return re.search(r"project\(privacyd VERSION (\S+)", f.read()).group(1)
@@ -192,7 +202,7 @@ class Package(OnPostgres, unittest.TestCase):
         database = self.database()
         r = sh(binary, "check", "--config", config, env={"PRIVACYD_DATABASE": database}, check=False)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # no keys yet
-        self.assertIn("the data key: cannot read key file " + os.path.join(keys, "data.key"), r.stdout)
+        self.assertIn("the data key: cannot read " + os.path.join(keys, "data.key"), r.stdout)
         r = sh(binary, "keys", "init", "--dir", keys, "--config", config)
         self.assertIn("PRIVACYD_DATABASE is not set", r.stderr)  # a fresh install has no database yet
         self.assertIn("not created: " + os.path.join(keys, "tls.pem"), r.stderr)
@@ -212,7 +222,7 @@ class Package(OnPostgres, unittest.TestCase):
         # The TLS pair is what is still missing; with one, check passes.
         r = sh(binary, "check", "--config", config, env={"PRIVACYD_DATABASE": database}, check=False)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn("the public listener's TLS certificate: " + os.path.join(keys, "tls.pem"), r.stdout)
+        self.assertIn("the public listener's TLS certificate: cannot read " + os.path.join(keys, "tls.pem"), r.stdout)
         sh(binary, "keys", "init", "--dir", keys, "--config", config, "--self-signed-tls")
         sh(binary, "migrate", "--config", config, env={"PRIVACYD_DATABASE": database})  # the database is real
         r = sh(binary, "check", "--config", config, env={"PRIVACYD_DATABASE": database}, check=False)
@@ -223,21 +233,22 @@ class Package(OnPostgres, unittest.TestCase):
         if os.geteuid() != 0 or os.environ.get("CI") != "true":
             self.skipTest("SKIPPED: installing the package needs root and CI=true (a disposable machine); "
                           "its contents, lintian, the man page and check on the packaged config were tested")
-        installed = sh("dpkg-query", "-W", "-f=${Status}", "privacyd", check=False).stdout
-        self.assertNotIn("installed", installed, "privacyd is installed on this CI machine already")
+        self.assertFalse(installed(), "privacyd is installed on this CI machine already")
         if os.path.exists("/etc/privacyd"):
-            # An earlier run of this test, killed before its clean-up, or
-            # its purge (which keeps the keys): nothing else makes it here.
-            self.assertEqual(os.listdir("/etc/privacyd"), ["keys"], "an /etc/privacyd this test did not leave")
+            # An earlier run of this test, killed before its clean-up, left
+            # its mark; a real installation's kept keys are never removed.
+            self.assertTrue(os.path.exists(MARK), "an /etc/privacyd this test did not leave: not touching it")
             shutil.rmtree("/etc/privacyd")
         self.addCleanup(shutil.rmtree, "/etc/privacyd", True)
         self.addCleanup(sh, "dpkg", "--purge", "privacyd", check=False)
         r = sh("dpkg", "-i", self.deb)
         self.assertIn("created /etc/privacyd/keys/data.key", r.stdout)  # postinst ran keys init
+        os.close(os.open(MARK, os.O_CREAT | os.O_WRONLY, 0o600))
         self.assertEqual(stat.S_IMODE(os.stat("/etc/privacyd/keys").st_mode), 0o700)
         made = snapshot("/etc/privacyd/keys")
-        self.assertEqual(sorted(made), ["admin-tokens", "data.key", "operator-token", "partner-P-1001.secret",
-                                        "partner-center-callback.secret", "receipt.pem", "webhook-secrets"])
+        self.assertEqual(sorted(made), [os.path.basename(MARK), "admin-tokens", "data.key", "operator-token",
+                                        "partner-P-1001.secret", "partner-center-callback.secret", "receipt.pem",
+                                        "webhook-secrets"])
         for name, (_, mode, _) in made.items():
             self.assertEqual(mode, 0o600, name)
 
@@ -266,7 +277,7 @@ class Package(OnPostgres, unittest.TestCase):
         self.assertFalse(os.path.exists("/usr/bin/privacyd"))
         self.assertFalse(os.path.exists("/lib/systemd/system/privacyd.service"))
         self.assertFalse(os.path.exists("/etc/privacyd/privacyd.yaml"))
-        self.assertNotIn("installed", sh("dpkg-query", "-W", "-f=${Status}", "privacyd", check=False).stdout)
+        self.assertFalse(installed())
         self.assertEqual(snapshot("/etc/privacyd/keys"), made)
 
 
