@@ -22,7 +22,9 @@ void sync_directory(const std::filesystem::path& dir) {
   ::close(fd);
 }
 
-void write_all(int fd, std::string_view content) {
+// Gives the file its mode (whatever the umask) and its whole content, on disk.
+void fill(int fd, std::string_view content, mode_t mode) {
+  if (::fchmod(fd, mode) != 0) throw std::system_error(errno, std::generic_category(), "fchmod");
   for (std::size_t done = 0; done < content.size();) {
     ssize_t n = ::write(fd, content.data() + done, content.size() - done);
     if (n < 0 && errno == EINTR) continue;
@@ -43,8 +45,7 @@ int linked_without_a_name(const std::filesystem::path& path, std::string_view co
     fail(errno, "cannot create a file in", dir);
   }
   try {
-    if (::fchmod(fd, mode) != 0) throw std::system_error(errno, std::generic_category(), "fchmod");
-    write_all(fd, content);
+    fill(fd, content, mode);
   } catch (const std::system_error& e) {
     ::close(fd);
     fail(e.code().value(), "cannot write", path);
@@ -67,8 +68,7 @@ bool linked_from_aside(const std::filesystem::path& path, std::string_view conte
   int fd = ::mkostemp(temp.data(), O_CLOEXEC);  // created 0600, O_EXCL
   if (fd < 0) fail(errno, "cannot create a file in", dir);
   try {
-    if (::fchmod(fd, mode) != 0) throw std::system_error(errno, std::generic_category(), "fchmod");
-    write_all(fd, content);
+    fill(fd, content, mode);
     if (::close(fd) != 0) {
       fd = -1;
       throw std::system_error(errno, std::generic_category(), "close");

@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 std::vector<KeyFile> key_files(const Config& c, const policy::Policies& policies) {
   std::vector<KeyFile> out;
-  auto add = [&](const fs::path& p, KeyKind kind, std::string what) {
-    if (!p.empty()) out.push_back({p, {}, kind, std::move(what)});
+  auto add = [&](const fs::path& p, KeyKind kind, std::string what, bool secret = true) {
+    if (!p.empty()) out.push_back({p, {}, kind, std::move(what), secret});
   };
   add(c.keys.data_key_file, KeyKind::data_key, "the data key");
   add(c.keys.index_key_file, KeyKind::data_key, "the blind index key");
@@ -34,8 +34,7 @@ std::vector<KeyFile> key_files(const Config& c, const policy::Policies& policies
     add(partner.notice_secret_file, KeyKind::webhook_secret, "partner " + id + "'s notice secret");
   }
   add(c.notices.smtp_password_file, KeyKind::given, "the SMTP relay's password: its operator gives it");
-  add(c.notices.smtp_ca_file, KeyKind::given, "the SMTP relay's CA certificates");
-  if (!out.empty() && out.back().path == c.notices.smtp_ca_file) out.back().secret = false;
+  add(c.notices.smtp_ca_file, KeyKind::given, "the SMTP relay's CA certificates", false);
   for (const TlsConfig* tls : {&c.tls, &c.admin.tls}) {
     if (tls->enabled()) {
       out.push_back({tls->certificate_file, tls->key_file, KeyKind::tls_pair,

@@ -138,17 +138,15 @@ class Maker {
     }
   }
 
-  // True when this run made the file; false when another run made it
-  // first, whose file stands.
-  bool write(const fs::path& p, std::string_view content, const std::string& what, mode_t mode = 0600) {
+  // Another run may make the file first: then its file stands.
+  void write(const fs::path& p, std::string_view content, const std::string& what, mode_t mode = 0600) {
     privacyd::create_directories(p.parent_path());
     refuse_shared_folder(p.parent_path());
     if (create_file_once(p, content, mode)) {
       std::cout << "created " << p.string() << " (" << what << ")\n";
-      return true;
+    } else {
+      std::cout << "kept " << p.string() << " (made by another writer just now)\n";
     }
-    std::cout << "kept " << p.string() << " (made by another writer just now)\n";
-    return false;
   }
 
   // The tokens file holds only the token's hash; the token itself is kept

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -112,6 +113,21 @@ class PgCluster:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def snapshot_files(folder):
+    """path → (SHA-256 of the content, mode, mtime_ns) of every file under
+    `folder`, to tell whether anything changed: a failed comparison prints
+    digests, never a key."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(path, folder)] = (digest, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    return out
 
 
 def new_secret():

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, REPO, Daemon, demo_setup
+from harness import BIN, REPO, Daemon, demo_setup, snapshot_files as snapshot
 
 
 def run(*args, env=None):
@@ -21,20 +21,6 @@ def run(*args, env=None):
     full.pop("CREDENTIALS_DIRECTORY", None)
     full.update(env or {})
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, env=full)
-
-
-def snapshot(folder):
-    """path → (SHA-256 of the content, mode, mtime_ns) of every file under
-    `folder`: a failed comparison never prints a key."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(path, folder)] = (digest, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-    return out
 
 
 def read(path):

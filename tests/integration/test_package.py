@@ -5,7 +5,6 @@ after `keys init` against a throwaway PostgreSQL, and — as root with
 CI=true, on a disposable machine — it installs with dpkg -i, its postinst
 makes the keys, and it purges."""
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, REPO, OnPostgres
+from harness import BIN, REPO, OnPostgres, snapshot_files as snapshot
 
 BUILD = os.path.dirname(os.path.abspath(BIN))
 
@@ -43,16 +42,6 @@ def installed():
 def project_version():
     with open(os.path.join(REPO, "CMakeLists.txt")) as f:
         return re.search(r"project\(privacyd VERSION (\S+)", f.read()).group(1)
-
-
-def snapshot(folder):
-    """name → (SHA-256, mode, mtime_ns): a failed comparison prints no key."""
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        st = os.stat(os.path.join(folder, name))
-        with open(os.path.join(folder, name), "rb") as f:
-            out[name] = (hashlib.sha256(f.read()).hexdigest(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-    return out
 
 
 class Package(OnPostgres, unittest.TestCase):
