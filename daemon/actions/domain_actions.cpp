@@ -7,6 +7,7 @@
 #include "daemon/base/time.hpp"
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/store/async.hpp"
+#include "daemon/store/prepared.hpp"
 #include "daemon/store/rows.hpp"
 
 namespace privacyd::actions {
@@ -163,13 +164,13 @@ class Unlink final : public DomainAction {
       ended_at = now;  // the work may run again (Database::with_session)
       soci::transaction tr(sql);
       long long n = 0;
-      {  // the statement released inside the transaction, not in one of its own
-        soci::statement st = (sql.prepare << "UPDATE associations SET ended_at = :now, ended_by = :request"
-                                             " WHERE subject_id = :subject AND partner_id = :partner AND ended_at IS NULL",
-                              soci::use(now, "now"), soci::use(request_id, "request"),
-                              soci::use(subject.id, "subject"), soci::use(partner, "partner"));
-        st.execute(true);
-        n = st.get_affected_rows();
+      {
+        Prepared end(sql, "UPDATE associations SET ended_at = :now, ended_by = :request"
+                          " WHERE subject_id = :subject AND partner_id = :partner AND ended_at IS NULL");
+        end.bind(soci::use(now, "now"), soci::use(request_id, "request"), soci::use(subject.id, "subject"),
+                 soci::use(partner, "partner"));
+        end.execute();
+        n = end.affected_rows();
       }
       if (n == 0) {
         // Another attempt of this step (one given up on at its timeout,

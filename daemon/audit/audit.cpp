@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "daemon/crypto/primitives.hpp"
+#include "daemon/store/prepared.hpp"
 
 namespace privacyd::audit {
 
@@ -35,10 +36,17 @@ std::pair<long long, std::string> lock_head(soci::session& sql) {
   long long seq = 0;
   std::string hash;
   const bool postgresql = sql.get_backend_name() == "postgresql";
-  sql << (postgresql ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
-                     : "SELECT seq, hash FROM audit_head WHERE id = 1"),
-      soci::into(seq), soci::into(hash);
+  Prepared select(sql, postgresql ? "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+                                  : "SELECT seq, hash FROM audit_head WHERE id = 1");
+  select.bind(soci::into(seq), soci::into(hash));
+  select.execute();
   return {seq, hash};
+}
+
+void move_head(soci::session& sql, long long seq, const std::string& hash) {
+  Prepared update(sql, "UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1");
+  update.bind(soci::use(seq, "seq"), soci::use(hash, "hash"));
+  update.execute();
 }
 }  // namespace
 
@@ -84,9 +92,7 @@ void Deferral::flush(soci::session& sql) {
           soci::use(r.hash, "h" + n);
     }
   }
-  long long last = rows.back().seq;
-  sql << "UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1", soci::use(last, "seq"),
-      soci::use(rows.back().hash, "hash");
+  move_head(sql, rows.back().seq, rows.back().hash);
   entries_.clear();
 }
 
@@ -105,12 +111,12 @@ void append(soci::session& sql, UnixMillis at, std::string_view request_id, std:
   std::string det(detail);
   long long when = at;
   std::string hash = entry_hash(head_hash, seq, at, req, ev, det);
-  sql << "INSERT INTO audit_log(seq, at, request_id, event, detail, prev_hash, hash)"
-         " VALUES (:seq, :at, :request, :event, :detail, :prev, :hash)",
-      soci::use(seq, "seq"), soci::use(when, "at"), soci::use(req, "request"), soci::use(ev, "event"),
-      soci::use(det, "detail"), soci::use(head_hash, "prev"), soci::use(hash, "hash");
-  sql << "UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1", soci::use(seq, "seq"),
-      soci::use(hash, "hash");
+  Prepared insert(sql, "INSERT INTO audit_log(seq, at, request_id, event, detail, prev_hash, hash)"
+                       " VALUES (:seq, :at, :request, :event, :detail, :prev, :hash)");
+  insert.bind(soci::use(seq, "seq"), soci::use(when, "at"), soci::use(req, "request"), soci::use(ev, "event"),
+              soci::use(det, "detail"), soci::use(head_hash, "prev"), soci::use(hash, "hash"));
+  insert.execute();
+  move_head(sql, seq, hash);
 }
 
 Verification verify(soci::session& sql) {

@@ -190,26 +190,36 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
       log.warn("notice attempt outcome dropped: its claim was lost", {{"notice_id", delivery.notice_id}});
     }
   }
-  // Applies `t` and brings the row up to date; false (nothing written) when
-  // the claim was lost. Only the first write can find it lost: it takes the
-  // request's row lock, under the claim's token, for the rest.
+  // Takes `t` into the segment and brings the row up to date. The
+  // segment's transitions are written together at its end (write_all),
+  // the request's row once: local steps only read privacyd's database.
   auto apply = [&](runs::Transition&& t) {
     if (!t.notices.empty()) t.notice_lease = s.notice_lease;
-    if (!runs::apply(sql, t)) {
-      if (!s.applied.empty()) throw std::logic_error("the claim was lost inside its own transaction");
-      s.lost = true;
-      return false;
-    }
     runs::advance(s.row, t);
     s.applied.push_back(std::move(t));
-    return true;
+  };
+  // One write under the claim's token, which takes the request's row
+  // lock: when the claim was lost, nothing of the segment is written.
+  auto write_all = [&] {
+    if (runs::apply(sql, s.applied)) return;
+    s.lost = true;
+    s.applied.clear();
+    s.external.reset();
+    s.held.reset();
+    s.awaiting = false;
+    s.awaited.clear();
+    s.failure = nullptr;
   };
   // Whether the run goes on after the last transition (it keeps its lease).
   auto goes_on = [&] { return static_cast<bool>(s.applied.back().lease_until); };
   if (s.first) {
     runs::Transition t = *s.first;
     if (t.lease_until) t.lease_until = at + ms(options.lease);
-    if (!apply(std::move(t)) || !goes_on()) return;
+    apply(std::move(t));
+    if (!goes_on() || s.only_first) {
+      write_all();
+      return;
+    }
   }
   if (s.only_first) return;
   // Each turn moves the request on by a step at least, or ends the segment.
@@ -246,7 +256,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
         t.lease_until = at + ms(options.lease);
         t.audit_event = "request.started";
         t.audit_detail = json::serialize(json::object{{"workflow", w->name}, {"version", w->version}});
-        if (!apply(std::move(t))) return;
+        apply(std::move(t));
         continue;
       }
       if (row.status != "running") return;  // the driver gives the lease back
@@ -296,7 +306,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
         t.lease_until = at + ms(options.lease);
         t.audit_event = "step.skipped";
         t.audit_detail = json::serialize(json::object{{"step", step.id}});
-        if (!apply(std::move(t))) return;
+        apply(std::move(t));
         continue;
       }
 
@@ -323,7 +333,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
           t.output = previous_output;  // what earlier attempts did
           t.audit_event = "step.started";
           t.audit_detail = json::serialize(json::object{{"step", step.id}, {"attempt", attempt}});
-          if (!apply(std::move(t))) return;
+          apply(std::move(t));
         }
         s.external = ExternalStep{idx, attempt, woken_from, std::move(context), previous_output};
         return;
@@ -374,7 +384,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
           if (n.awaited) s.awaited.push_back(n.id);
         }
       }
-      if (!apply(std::move(out))) return;
+      apply(std::move(out));
       if (await_here) {
         s.awaiting = true;
         return;
@@ -393,6 +403,7 @@ void Engine::Impl::run_segment(soci::session& sql, Segment& s) {
     // applied stands and is committed; the run stops there.
     s.failure = std::current_exception();
   }
+  write_all();
 }
 
 }  // namespace privacyd::engine

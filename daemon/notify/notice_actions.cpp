@@ -8,6 +8,7 @@
 #include "daemon/notify/callbacks.hpp"
 #include "daemon/notify/dates.hpp"
 #include "daemon/store/async.hpp"
+#include "daemon/store/prepared.hpp"
 #include "daemon/store/rows.hpp"
 
 namespace privacyd::notify {
@@ -128,10 +129,12 @@ class NoticeAction : public engine::LocalAction {
     const int idx = step_index(ctx);
     std::vector<std::pair<std::string, std::string>> queued;
     {
-      soci::rowset<soci::row> rows = (sql.prepare << "SELECT id, status FROM notices WHERE request_id = :r AND"
-                                                     " step_idx = :i ORDER BY id",
-                                      soci::use(request_id, "r"), soci::use(idx, "i"));
-      for (const auto& r : rows) queued.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+      soci::row r;
+      Prepared select(sql, "SELECT id, status FROM notices WHERE request_id = :r AND step_idx = :i ORDER BY id");
+      select.bind(soci::use(request_id, "r"), soci::use(idx, "i"), soci::into(r));
+      for (bool got = select.execute(); got; got = select.fetch()) {
+        queued.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+      }
     }
     if (!queued.empty()) {
       json::array ids;

@@ -22,6 +22,7 @@
 #include "daemon/crypto/primitives.hpp"
 #include "daemon/store/runs.hpp"
 #include "daemon/store/async.hpp"
+#include "daemon/store/prepared.hpp"
 #include "daemon/store/jobs.hpp"
 
 namespace privacyd::notify {
@@ -91,22 +92,22 @@ struct Settlement {
     // outcome; a late one (after the lease lapsed and another attempt
     // was claimed) cannot overwrite what that attempt found.
     long long recorded = 0;
-    {  // the statement released inside the transaction, not in one of its own
-      soci::statement update =
-          (sql.prepare << "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
-                          " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
-                          " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'",
-           soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
-           soci::use(error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"), soci::use(id, "id"),
-           soci::use(token, "token"), soci::use(before, "before"));
-      update.execute(true);
-      recorded = update.get_affected_rows();
+    {
+      Prepared update(sql, "UPDATE notices SET status = :status, attempts = :attempts, next_attempt_at = :next,"
+                           " lease_until = NULL, claim_token = NULL, last_error = :error, delivered_at = :delivered"
+                           " WHERE id = :id AND claim_token = :token AND attempts = :before AND status = 'pending'");
+      update.bind(soci::use(status, "status"), soci::use(attempts, "attempts"), soci::use(next, "next"),
+                  soci::use(error, error_ind, "error"), soci::use(at, delivered_ind, "delivered"),
+                  soci::use(id, "id"), soci::use(token, "token"), soci::use(before, "before"));
+      update.execute();
+      recorded = update.affected_rows();
     }
     if (recorded != 1) return false;
     if (status != "pending" && step_idx >= 0) {
       // The step that queued it looks again.
-      sql << "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL",
-          soci::use(at, "at"), soci::use(request_id, "r");
+      Prepared wake(sql, "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL");
+      wake.bind(soci::use(at, "at"), soci::use(request_id, "r"));
+      wake.execute();
     }
     audit::append(sql, at, request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
                   json::serialize(json::object{{"notice_id", id}, {"channel", channel}, {"attempt", attempts},

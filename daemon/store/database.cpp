@@ -1,5 +1,7 @@
 #include "daemon/store/database.hpp"
 
+#include "daemon/store/prepared.hpp"
+
 #include <filesystem>
 #include <thread>
 #include <soci/connection-pool.h>
@@ -73,6 +75,7 @@ Database::Database(DatabaseConfig config, Logger& log, bool connect_now)
       log_(log),
       pool_(std::make_unique<soci::connection_pool>(config_.pool_size)),
       broken_(config_.pool_size, 1),
+      statements_(config_.pool_size),
       threads_(config_.pool_size) {
   if (!connect_now) return;
   std::size_t slot = pool_->lease();
@@ -93,6 +96,9 @@ void Database::shutdown() {
 
 void Database::connect(std::size_t slot) {
   soci::session& sql = pool_->at(slot);
+  // Its statements belong to the server session about to end.
+  if (statements_[slot]) statements_[slot]->clear();
+  else statements_[slot] = std::make_unique<StatementCache>(sql);
   try {
     sql.close();
     if (is_postgresql()) {
@@ -181,6 +187,7 @@ void Database::run_session(const std::function<void(soci::session&)>& work) {
 
   if (broken_[slot] != 0) connect(slot);
   soci::session& sql = pool_->at(slot);
+  StatementCache::Scope statements(sql, *statements_[slot]);
   try {
     work(sql);
   } catch (const soci::postgresql_soci_error& e) {

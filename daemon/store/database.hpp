@@ -23,6 +23,8 @@ class connection_pool;
 
 namespace privacyd {
 
+class StatementCache;
+
 // The database cannot be reached or lost the connection mid-work: the
 // caller answers 503 or retries later; nothing is half-written.
 class DatabaseUnavailable : public std::runtime_error {
@@ -93,6 +95,7 @@ class Database {
   Logger& log_;
   std::unique_ptr<soci::connection_pool> pool_;
   std::vector<char> broken_;  // per slot: reconnect before next use
+  std::vector<std::unique_ptr<StatementCache>> statements_;  // per slot (store/prepared.hpp)
   std::atomic<std::uint64_t> unavailable_{0};
   std::atomic<std::uint64_t> conflicts_{0};
   std::atomic<std::uint64_t> other_errors_{0};

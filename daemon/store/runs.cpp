@@ -6,6 +6,7 @@
 
 #include "daemon/audit/audit.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/prepared.hpp"
 #include "daemon/store/rows.hpp"
 #include "daemon/crypto/primitives.hpp"
 
@@ -48,16 +49,18 @@ void insert_notices(soci::session& sql, const std::string& request_id, int step_
     Maybe<long long> due(n.ack_due_at ? std::optional<long long>(*n.ack_due_at) : std::nullopt);
     Maybe<long long> remind(n.next_reminder_at ? std::optional<long long>(*n.next_reminder_at) : std::nullopt);
     Maybe<std::string> token(n.ack_token_sha256.empty() ? std::nullopt : std::optional<std::string>(n.ack_token_sha256));
-    sql << "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
-           " next_attempt_at, created_at, ack_due_at, next_reminder_at, ack_token_sha256, claim_token, lease_until)"
-           " VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
-           " :payload, :next, :created, :due, :remind, :token, :claim, :until) ON CONFLICT (id) DO NOTHING",
-        soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(idx, "idx"),
+    Prepared insert(sql,
+                    "INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc,"
+                    " next_attempt_at, created_at, ack_due_at, next_reminder_at, ack_token_sha256, claim_token,"
+                    " lease_until) VALUES (:id, :request, :idx, :channel, :recipient, :template, :status,"
+                    " :payload, :next, :created, :due, :remind, :token, :claim, :until) ON CONFLICT (id) DO NOTHING");
+    insert.bind(soci::use(n.id, "id"), soci::use(request_id, "request"), soci::use(idx, "idx"),
         soci::use(n.channel, "channel"), soci::use(n.recipient, "recipient"), soci::use(n.template_name, "template"),
         soci::use(pending, "status"), soci::use(n.payload_enc, "payload"), soci::use(now, "next"),
         soci::use(now, "created"), soci::use(due.value, due.ind, "due"), soci::use(remind.value, remind.ind, "remind"),
         soci::use(token.value, token.ind, "token"), soci::use(claim.value, claim.ind, "claim"),
-        soci::use(until.value, until.ind, "until");
+        soci::use(until.value, until.ind, "until"));
+    insert.execute();
   }
 }
 
@@ -67,18 +70,23 @@ std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& 
   int candidates = limit + static_cast<int>(driving.size());
   std::vector<std::string> ids(static_cast<std::size_t>(candidates));
   long long at = now;
-  sql << std::string("SELECT id FROM requests WHERE run_at IS NOT NULL AND run_at <= :now"
-                     " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n") +
-             skip_locked(sql),
-      soci::use(at, "now"), soci::use(at, "now2"), soci::use(candidates, "n"), soci::into(ids);
+  {
+    Prepared due(sql, "SELECT id FROM requests WHERE run_at IS NOT NULL AND run_at <= :now"
+                      " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n" +
+                          skip_locked(sql));
+    due.bind(soci::use(at, "now"), soci::use(at, "now2"), soci::use(candidates, "n"), soci::into(ids));
+    due.execute();
+  }
   long long until = lease_until;
   std::vector<Claim> claimed;
   for (const auto& id : ids) {
     if (static_cast<int>(claimed.size()) == limit) break;
     if (std::find(driving.begin(), driving.end(), id) != driving.end()) continue;
     Claim c{id, crypto::hex(crypto::random_bytes(12))};
-    sql << "UPDATE requests SET lease_owner = :owner, lease_until = :until, lease_token = :token WHERE id = :id",
-        soci::use(owner, "owner"), soci::use(until, "until"), soci::use(c.token, "token"), soci::use(id, "id");
+    Prepared lease(sql, "UPDATE requests SET lease_owner = :owner, lease_until = :until, lease_token = :token"
+                        " WHERE id = :id");
+    lease.bind(soci::use(owner, "owner"), soci::use(until, "until"), soci::use(c.token, "token"), soci::use(id, "id"));
+    lease.execute();
     claimed.push_back(std::move(c));
   }
   return claimed;
@@ -87,32 +95,33 @@ std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& 
 bool renew(soci::session& sql, const std::string& id, const std::string& owner, const std::string& token,
            UnixMillis lease_until) {
   long long until = lease_until;
-  soci::statement update =
-      (sql.prepare << "UPDATE requests SET lease_until = :until WHERE id = :id AND lease_token = :token"
-                      " AND lease_owner = :owner",
-       soci::use(until, "until"), soci::use(id, "id"), soci::use(token, "token"), soci::use(owner, "owner"));
-  update.execute(true);
-  return update.get_affected_rows() == 1;
+  Prepared update(sql, "UPDATE requests SET lease_until = :until WHERE id = :id AND lease_token = :token"
+                       " AND lease_owner = :owner");
+  update.bind(soci::use(until, "until"), soci::use(id, "id"), soci::use(token, "token"), soci::use(owner, "owner"));
+  update.execute();
+  return update.affected_rows() == 1;
 }
 
 void lock_request(soci::session& sql, const std::string& id) {
   if (!is_postgresql(sql)) return;  // SQLite: one writer at a time anyway
   std::string locked;
-  sql << "SELECT id FROM requests WHERE id = :id FOR UPDATE", soci::use(id, "id"), soci::into(locked);
+  Prepared lock(sql, "SELECT id FROM requests WHERE id = :id FOR UPDATE");
+  lock.bind(soci::use(id, "id"), soci::into(locked));
+  lock.execute();
 }
 
 std::string bounded_error(std::string_view error) { return bounded_text(error, kMaxStoredError); }
 
 std::optional<RunRow> load(soci::session& sql, const std::string& id) {
   std::optional<RunRow> run;
-  {  // each statement released before the next runs: a failure of the second leaves no first behind
-    soci::rowset<soci::row> rows =
-        (sql.prepare << "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
-                        " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
-                        " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id, s.key_id"
-                        " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id",
-         soci::use(id, "id"));
-    for (const auto& r : rows) {
+  {  // each statement's bindings released before the next runs
+    soci::row r;
+    Prepared select(sql, "SELECT r.id, r.type, r.status, r.subject_id, r.partner_id, r.categories, r.jurisdiction,"
+                         " r.reason, r.workflow_name, r.workflow_version, r.next_step, r.received_at, r.deadline_at,"
+                         " r.lease_owner, s.huawei_id_enc, s.contact_enc, s.locale, r.webhook_id, s.key_id"
+                         " FROM requests r JOIN subjects s ON s.id = r.subject_id WHERE r.id = :id");
+    select.bind(soci::use(id, "id"), soci::into(r));
+    if (select.execute()) {
       RunRow x;
       x.id = r.get<std::string>(0);
       x.type = r.get<std::string>(1);
@@ -137,11 +146,11 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
     }
   }
   if (!run) return std::nullopt;
-  soci::rowset<soci::row> steps =
-      (sql.prepare << "SELECT idx, step_id, action, status, attempts, output, error, wake_at FROM request_steps"
-                      " WHERE request_id = :id ORDER BY idx",
-       soci::use(id, "id"));
-  for (const auto& r : steps) {
+  soci::row r;
+  Prepared steps(sql, "SELECT idx, step_id, action, status, attempts, output, error, wake_at FROM request_steps"
+                      " WHERE request_id = :id ORDER BY idx");
+  steps.bind(soci::use(id, "id"), soci::into(r));
+  for (bool got = steps.execute(); got; got = steps.fetch()) {
     StepRow s;
     s.idx = r.get<int>(0);
     s.step_id = r.get<std::string>(1);
@@ -156,71 +165,101 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
   return run;
 }
 
-bool apply(soci::session& sql, const Transition& t) {
+namespace {
+// A transition's step, notices, shredding mark and audit entry, after its
+// request's row was written (and locked) under the claim.
+void write_step(soci::session& sql, const Transition& t) {
   long long now = t.now;
-  Maybe<long long> run_at(t.run_at ? std::optional<long long>(*t.run_at) : std::nullopt);
-  Maybe<long long> lease_until(t.lease_until ? std::optional<long long>(*t.lease_until) : std::nullopt);
-  Maybe<std::string> owner(t.lease_until ? std::optional<std::string>(t.owner) : std::nullopt);
-  Maybe<std::string> token(t.lease_until ? std::optional<std::string>(t.token) : std::nullopt);
-  Maybe<std::string> reason(t.reason);
-  Maybe<std::string> wf_name(t.workflow_name);
-  Maybe<int> wf_version(t.workflow_version);
-  // RETURNING tells whether the row was ours to update in the one round
-  // trip of a one-time query (a prepared statement would add a PREPARE and
-  // a DEALLOCATE on PostgreSQL).
-  std::string updated;
-  soci::indicator updated_ind = soci::i_null;
-  sql << "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
-         " lease_owner = :new_owner, lease_until = :lease_until, lease_token = :new_token,"
-         " reason = COALESCE(:reason, reason), workflow_name = COALESCE(:wf_name, workflow_name),"
-         " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
-         " WHERE id = :id AND lease_token = :token AND lease_owner = :owner RETURNING id",
-      soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
-      soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
-      soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(token.value, token.ind, "new_token"),
-      soci::use(reason.value, reason.ind, "reason"),
-      soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
-      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"), soci::use(t.owner, "owner"),
-      soci::into(updated, updated_ind);
-  if (!sql.got_data()) return false;  // the claim was lost
-
   if (t.step_idx >= 0) {
     Maybe<std::string> output(t.output);
     Maybe<std::string> error(t.error ? std::optional<std::string>(bounded_error(*t.error)) : std::nullopt);
     Maybe<long long> wake(t.wake_at ? std::optional<long long>(*t.wake_at) : std::nullopt);
     bool finished = t.step_status == "succeeded" || t.step_status == "skipped" || t.step_status == "failed";
     Maybe<long long> finished_at(finished ? std::optional<long long>(now) : std::nullopt);
-    sql << "INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, output, error,"
-           " started_at, finished_at, wake_at)"
-           " VALUES (:id, :idx, :step, :action, :status, :attempts, :output, :error, :started, :finished, :wake)"
-           " ON CONFLICT (request_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
-           " output = excluded.output, error = excluded.error, finished_at = excluded.finished_at,"
-           " wake_at = excluded.wake_at",
-        soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::use(t.step_id, "step"),
+    Prepared step(sql, "INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, output,"
+                       " error, started_at, finished_at, wake_at)"
+                       " VALUES (:id, :idx, :step, :action, :status, :attempts, :output, :error, :started,"
+                       " :finished, :wake) ON CONFLICT (request_id, idx) DO UPDATE SET status = excluded.status,"
+                       " attempts = excluded.attempts, output = excluded.output, error = excluded.error,"
+                       " finished_at = excluded.finished_at, wake_at = excluded.wake_at");
+    step.bind(soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::use(t.step_id, "step"),
         soci::use(t.action, "action"), soci::use(t.step_status, "status"), soci::use(t.attempts, "attempts"),
         soci::use(output.value, output.ind, "output"), soci::use(error.value, error.ind, "error"),
         soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
-        soci::use(wake.value, wake.ind, "wake");
+        soci::use(wake.value, wake.ind, "wake"));
+    step.execute();
   }
   insert_notices(sql, t.request_id, t.step_idx, t.notices, now, t.notice_lease ? &*t.notice_lease : nullptr);
-  if (t.await_notices) {
-    // The row lock is ours (the UPDATE above); this statement sees every
-    // settlement committed before it, and any later one finds run_at NULL.
-    int pending = 0;
-    sql << "SELECT COUNT(*) FROM notices WHERE request_id = :id AND step_idx = :idx AND status = 'pending'",
-        soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::into(pending);
-    if (pending == 0) {
-      sql << "UPDATE requests SET run_at = :now WHERE id = :id", soci::use(now, "now"), soci::use(t.request_id, "id");
-    }
-  }
   if (t.shred_subject) {
     sql << "UPDATE subjects SET shred_after = COALESCE(shred_after, :now)"
            " WHERE id = (SELECT subject_id FROM requests WHERE id = :id)",
         soci::use(now, "now"), soci::use(t.request_id, "id");
   }
   audit::append(sql, t.now, t.request_id, t.audit_event, t.audit_detail);
+}
+}  // namespace
+
+bool apply(soci::session& sql, const Transition& t) { return apply(sql, std::span<const Transition>(&t, 1)); }
+
+bool apply(soci::session& sql, std::span<const Transition> transitions) {
+  if (transitions.empty()) return true;
+  // The request ends where the last transition leaves it; what an earlier
+  // one set and a later one leaves alone (reason, workflow) stands, as
+  // one UPDATE each would have left it.
+  const Transition& t = transitions.back();
+  std::optional<std::string> set_reason, set_workflow;
+  std::optional<int> set_version;
+  for (const auto& each : transitions) {
+    if (each.token != t.token || each.owner != t.owner || each.request_id != t.request_id) {
+      throw std::logic_error("transitions of one write must share their request and claim");
+    }
+    if (each.reason) set_reason = each.reason;
+    if (each.workflow_name) set_workflow = each.workflow_name;
+    if (each.workflow_version) set_version = each.workflow_version;
+  }
+  long long now = t.now;
+  Maybe<long long> run_at(t.run_at ? std::optional<long long>(*t.run_at) : std::nullopt);
+  Maybe<long long> lease_until(t.lease_until ? std::optional<long long>(*t.lease_until) : std::nullopt);
+  Maybe<std::string> owner(t.lease_until ? std::optional<std::string>(t.owner) : std::nullopt);
+  Maybe<std::string> token(t.lease_until ? std::optional<std::string>(t.token) : std::nullopt);
+  Maybe<std::string> reason(set_reason);
+  Maybe<std::string> wf_name(set_workflow);
+  Maybe<int> wf_version(set_version);
+  // RETURNING tells whether the row was ours to update.
+  std::string updated;
+  soci::indicator updated_ind = soci::i_null;
+  Prepared update(sql, "UPDATE requests SET status = :status, next_step = :next, run_at = :run_at,"
+                       " lease_owner = :new_owner, lease_until = :lease_until, lease_token = :new_token,"
+                       " reason = COALESCE(:reason, reason), workflow_name = COALESCE(:wf_name, workflow_name),"
+                       " workflow_version = COALESCE(:wf_version, workflow_version), updated_at = :now"
+                       " WHERE id = :id AND lease_token = :token AND lease_owner = :owner RETURNING id");
+  update.bind(soci::use(t.request_status, "status"), soci::use(t.next_step, "next"),
+      soci::use(run_at.value, run_at.ind, "run_at"), soci::use(owner.value, owner.ind, "new_owner"),
+      soci::use(lease_until.value, lease_until.ind, "lease_until"), soci::use(token.value, token.ind, "new_token"),
+      soci::use(reason.value, reason.ind, "reason"),
+      soci::use(wf_name.value, wf_name.ind, "wf_name"), soci::use(wf_version.value, wf_version.ind, "wf_version"),
+      soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"), soci::use(t.owner, "owner"),
+      soci::into(updated, updated_ind));
+  if (!update.execute()) return false;  // the claim was lost
+  for (const auto& each : transitions) write_step(sql, each);
+  const Transition& last = transitions.back();
+  if (last.await_notices) {
+    // The row lock is ours (the UPDATE above); this statement sees every
+    // settlement committed before it, and any later one finds run_at NULL.
+    int pending = 0;
+    Prepared count(sql, "SELECT COUNT(*) FROM notices WHERE request_id = :id AND step_idx = :idx"
+                        " AND status = 'pending'");
+    count.bind(soci::use(last.request_id, "id"), soci::use(last.step_idx, "idx"), soci::into(pending));
+    count.execute();
+    if (pending == 0) {
+      Prepared wake(sql, "UPDATE requests SET run_at = :now WHERE id = :id");
+      wake.bind(soci::use(now, "now"), soci::use(last.request_id, "id"));
+      wake.execute();
+    }
+  }
   return true;
 }
+
 
 void advance(RunRow& row, const Transition& t) {
   row.status = t.request_status;

@@ -4,6 +4,7 @@
 // its audit entry. Every function runs inside the caller's transaction.
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -145,6 +146,11 @@ struct Transition {
   bool shred_subject = false;
 };
 bool apply(soci::session& sql, const Transition& t);
+// Transitions of one request under one claim, in order, in one write of
+// the request: its row is updated once, to where the last one leaves it,
+// then each one's step, notices and audit entry follow. Fails (returns
+// false, writes nothing) as apply() does.
+bool apply(soci::session& sql, std::span<const Transition> transitions);
 
 // Writes notices to the outbox (pending, due now) for `step_idx` of the
 // request, or for none (-1, and any notice that is not `awaited`).

@@ -1,0 +1,125 @@
+#pragma once
+// Statements prepared once per PostgreSQL connection and run again with
+// fresh bindings. A one-time query is parsed, analysed and planned by the
+// server at every run, and that was a third of PostgreSQL's time per
+// request in the end-to-end bench (SPEC §12); a prepared one is parsed
+// once, and planned generically once its plans stop differing.
+//
+//   Prepared update(sql, "UPDATE requests SET run_at = :at WHERE id = :id");
+//   update.bind(soci::use(at, "at"), soci::use(id, "id"));
+//   if (update.execute() && update.affected_rows() == 1) ...
+//
+// The statements of a connection live in its StatementCache, which the
+// Database gives to the work it runs on that connection and clears before
+// the connection is opened again (a new server session knows none of
+// them). Elsewhere — SQLite, whose in-process prepare is cheap and whose
+// prepared SELECTs would hold read snapshots open; a session that is not
+// the Database's; a statement already in use on the connection — the
+// query runs as a one-time statement, exactly as `sql << query` would.
+//
+// Named statements outlive a rolled-back transaction on the server, so a
+// failed transaction leaves the cache as it was. A pooler that does not
+// keep a session per client (PgBouncer's transaction mode without its
+// prepared-statement support) loses them: the statement then fails with
+// SQLSTATE 26000, is dropped from the cache, and is prepared afresh by the
+// transaction's next run.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace soci {
+class session;
+class statement;
+}  // namespace soci
+
+namespace privacyd {
+
+class StatementCache {
+ public:
+  // At most this many statements per connection; queries past it run as
+  // one-time statements (the hot statements are few and fixed).
+  static constexpr std::size_t kMaxStatements = 128;
+
+  explicit StatementCache(soci::session& sql);
+  ~StatementCache();
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  // Forgets every statement; call before the connection closes (each one
+  // refers to it).
+  void clear();
+  std::size_t size() const { return entries_.size(); }
+
+  // While alive, work on this thread that prepares on `sql` uses `cache`.
+  class Scope {
+   public:
+    Scope(soci::session& sql, StatementCache& cache);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    soci::session* previous_session_;
+    StatementCache* previous_cache_;
+  };
+
+ private:
+  friend class Prepared;
+  struct Entry {
+    std::unique_ptr<soci::statement> statement;
+    bool busy = false;
+  };
+  // The entry for `query`, prepared now if new; nullptr when it cannot be
+  // cached (full, or busy: the caller runs a one-time statement).
+  Entry* take(const std::string& query);
+  void drop(const std::string& query);
+
+  soci::session& sql_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+class Prepared {
+ public:
+  Prepared(soci::session& sql, std::string query);
+  ~Prepared();
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+
+  // soci::use(...) and soci::into(...) elements, held by reference as SOCI
+  // holds them: the bound variables must outlive execute().
+  template <class... Elements>
+  Prepared& bind(Elements&&... elements) {
+    (exchange(std::forward<Elements>(elements)), ...);
+    return *this;
+  }
+
+  // Runs it; true when a row was fetched into the `into` elements.
+  bool execute();
+  // The next row of a SELECT into a soci::row; false past the last.
+  bool fetch();
+  long long affected_rows();
+
+ private:
+  template <class Element>
+  void exchange(Element&& element);
+
+  std::string query_;
+  StatementCache* cache_ = nullptr;
+  StatementCache::Entry* entry_ = nullptr;
+  std::unique_ptr<soci::statement> own_;  // a one-time statement
+  soci::statement* statement_ = nullptr;
+};
+
+}  // namespace privacyd
+
+#include <soci/statement.h>
+
+namespace privacyd {
+template <class Element>
+void Prepared::exchange(Element&& element) {
+  statement_->exchange(std::forward<Element>(element));
+}
+}  // namespace privacyd
