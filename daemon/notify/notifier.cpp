@@ -85,7 +85,7 @@ struct Settlement {
     // under the same lock whether it waits (runs::Transition::await_notices).
     // Nothing awaits a callback or a reminder: no lock (fewer rows locked
     // in a shared transaction, fewer deadlocks between batches).
-    if (step_idx >= 0) runs::lock_request(sql, request_id);
+    const bool waiting = step_idx >= 0 && runs::lock_request(sql, request_id);
     soci::indicator error_ind = error.empty() ? soci::i_null : soci::i_ok;
     soci::indicator delivered_ind = delivered ? soci::i_ok : soci::i_null;
     // Fenced: only this claim, on the attempt it claimed, records an
@@ -103,12 +103,8 @@ struct Settlement {
       recorded = update.affected_rows();
     }
     if (recorded != 1) return false;
-    if (status != "pending" && step_idx >= 0) {
-      // The step that queued it looks again.
-      Prepared wake(sql, "UPDATE requests SET run_at = :at WHERE id = :r AND status = 'running' AND run_at IS NULL");
-      wake.bind(soci::use(at, "at"), soci::use(request_id, "r"));
-      wake.execute();
-    }
+    // The step that queued it looks again.
+    if (status != "pending" && waiting) runs::wake(sql, request_id, at);
     audit::append(sql, at, request_id, "notice." + (status == "pending" ? std::string("retrying") : status),
                   json::serialize(json::object{{"notice_id", id}, {"channel", channel}, {"attempt", attempts},
                                                {"error", error}}));

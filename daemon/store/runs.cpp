@@ -102,12 +102,23 @@ bool renew(soci::session& sql, const std::string& id, const std::string& owner, 
   return update.affected_rows() == 1;
 }
 
-void lock_request(soci::session& sql, const std::string& id) {
-  if (!is_postgresql(sql)) return;  // SQLite: one writer at a time anyway
-  std::string locked;
-  Prepared lock(sql, "SELECT id FROM requests WHERE id = :id FOR UPDATE");
-  lock.bind(soci::use(id, "id"), soci::into(locked));
-  lock.execute();
+bool lock_request(soci::session& sql, const std::string& id) {
+  std::string status;
+  long long run_at = 0;
+  soci::indicator run_at_ind = soci::i_null;
+  // SQLite: one writer at a time, no row locks.
+  Prepared lock(sql, std::string("SELECT status, run_at FROM requests WHERE id = :id") +
+                         (is_postgresql(sql) ? " FOR UPDATE" : ""));
+  lock.bind(soci::use(id, "id"), soci::into(status), soci::into(run_at, run_at_ind));
+  return lock.execute() && status == "running" && run_at_ind == soci::i_null;
+}
+
+void wake(soci::session& sql, const std::string& id, UnixMillis at) {
+  // By primary key alone: the request's state was read under its lock.
+  long long due = at;
+  Prepared update(sql, "UPDATE requests SET run_at = :at WHERE id = :id");
+  update.bind(soci::use(due, "at"), soci::use(id, "id"));
+  update.execute();
 }
 
 std::string bounded_error(std::string_view error) { return bounded_text(error, kMaxStoredError); }
@@ -166,29 +177,64 @@ std::optional<RunRow> load(soci::session& sql, const std::string& id) {
 }
 
 namespace {
-// A transition's step, notices, shredding mark and audit entry, after its
-// request's row was written (and locked) under the claim.
-void write_step(soci::session& sql, const Transition& t) {
-  long long now = t.now;
-  if (t.step_idx >= 0) {
-    Maybe<std::string> output(t.output);
-    Maybe<std::string> error(t.error ? std::optional<std::string>(bounded_error(*t.error)) : std::nullopt);
-    Maybe<long long> wake(t.wake_at ? std::optional<long long>(*t.wake_at) : std::nullopt);
-    bool finished = t.step_status == "succeeded" || t.step_status == "skipped" || t.step_status == "failed";
-    Maybe<long long> finished_at(finished ? std::optional<long long>(now) : std::nullopt);
-    Prepared step(sql, "INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, output,"
-                       " error, started_at, finished_at, wake_at)"
-                       " VALUES (:id, :idx, :step, :action, :status, :attempts, :output, :error, :started,"
-                       " :finished, :wake) ON CONFLICT (request_id, idx) DO UPDATE SET status = excluded.status,"
-                       " attempts = excluded.attempts, output = excluded.output, error = excluded.error,"
-                       " finished_at = excluded.finished_at, wake_at = excluded.wake_at");
-    step.bind(soci::use(t.request_id, "id"), soci::use(t.step_idx, "idx"), soci::use(t.step_id, "step"),
-        soci::use(t.action, "action"), soci::use(t.step_status, "status"), soci::use(t.attempts, "attempts"),
-        soci::use(output.value, output.ind, "output"), soci::use(error.value, error.ind, "error"),
-        soci::use(now, "started"), soci::use(finished_at.value, finished_at.ind, "finished"),
-        soci::use(wake.value, wake.ind, "wake"));
-    step.execute();
+// The steps the transitions leave, in one INSERT (a step seen twice in
+// them, which one statement cannot upsert twice, is written alone).
+void write_steps(soci::session& sql, std::span<const Transition> transitions) {
+  std::vector<const Transition*> steps;
+  for (const auto& t : transitions) {
+    if (t.step_idx < 0) continue;
+    for (const auto* seen : steps) {
+      if (seen->step_idx == t.step_idx) {
+        for (const auto& each : transitions) write_steps(sql, std::span<const Transition>(&each, 1));
+        return;
+      }
+    }
+    steps.push_back(&t);
   }
+  if (steps.empty()) return;
+  struct Values {
+    Maybe<std::string> output;
+    Maybe<std::string> error;
+    Maybe<long long> wake;
+    Maybe<long long> finished_at;
+    long long started;
+  };
+  std::vector<Values> values;
+  values.reserve(steps.size());  // bound by reference below: never reallocated
+  std::string query = "INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, output, error,"
+                      " started_at, finished_at, wake_at) VALUES ";
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const Transition& t = *steps[i];
+    bool finished = t.step_status == "succeeded" || t.step_status == "skipped" || t.step_status == "failed";
+    values.push_back({Maybe<std::string>(t.output),
+                      Maybe<std::string>(t.error ? std::optional<std::string>(bounded_error(*t.error)) : std::nullopt),
+                      Maybe<long long>(t.wake_at ? std::optional<long long>(*t.wake_at) : std::nullopt),
+                      Maybe<long long>(finished ? std::optional<long long>(t.now) : std::nullopt), t.now});
+    const std::string n = std::to_string(i);
+    query += (i == 0 ? "(" : ", (") + (":r" + n) + ", :i" + n + ", :s" + n + ", :a" + n + ", :st" + n + ", :n" + n +
+             ", :o" + n + ", :e" + n + ", :b" + n + ", :f" + n + ", :w" + n + ")";
+  }
+  query += " ON CONFLICT (request_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
+           " output = excluded.output, error = excluded.error, finished_at = excluded.finished_at,"
+           " wake_at = excluded.wake_at";
+  Prepared insert(sql, query);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const Transition& t = *steps[i];
+    Values& v = values[i];
+    const std::string n = std::to_string(i);
+    insert.bind(soci::use(t.request_id, "r" + n), soci::use(t.step_idx, "i" + n), soci::use(t.step_id, "s" + n),
+                soci::use(t.action, "a" + n), soci::use(t.step_status, "st" + n), soci::use(t.attempts, "n" + n),
+                soci::use(v.output.value, v.output.ind, "o" + n), soci::use(v.error.value, v.error.ind, "e" + n),
+                soci::use(v.started, "b" + n), soci::use(v.finished_at.value, v.finished_at.ind, "f" + n),
+                soci::use(v.wake.value, v.wake.ind, "w" + n));
+  }
+  insert.execute();
+}
+
+// A transition's notices, shredding mark and audit entry, after its
+// request's row was written (and locked) under the claim.
+void write_rest(soci::session& sql, const Transition& t) {
+  long long now = t.now;
   insert_notices(sql, t.request_id, t.step_idx, t.notices, now, t.notice_lease ? &*t.notice_lease : nullptr);
   if (t.shred_subject) {
     sql << "UPDATE subjects SET shred_after = COALESCE(shred_after, :now)"
@@ -241,7 +287,8 @@ bool apply(soci::session& sql, std::span<const Transition> transitions) {
       soci::use(now, "now"), soci::use(t.request_id, "id"), soci::use(t.token, "token"), soci::use(t.owner, "owner"),
       soci::into(updated, updated_ind));
   if (!update.execute()) return false;  // the claim was lost
-  for (const auto& each : transitions) write_step(sql, each);
+  write_steps(sql, transitions);
+  for (const auto& each : transitions) write_rest(sql, each);
   const Transition& last = transitions.back();
   if (last.await_notices) {
     // The row lock is ours (the UPDATE above); this statement sees every

@@ -166,8 +166,12 @@ void advance(RunRow& row, const Transition& t);
 void release(soci::session& sql, const std::string& id, const std::string& token);
 
 // Takes the request's row lock (PostgreSQL) before a notice of it settles:
-// see Transition::await_notices.
-void lock_request(soci::session& sql, const std::string& id);
+// see Transition::await_notices. True when, under that lock, the request
+// runs and nothing is scheduled for it (run_at NULL): a step of it waits
+// for its notices, and wake() makes it due.
+bool lock_request(soci::session& sql, const std::string& id);
+// Makes a request found waiting by lock_request() due at `at`.
+void wake(soci::session& sql, const std::string& id, UnixMillis at);
 
 // At most this much of an error is stored, audited or logged.
 inline constexpr std::size_t kMaxStoredError = 300;
