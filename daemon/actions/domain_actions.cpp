@@ -211,11 +211,11 @@ class Holdings final : public engine::LocalAction {
     json::array disclosed;
     json::array categories;
     {
-      soci::rowset<soci::row> rows =
-          (sql.prepare << "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
-                          " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category",
-           soci::use(subject.id, "subject"), soci::use(partner, "partner"));
-      for (const auto& r : rows) {
+      soci::row r;
+      Prepared select(sql, "SELECT category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                           " WHERE subject_id = :subject AND partner_id = :partner GROUP BY category ORDER BY category");
+      select.bind(soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(r));
+      for (bool got = select.execute(); got; got = select.fetch()) {
         categories.emplace_back(r.get<std::string>(0));
         disclosed.push_back(json::object{{"category", r.get<std::string>(0)},
                                          {"first_disclosed_at", format_rfc3339(row_integer(r, 1))},
@@ -226,9 +226,11 @@ class Holdings final : public engine::LocalAction {
     long long until = 0;
     soci::indicator from_ind = soci::i_null;
     soci::indicator until_ind = soci::i_null;
-    sql << "SELECT MIN(started_at), MAX(ended_at) FROM associations WHERE subject_id = :subject AND partner_id = :partner",
-        soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
-        soci::into(until, until_ind);
+    Prepared associated(sql, "SELECT MIN(started_at), MAX(ended_at) FROM associations"
+                       " WHERE subject_id = :subject AND partner_id = :partner");
+    associated.bind(soci::use(subject.id, "subject"), soci::use(partner, "partner"), soci::into(from, from_ind),
+              soci::into(until, until_ind));
+    associated.execute();
     json::object out{{"partner_id", partner}, {"categories", std::move(categories)}, {"disclosed", std::move(disclosed)}};
     out["associated_from"] = from_ind == soci::i_ok ? json::value(format_rfc3339(from)) : json::value(nullptr);
     out["disassociated_at"] = until_ind == soci::i_ok ? json::value(format_rfc3339(until)) : json::value(nullptr);

@@ -240,11 +240,11 @@ class NotifyPartners final : public NoticeAction {
     const std::string subject_id = text(ctx.context, {"request", "subject_id"});
     std::vector<std::array<std::string, 4>> rows;
     {
-      soci::rowset<soci::row> rs =
-          (sql.prepare << "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
-                          " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category",
-           soci::use(subject_id, "s"));
-      for (const auto& r : rs) {
+      soci::row r;
+      Prepared select(sql, "SELECT partner_id, category, MIN(disclosed_at), MAX(disclosed_at) FROM disclosures"
+                           " WHERE subject_id = :s GROUP BY partner_id, category ORDER BY partner_id, category");
+      select.bind(soci::use(subject_id, "s"), soci::into(r));
+      for (bool got = select.execute(); got; got = select.fetch()) {
         rows.push_back({r.get<std::string>(0), r.get<std::string>(1), format_rfc3339(row_integer(r, 2)),
                         format_rfc3339(row_integer(r, 3))});
       }

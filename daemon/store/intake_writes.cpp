@@ -5,6 +5,7 @@
 
 #include "daemon/audit/audit.hpp"
 #include "daemon/store/database.hpp"
+#include "daemon/store/prepared.hpp"
 
 namespace privacyd {
 
@@ -51,15 +52,16 @@ void write_request(soci::session& sql, const IntakeWrite& w, const std::string& 
   std::string status = "received";
   soci::indicator partner_ind = w.partner_id ? soci::i_ok : soci::i_null;
   std::string partner = w.partner_id.value_or("");
-  sql << "INSERT INTO requests(id, webhook_id, type, subject_id, partner_id, categories, jurisdiction, status,"
-         " occurred_at, received_at, deadline_at, updated_at, run_at)"
-         " VALUES (:id, :webhook, :type, :subject, :partner, :categories, :jurisdiction, :status,"
-         " :occurred, :received, :deadline, :updated, :run)",
-      soci::use(w.id, "id"), soci::use(w.webhook_id, "webhook"), soci::use(kind, "type"),
+  Prepared insert(sql, "INSERT INTO requests(id, webhook_id, type, subject_id, partner_id, categories, jurisdiction,"
+                       " status, occurred_at, received_at, deadline_at, updated_at, run_at)"
+                       " VALUES (:id, :webhook, :type, :subject, :partner, :categories, :jurisdiction, :status,"
+                       " :occurred, :received, :deadline, :updated, :run)");
+  insert.bind(soci::use(w.id, "id"), soci::use(w.webhook_id, "webhook"), soci::use(kind, "type"),
       soci::use(subject_id, "subject"), soci::use(partner, partner_ind, "partner"),
       soci::use(categories, "categories"), soci::use(w.jurisdiction, "jurisdiction"), soci::use(status, "status"),
       soci::use(w.occurred_at, "occurred"), soci::use(w.received_at, "received"),
-      soci::use(w.deadline_at, "deadline"), soci::use(w.received_at, "updated"), soci::use(w.received_at, "run");
+      soci::use(w.deadline_at, "deadline"), soci::use(w.received_at, "updated"), soci::use(w.received_at, "run"));
+  insert.execute();
   audit::append(sql, w.received_at, w.id, "request.received",
                 boost::json::serialize(boost::json::object{{"type", kind}, {"deadline_at", w.deadline_at}}));
 }
@@ -77,9 +79,10 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
     std::string subject_id, key;
     long long shredded_at = 0;
     soci::indicator key_ind = soci::i_null, shredded_ind = soci::i_null;
-    sql << "SELECT id, key_id, shredded_at FROM subjects WHERE huawei_index = :i", soci::use(w.huawei_index, "i"),
-        soci::into(subject_id), soci::into(key, key_ind), soci::into(shredded_at, shredded_ind);
-    const bool exists = sql.got_data();
+    Prepared select(sql, "SELECT id, key_id, shredded_at FROM subjects WHERE huawei_index = :i");
+    select.bind(soci::use(w.huawei_index, "i"), soci::into(subject_id), soci::into(key, key_ind),
+                soci::into(shredded_at, shredded_ind));
+    const bool exists = select.execute();
     const bool keyed = exists && key_ind == soci::i_ok && !key.empty();
     const bool legacy = exists && !keyed && shredded_ind == soci::i_null;
     if (!keyed) key = legacy ? std::string() : sealer.new_key(w.received_at);
@@ -98,16 +101,15 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
       // that mends one no configured key opens any more.
       const std::string huawei = legacy ? sealer.seal(key, w.huawei_id, "subjects.huawei_id") : std::string();
       soci::indicator huawei_ind = legacy ? soci::i_ok : soci::i_null;
-      soci::statement update =
-          (sql.prepare << "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc),"
-                          " huawei_id_enc = COALESCE(:huawei, huawei_id_enc),"
-                          " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id"
-                          " AND (key_id = :key OR (:legacy = 1 AND key_id IS NULL AND shredded_at IS NULL))",
-           soci::use(contact, contact_ind, "contact"), soci::use(huawei, huawei_ind, "huawei"),
-           soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"),
-           soci::use(key, fence_ind, "key"), soci::use(keyless, "legacy"));
-      update.execute(true);
-      if (update.get_affected_rows() == 1) return subject_id;
+      Prepared update(sql, "UPDATE subjects SET contact_enc = COALESCE(:contact, contact_enc),"
+                           " huawei_id_enc = COALESCE(:huawei, huawei_id_enc),"
+                           " locale = COALESCE(:locale, locale), updated_at = :at WHERE id = :id"
+                           " AND (key_id = :key OR (:legacy = 1 AND key_id IS NULL AND shredded_at IS NULL))");
+      update.bind(soci::use(contact, contact_ind, "contact"), soci::use(huawei, huawei_ind, "huawei"),
+                  soci::use(locale, locale_ind, "locale"), soci::use(at, "at"), soci::use(subject_id, "id"),
+                  soci::use(key, fence_ind, "key"), soci::use(keyless, "legacy"));
+      update.execute();
+      if (update.affected_rows() == 1) return subject_id;
       continue;
     }
     const std::string huawei = sealer.seal(key, w.huawei_id, "subjects.huawei_id");
@@ -124,13 +126,14 @@ std::string write_subject(soci::session& sql, const IntakeWrite& w, const Subjec
     }
     std::string inserted;
     soci::indicator inserted_ind = soci::i_null;
-    sql << "INSERT INTO subjects(id, huawei_index, huawei_id_enc, contact_enc, locale, created_at, updated_at, key_id)"
-           " VALUES (:id, :index, :huawei, :contact, :locale, :at, :at2, :key)"
-           " ON CONFLICT (huawei_index) DO NOTHING RETURNING id",
-        soci::use(w.new_subject_id, "id"), soci::use(w.huawei_index, "index"), soci::use(huawei, "huawei"),
-        soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"), soci::use(at, "at"),
-        soci::use(at, "at2"), soci::use(key, new_key_ind, "key"), soci::into(inserted, inserted_ind);
-    if (sql.got_data() && inserted_ind == soci::i_ok) return inserted;
+    Prepared insert(sql, "INSERT INTO subjects(id, huawei_index, huawei_id_enc, contact_enc, locale, created_at,"
+                         " updated_at, key_id) VALUES (:id, :index, :huawei, :contact, :locale, :at, :at2, :key)"
+                         " ON CONFLICT (huawei_index) DO NOTHING RETURNING id");
+    insert.bind(soci::use(w.new_subject_id, "id"), soci::use(w.huawei_index, "index"), soci::use(huawei, "huawei"),
+                soci::use(contact, contact_ind, "contact"), soci::use(locale, locale_ind, "locale"),
+                soci::use(at, "at"), soci::use(at, "at2"), soci::use(key, new_key_ind, "key"),
+                soci::into(inserted, inserted_ind));
+    if (insert.execute() && inserted_ind == soci::i_ok) return inserted;
     // Inserted by another writer meanwhile: look again.
   }
   throw DatabaseConflict("the subject changed under this write three times; try again");
@@ -166,15 +169,15 @@ IntakeOutcome write_intake(soci::session& sql, const IntakeWrite& w, const Subje
   // shredded since).
   std::string claimed;
   soci::indicator claimed_ind = soci::i_null;
-  sql << "INSERT INTO webhook_deliveries(webhook_id, body_sha256, status, response, received_at)"
-         " SELECT :id, :hash, :status, :response, :at"
-         " WHERE NOT EXISTS (SELECT 1 FROM requests WHERE webhook_id = :id2)"
-         " AND NOT EXISTS (SELECT 1 FROM events WHERE webhook_id = :id3)"
-         " ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id",
-      soci::use(w.webhook_id, "id"), soci::use(w.body_sha256, "hash"), soci::use(w.status, "status"),
-      soci::use(w.response, "response"), soci::use(w.received_at, "at"), soci::use(w.webhook_id, "id2"),
-      soci::use(w.webhook_id, "id3"), soci::into(claimed, claimed_ind);
-  if (!sql.got_data() || claimed_ind != soci::i_ok) {
+  Prepared claim(sql, "INSERT INTO webhook_deliveries(webhook_id, body_sha256, status, response, received_at)"
+                      " SELECT :id, :hash, :status, :response, :at"
+                      " WHERE NOT EXISTS (SELECT 1 FROM requests WHERE webhook_id = :id2)"
+                      " AND NOT EXISTS (SELECT 1 FROM events WHERE webhook_id = :id3)"
+                      " ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
+  claim.bind(soci::use(w.webhook_id, "id"), soci::use(w.body_sha256, "hash"), soci::use(w.status, "status"),
+             soci::use(w.response, "response"), soci::use(w.received_at, "at"), soci::use(w.webhook_id, "id2"),
+             soci::use(w.webhook_id, "id3"), soci::into(claimed, claimed_ind));
+  if (!claim.execute() || claimed_ind != soci::i_ok) {
     std::string hash;
     std::string response;
     int status = 0;

@@ -1,0 +1,180 @@
+// Statements prepared once per connection (store/prepared.hpp), against a
+// real PostgreSQL: the tests tagged [.pg] are hidden from a plain run and
+// run by tests/integration/test_prepared.py, which starts a throwaway
+// cluster and passes its URL in PRIVACYD_TEST_PG. What the server holds is
+// read from pg_prepared_statements, on the connection itself.
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+
+#include "daemon/store/database.hpp"
+#include "daemon/store/prepared.hpp"
+
+using namespace privacyd;
+
+namespace {
+
+struct Quiet {
+  Quiet() : devnull(std::fopen("/dev/null", "w")), log(devnull, LogLevel::error, false) {}
+  ~Quiet() { std::fclose(devnull); }
+  std::FILE* devnull;
+  Logger log;
+};
+
+DatabaseConfig one_connection() {
+  const char* url = std::getenv("PRIVACYD_TEST_PG");
+  REQUIRE(url != nullptr);
+  std::string error;
+  auto cfg = parse_database_url(url, "/", error);
+  REQUIRE(cfg);
+  cfg->pool_size = 1;  // every with_session on the one connection, and its cache
+  return *cfg;
+}
+
+long long server_statements(soci::session& sql) {
+  long long n = 0;
+  sql << "SELECT COUNT(*) FROM pg_prepared_statements", soci::into(n);
+  return n;
+}
+
+void make_table(Database& db) {
+  db.with_session([](soci::session& sql) {
+    sql << "DROP TABLE IF EXISTS prepared_probe";
+    sql << "CREATE TABLE prepared_probe (id INTEGER PRIMARY KEY, label TEXT)";
+  });
+}
+
+long long insert(soci::session& sql, int id, const std::string& label) {
+  Prepared st(sql, "INSERT INTO prepared_probe(id, label) VALUES (:id, :label)");
+  st.bind(soci::use(id, "id"), soci::use(label, "label"));
+  st.execute();
+  return st.affected_rows();
+}
+
+std::string label_of(soci::session& sql, int id) {
+  std::string label;
+  Prepared st(sql, "SELECT label FROM prepared_probe WHERE id = :id");
+  st.bind(soci::use(id, "id"), soci::into(label));
+  return st.execute() ? label : std::string("(none)");
+}
+
+}  // namespace
+
+TEST_CASE("a statement is prepared once per connection and runs again with fresh bindings", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  for (int i = 1; i <= 20; ++i) {
+    db.with_session([&](soci::session& sql) { CHECK(insert(sql, i, "row " + std::to_string(i)) == 1); });
+  }
+  db.with_session([&](soci::session& sql) {
+    CHECK(label_of(sql, 7) == "row 7");
+    CHECK(label_of(sql, 20) == "row 20");
+    CHECK(label_of(sql, 99) == "(none)");
+    CHECK(server_statements(sql) == 2);  // the INSERT and the SELECT, each once
+  });
+}
+
+TEST_CASE("a prepared statement outlives a rolled-back transaction and a failed run", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    insert(sql, 1, "first");  // prepared inside the transaction
+    tr.rollback();
+  });
+  db.with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK(insert(sql, 1, "second") == 1);
+    // The same key again: the run fails, and the transaction with it.
+    CHECK_THROWS_AS(insert(sql, 1, "duplicate"), soci::soci_error);
+    tr.rollback();
+  });
+  db.with_session([&](soci::session& sql) {
+    CHECK(insert(sql, 1, "third") == 1);
+    CHECK(label_of(sql, 1) == "third");
+    CHECK(server_statements(sql) == 2);
+  });
+}
+
+TEST_CASE("a statement the server lost is dropped and prepared again", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) { insert(sql, 1, "a"); });
+  // As a pooler that hands out server sessions per transaction would.
+  db.with_session([](soci::session& sql) { sql << "DEALLOCATE ALL"; });
+  db.with_session([&](soci::session& sql) {
+    try {
+      insert(sql, 2, "b");
+      FAIL("a statement the server no longer has ran");
+    } catch (const soci::postgresql_soci_error& e) {
+      CHECK(e.sqlstate() == "26000");
+    }
+  });
+  db.with_session([&](soci::session& sql) {
+    CHECK(insert(sql, 2, "b") == 1);
+    CHECK(label_of(sql, 2) == "b");
+  });
+}
+
+TEST_CASE("a new connection starts with no statements and prepares them again", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) { insert(sql, 1, "a"); });
+  // The server ends the connection; the next use reconnects.
+  CHECK_THROWS_AS(db.with_session([](soci::session& sql) { sql << "SELECT pg_terminate_backend(pg_backend_pid())"; }),
+                  DatabaseUnavailable);
+  db.with_session([&](soci::session& sql) {
+    CHECK(server_statements(sql) == 0);
+    CHECK(insert(sql, 2, "b") == 1);
+    CHECK(label_of(sql, 1) == "a");
+    CHECK(server_statements(sql) == 2);
+  });
+}
+
+TEST_CASE("a statement in use, a session not the Database's, and a full cache run one-time queries", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) {
+    insert(sql, 1, "a");
+    insert(sql, 2, "b");
+    // Reading rows with one statement while the same query runs again.
+    soci::row r;
+    Prepared outer(sql, "SELECT id FROM prepared_probe WHERE id >= :from ORDER BY id");
+    int from = 1;
+    outer.bind(soci::use(from, "from"), soci::into(r));
+    int seen = 0;
+    for (bool got = outer.execute(); got; got = outer.fetch()) {
+      ++seen;
+      int again = 2;
+      int found = 0;
+      Prepared inner(sql, "SELECT id FROM prepared_probe WHERE id >= :from ORDER BY id");
+      inner.bind(soci::use(again, "from"), soci::into(found));
+      CHECK(inner.execute());
+      CHECK(found == 2);
+    }
+    CHECK(seen == 2);
+    CHECK(server_statements(sql) == 2);  // the INSERT and `outer`; `inner` was not kept
+    for (std::size_t i = 0; i < StatementCache::kMaxStatements + 10; ++i) {
+      int n = 0;
+      Prepared st(sql, "SELECT " + std::to_string(i) + " + :x");
+      int x = 1;
+      st.bind(soci::use(x, "x"), soci::into(n));
+      REQUIRE(st.execute());
+      CHECK(n == static_cast<int>(i) + 1);
+    }
+    CHECK(server_statements(sql) == static_cast<long long>(StatementCache::kMaxStatements));
+  });
+  const char* url = std::getenv("PRIVACYD_TEST_PG");
+  soci::session bare(soci::postgresql, std::string(url).substr(std::string("postgresql://").size()));
+  CHECK(label_of(bare, 1) == "a");
+  CHECK(server_statements(bare) == 0);
+}
