@@ -113,7 +113,11 @@ def main():
         daemon = Daemon(config)
         daemon.wait_ready()
         secrets = os.path.join(work, "var", "keys", "webhook-secrets")
+        # Intake alone: association webhooks start no workflow, so what
+        # they cost is what accepting a webhook costs.
+        intake_cpu_before = cpu_ms(daemon.proc.pid) + postgres_cpu_ms(pg)
         loadgen(daemon, secrets, "--type", "association.created")
+        intake_cpu = (cpu_ms(daemon.proc.pid) + postgres_cpu_ms(pg) - intake_cpu_before) / N
         xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
         time.sleep(11)  # the association phase's counts flushed first
         if STATEMENTS:
@@ -147,6 +151,13 @@ def main():
         print(f"  PostgreSQL    {committed / finished:8.0f} transactions/s committed"
               f" ({committed / N:.1f} per request; {writes / N:.1f} transaction ids assigned, i.e. writes)")
         print(f"  CPU           {cpu_privacyd / N:8.2f} ms privacyd, {cpu_postgres / N:.2f} ms PostgreSQL per request")
+        # Sustained, the cores carry intake and engine both: a machine that
+        # accepts 1/I webhooks a CPU-millisecond finishes at most
+        # I/(I+E) of that many requests end to end (I: intake alone, per
+        # webhook; E: the rest of a request, per request).
+        whole = (cpu_privacyd + cpu_postgres) / N
+        print(f"  capacity      {intake_cpu:8.2f} ms CPU per webhook for intake alone (association webhooks),"
+              f" {whole:.2f} ms per request end to end: sustained ratio at most {intake_cpu / whole:.2f}")
         # Where the time goes: each step's median time from start to
         # finish, and from the request's receipt to the step's start.
         rows = pg.psql("SELECT s.step_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.finished_at - s.started_at),"

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 
@@ -75,7 +76,24 @@ TEST_CASE("a statement is prepared once per connection and runs again with fresh
     CHECK(label_of(sql, 7) == "row 7");
     CHECK(label_of(sql, 20) == "row 20");
     CHECK(label_of(sql, 99) == "(none)");
-    CHECK(server_statements(sql) == 2);  // the INSERT and the SELECT, each once
+    // A row read into a soci::row is described again at every run: each
+    // run reads its own row, not the one before.
+    for (int id : {3, 11, 5}) {
+      soci::row r;
+      Prepared st(sql, "SELECT id, label FROM prepared_probe WHERE id = :id");
+      st.bind(soci::use(id, "id"), soci::into(r));
+      REQUIRE(st.execute());
+      CHECK(r.get<int>(0) == id);
+      CHECK(r.get<std::string>(1) == "row " + std::to_string(id));
+    }
+    // Into a vector, as a claim reads its candidates.
+    std::vector<int> ids(4);
+    int from = 17;
+    Prepared many(sql, "SELECT id FROM prepared_probe WHERE id >= :from ORDER BY id");
+    many.bind(soci::use(from, "from"), soci::into(ids));
+    REQUIRE(many.execute());
+    CHECK(ids == std::vector<int>{17, 18, 19, 20});
+    CHECK(server_statements(sql) == 4);  // the INSERT and the three SELECTs, each once
   });
 }
 
