@@ -104,10 +104,6 @@ int demo(const std::filesystem::path& config_file) {
       }
       Database db(system.database, log);
       db.with_session([&](soci::session& sql) {
-        // The demo's own files: a write-ahead log, as a real data system
-        // would run, rather than a rollback journal created and deleted
-        // at every erasure and unlink (persistent in the file).
-        if (system.database.backend == DatabaseConfig::Backend::sqlite3) sql << "PRAGMA journal_mode=WAL";
         soci::transaction tr(sql);
         system.name == "partner-center" ? partner_center(sql) : institute(sql);
         tr.commit();

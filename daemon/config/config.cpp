@@ -111,7 +111,8 @@ struct Reader {
 void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
   Reader r{yaml, c.file.parent_path()};
   if (!yaml.expect_map(root, "the config",
-                       {"listen", "tls", "admin", "database", "database_pool", "database_timeouts", "workflows", "policies", "keys", "webhook",
+                       {"listen", "tls", "admin", "database", "database_pool", "database_timeouts", "database_prepared_statements",
+                        "workflows", "policies", "keys", "webhook",
                         "notices", "log", "limits", "io_threads", "engine", "public_url", "partner_center",
                         "access", "retention"})) {
     return;
@@ -142,6 +143,7 @@ void read_config(YamlReader& yaml, const YAML::Node& root, Config& c) {
     }
   }
   if (auto n = yaml.integer(root, "database_pool", 1, 256)) c.database.pool_size = static_cast<std::size_t>(*n);
+  if (auto on = yaml.boolean(root, "database_prepared_statements")) c.database.prepared_statements = *on;
   if (auto t = root["database_timeouts"]; t.IsDefined() && yaml.expect_map(t, "database_timeouts", {"statement", "lock"})) {
     auto at_least_a_second = [&](const char* key, Duration& into) {
       if (auto d = yaml.duration(t, key)) {

@@ -37,6 +37,10 @@ struct DatabaseConfig {
   // ties up a database thread for longer (SET at every connect).
   Duration statement_timeout = std::chrono::seconds(30);
   Duration lock_timeout = std::chrono::seconds(10);
+  // PostgreSQL: frequent statements prepared once per connection
+  // (store/prepared.hpp). Off behind a pooler that does not keep a server
+  // session per client connection.
+  bool prepared_statements = true;
   // A data system's database belongs to someone else: privacyd opens it
   // as it is (no PRAGMAs that persist, never creates a missing SQLite file).
   bool foreign = false;

@@ -159,6 +159,16 @@ std::optional<std::int64_t> YamlReader::integer(const YAML::Node& map, std::stri
   return n;
 }
 
+std::optional<bool> YamlReader::boolean(const YAML::Node& map, std::string_view key) {
+  auto value = scalar(map, key, false, "true or false");
+  if (!value) return std::nullopt;
+  const std::string& text = value->Scalar();
+  if (text == "true") return true;
+  if (text == "false") return false;
+  error(value->Mark(), "\"" + std::string(key) + "\" must be true or false, not \"" + text + "\"", "type");
+  return std::nullopt;
+}
+
 std::optional<Duration> YamlReader::duration(const YAML::Node& map, std::string_view key, bool required) {
   auto value = scalar(map, key, required, "a duration");
   if (!value) return std::nullopt;

@@ -46,6 +46,7 @@ class YamlReader {
                                       std::int64_t max, bool required = false);
   std::optional<Duration> duration(const YAML::Node& map, std::string_view key, bool required = false);
   std::optional<std::uint64_t> size(const YAML::Node& map, std::string_view key, bool required = false);
+  std::optional<bool> boolean(const YAML::Node& map, std::string_view key);
 
   // ${VAR} expansion of one scalar, reporting unset variables at `at`.
   std::optional<std::string> expand(const std::string& text, const YAML::Mark& at);

@@ -3,6 +3,7 @@
 #include "daemon/store/prepared.hpp"
 
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <soci/connection-pool.h>
 #include <soci/postgresql/soci-postgresql.h>
@@ -187,12 +188,16 @@ void Database::run_session(const std::function<void(soci::session&)>& work) {
 
   if (broken_[slot] != 0) connect(slot);
   soci::session& sql = pool_->at(slot);
-  StatementCache::Scope statements(sql, *statements_[slot]);
+  std::optional<StatementCache::Scope> statements;
+  if (config_.prepared_statements) statements.emplace(sql, *statements_[slot]);
   try {
     work(sql);
   } catch (const soci::postgresql_soci_error& e) {
     auto state = e.sqlstate();
     if (is_conflict_sqlstate(state)) throw DatabaseConflict("serialization conflict (SQLSTATE " + state + ")");
+    // A prepared statement the server no longer has (store/prepared.hpp
+    // forgot them all): the work runs again, preparing afresh.
+    if (state == "26000") throw DatabaseConflict("prepared statement lost (SQLSTATE 26000)");
     if (is_unavailable_sqlstate(state) || !sql.is_connected()) {
       broken_[slot] = 1;
       throw DatabaseUnavailable("database connection lost (SQLSTATE " + state + ")");

@@ -2,6 +2,8 @@
 
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
+#include <stdexcept>
+#include <string>
 
 namespace privacyd {
 
@@ -10,8 +12,14 @@ namespace {
 thread_local soci::session* current_session = nullptr;
 thread_local StatementCache* current_cache = nullptr;
 
-// "prepared statement ... does not exist": the server session lost it.
-bool lost_statement(const soci::postgresql_soci_error& e) { return e.sqlstate() == "26000"; }
+// Failures of a run that say nothing about the statement itself: the
+// transaction's conflicts and the data's constraints (SQLSTATE classes
+// 40 and 23), a lock or statement timeout (55P03, 57014), a lost
+// connection (08), which ends the cache with it.
+bool statement_intact(const std::string& state) {
+  return state.starts_with("40") || state.starts_with("23") || state == "55P03" || state == "57014" ||
+         state.starts_with("08");
+}
 }  // namespace
 
 StatementCache::StatementCache(soci::session& sql) : sql_(sql) {}
@@ -19,6 +27,17 @@ StatementCache::StatementCache(soci::session& sql) : sql_(sql) {}
 StatementCache::~StatementCache() { clear(); }
 
 void StatementCache::clear() { entries_.clear(); }
+
+void StatementCache::invalidate() {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->second.busy) {
+      it->second.doomed = true;
+      ++it;
+    } else {
+      it = entries_.erase(it);
+    }
+  }
+}
 
 StatementCache::Scope::Scope(soci::session& sql, StatementCache& cache)
     : previous_session_(current_session), previous_cache_(current_cache) {
@@ -63,6 +82,10 @@ Prepared::Prepared(soci::session& sql, std::string query) : query_(std::move(que
 
 Prepared::~Prepared() {
   if (entry_ == nullptr) return;
+  if (entry_->doomed) {
+    cache_->drop(query_);
+    return;
+  }
   // The bindings go (they point at the caller's variables); the statement
   // stays prepared for the next run.
   entry_->statement->bind_clean_up();
@@ -70,6 +93,10 @@ Prepared::~Prepared() {
 }
 
 bool Prepared::execute() {
+  // A second run would bind and (one-time) prepare again: neither is
+  // meant to be repeated on a SOCI statement.
+  if (executed_) throw std::logic_error("a Prepared statement runs once");
+  executed_ = true;
   if (entry_ == nullptr) {
     own_->prepare(query_, soci::details::st_one_time_query);
     own_->define_and_bind();
@@ -79,11 +106,15 @@ bool Prepared::execute() {
     entry_->statement->define_and_bind();
     return entry_->statement->execute(true);
   } catch (const soci::postgresql_soci_error& e) {
-    if (lost_statement(e)) {
-      entry_ = nullptr;  // destroyed with the entry, bindings and all
-      statement_ = nullptr;
-      cache_->drop(query_);
+    const std::string state = e.sqlstate();
+    if (state == "26000") {
+      cache_->invalidate();  // this one with the others, when released
+    } else if (!statement_intact(state)) {
+      entry_->doomed = true;
     }
+    throw;
+  } catch (...) {
+    entry_->doomed = true;  // failed in SOCI itself (a row it could not describe): its state is unknown
     throw;
   }
 }

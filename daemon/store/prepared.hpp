@@ -18,11 +18,16 @@
 // query runs as a one-time statement, exactly as `sql << query` would.
 //
 // Named statements outlive a rolled-back transaction on the server, so a
-// failed transaction leaves the cache as it was. A pooler that does not
-// keep a session per client (PgBouncer's transaction mode without its
-// prepared-statement support) loses them: the statement then fails with
-// SQLSTATE 26000, is dropped from the cache, and is prepared afresh by the
-// transaction's next run.
+// statement whose run failed on the data (a conflict, a constraint) stays.
+// One that failed in any other way is dropped, its state unknown. When
+// the server has lost one (SQLSTATE 26000: DISCARD ALL, DEALLOCATE ALL),
+// it has lost them all: the cache forgets every one, and the Database
+// reports the failure as a conflict, so the work runs again and prepares
+// afresh. Named statements need a server session per connection: behind a
+// pooler that does not keep one (PgBouncer's transaction pooling without
+// max_prepared_statements), two connections' statements of the same name
+// could meet on one server session; such a site turns them off
+// (`database_prepared_statements: false`).
 
 #include <cstddef>
 #include <memory>
@@ -51,6 +56,9 @@ class StatementCache {
   // Forgets every statement; call before the connection closes (each one
   // refers to it).
   void clear();
+  // Forgets every statement not in use now, and each one in use when it
+  // is released (the server no longer has them).
+  void invalidate();
   std::size_t size() const { return entries_.size(); }
 
   // While alive, work on this thread that prepares on `sql` uses `cache`.
@@ -71,6 +79,7 @@ class StatementCache {
   struct Entry {
     std::unique_ptr<soci::statement> statement;
     bool busy = false;
+    bool doomed = false;  // dropped when released
   };
   // The entry for `query`, prepared now if new; nullptr when it cannot be
   // cached (full, or busy: the caller runs a one-time statement).
@@ -96,7 +105,7 @@ class Prepared {
     return *this;
   }
 
-  // Runs it; true when a row was fetched into the `into` elements.
+  // Runs it, once; true when a row was fetched into the `into` elements.
   bool execute();
   // The next row of a SELECT into a soci::row; false past the last.
   bool fetch();
@@ -111,6 +120,7 @@ class Prepared {
   StatementCache::Entry* entry_ = nullptr;
   std::unique_ptr<soci::statement> own_;  // a one-time statement
   soci::statement* statement_ = nullptr;
+  bool executed_ = false;
 };
 
 }  // namespace privacyd

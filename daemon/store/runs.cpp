@@ -75,7 +75,8 @@ std::vector<Claim> claim(soci::session& sql, UnixMillis now, const std::string& 
                       " AND (lease_until IS NULL OR lease_until < :now2) ORDER BY run_at LIMIT :n" +
                           skip_locked(sql));
     due.bind(soci::use(at, "now"), soci::use(at, "now2"), soci::use(candidates, "n"), soci::into(ids));
-    due.execute();
+    // No row: SOCI leaves a vector of one as it was, holding "".
+    if (!due.execute()) ids.clear();
   }
   long long until = lease_until;
   std::vector<Claim> claimed;

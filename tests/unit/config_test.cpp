@@ -92,6 +92,21 @@ TEST_CASE("postgresql connection strings pass through with ${ENV} expanded", "[c
   CHECK(r.config->database.parameters == "host=db.internal port=5433 dbname=privacyd");
 }
 
+TEST_CASE("prepared statements are on unless database_prepared_statements is false", "[config]") {
+  auto env = fake_env({{"CREDENTIALS_DIRECTORY", "/x"}});
+  auto on = parse_config(kGood, "/c/privacyd.yaml", env);
+  REQUIRE(on.config);
+  CHECK(on.config->database.prepared_statements);
+  auto off = parse_config(std::string(kGood) + "database_prepared_statements: false\n", "/c/privacyd.yaml", env);
+  INFO(positions(off.problems));
+  REQUIRE(off.config);
+  CHECK_FALSE(off.config->database.prepared_statements);
+  auto bad = parse_config(std::string(kGood) + "database_prepared_statements: maybe\n", "/c/privacyd.yaml", env);
+  CHECK_FALSE(bad.config);
+  CHECK(positions(bad.problems) ==
+        "/c/privacyd.yaml:18:31: \"database_prepared_statements\" must be true or false, not \"maybe\" [type]\n");
+}
+
 TEST_CASE("every problem is reported with its exact 1-based position", "[config]") {
   const char* bad = R"(listen: 127.0.0.1:8080
 admin:

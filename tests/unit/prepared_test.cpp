@@ -120,12 +120,15 @@ TEST_CASE("a prepared statement outlives a rolled-back transaction and a failed 
   });
 }
 
-TEST_CASE("a statement the server lost is dropped and prepared again", "[.pg]") {
+TEST_CASE("statements the server lost are all forgotten, and the work is told to run again", "[.pg]") {
   Quiet q;
   Database db(one_connection(), q.log);
   make_table(db);
-  db.with_session([&](soci::session& sql) { insert(sql, 1, "a"); });
-  // As a pooler that hands out server sessions per transaction would.
+  db.with_session([&](soci::session& sql) {
+    insert(sql, 1, "a");
+    CHECK(label_of(sql, 1) == "a");
+  });
+  // As DISCARD ALL, or a pooler handing out another server session, would.
   db.with_session([](soci::session& sql) { sql << "DEALLOCATE ALL"; });
   db.with_session([&](soci::session& sql) {
     try {
@@ -135,9 +138,49 @@ TEST_CASE("a statement the server lost is dropped and prepared again", "[.pg]") 
       CHECK(e.sqlstate() == "26000");
     }
   });
+  // The SELECT was lost too, and is prepared afresh without failing once.
   db.with_session([&](soci::session& sql) {
+    CHECK(label_of(sql, 1) == "a");
     CHECK(insert(sql, 2, "b") == 1);
-    CHECK(label_of(sql, 2) == "b");
+    CHECK(server_statements(sql) == 2);
+  });
+  db.with_session([](soci::session& sql) { sql << "DEALLOCATE ALL"; });
+  // Out of the work, the loss is a conflict: the caller runs it again.
+  CHECK_THROWS_AS(db.with_session([&](soci::session& sql) { insert(sql, 3, "c"); }), DatabaseConflict);
+  db.with_session([&](soci::session& sql) { CHECK(insert(sql, 3, "c") == 1); });
+}
+
+TEST_CASE("a statement that failed in SOCI itself is dropped; one that failed on the data stays", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) {
+    insert(sql, 1, "not a number");
+    int n = 0;
+    int id = 1;
+    Prepared st(sql, "SELECT label FROM prepared_probe WHERE id = :id");
+    st.bind(soci::use(id, "id"), soci::into(n));
+    CHECK_THROWS_AS(st.execute(), soci::soci_error);
+    CHECK_THROWS_AS(st.execute(), std::logic_error);  // and it runs once
+  });
+  db.with_session([&](soci::session& sql) {
+    CHECK(server_statements(sql) == 1);  // the INSERT only
+    CHECK_THROWS_AS(insert(sql, 1, "again"), soci::soci_error);  // a duplicate key: the data's fault
+    CHECK(server_statements(sql) == 1);
+    CHECK(label_of(sql, 1) == "not a number");
+  });
+}
+
+TEST_CASE("with database_prepared_statements off, every query runs one-time", "[.pg]") {
+  Quiet q;
+  DatabaseConfig cfg = one_connection();
+  cfg.prepared_statements = false;
+  Database db(cfg, q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) {
+    for (int i = 1; i <= 3; ++i) CHECK(insert(sql, i, "x") == 1);
+    CHECK(label_of(sql, 2) == "x");
+    CHECK(server_statements(sql) == 0);
   });
 }
 
