@@ -83,6 +83,11 @@ def xids(pg):
     return int(pg.psql("SELECT pg_snapshot_xmax(pg_current_snapshot())").strip())
 
 
+def wal(pg):
+    """Where PostgreSQL's write-ahead log stands, in bytes."""
+    return int(pg.psql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").strip().split(".")[0])
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -115,14 +120,15 @@ def main():
         secrets = os.path.join(work, "var", "keys", "webhook-secrets")
         # Intake alone: association webhooks start no workflow, so what
         # they cost is what accepting a webhook costs.
-        intake_cpu_before = cpu_ms(daemon.proc.pid) + postgres_cpu_ms(pg)
+        intake_cpu_before, intake_wal_before = cpu_ms(daemon.proc.pid) + postgres_cpu_ms(pg), wal(pg)
         loadgen(daemon, secrets, "--type", "association.created")
         intake_cpu = (cpu_ms(daemon.proc.pid) + postgres_cpu_ms(pg) - intake_cpu_before) / N
+        intake_wal = (wal(pg) - intake_wal_before) / N
         xacts = lambda: int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'privacyd'").strip())
         time.sleep(11)  # the association phase's counts flushed first
         if STATEMENTS:
             pg.psql("SELECT pg_stat_statements_reset()")
-        xact_before, xid_before = xacts(), xids(pg)
+        xact_before, xid_before, wal_before = xacts(), xids(pg), wal(pg)
         cpu_before = (cpu_ms(daemon.proc.pid), postgres_cpu_ms(pg))
         started = time.monotonic()
         loadgen(daemon, secrets, "--type", "request.disassociation")
@@ -137,6 +143,7 @@ def main():
         time.sleep(11)
         committed = xacts() - xact_before
         writes = xids(pg) - xid_before
+        logged = (wal(pg) - wal_before) / N
         cpu_privacyd = cpu_ms(daemon.proc.pid) - cpu_before[0]
         cpu_postgres = postgres_cpu_ms(pg) - cpu_before[1]
         completed = count("SELECT COUNT(*) FROM requests WHERE status = 'completed'")
@@ -158,6 +165,10 @@ def main():
         whole = (cpu_privacyd + cpu_postgres) / N
         print(f"  capacity      {intake_cpu:8.2f} ms CPU per webhook for intake alone (association webhooks),"
               f" {whole:.2f} ms per request end to end: sustained ratio at most {intake_cpu / whole:.2f}")
+        # What the durable record costs: the log each writes (the requests'
+        # include their webhooks').
+        print(f"  WAL           {intake_wal / 1024:8.1f} KiB per webhook for intake alone, {logged / 1024:.1f} KiB per"
+              f" request end to end")
         # Where the time goes: each step's median time from start to
         # finish, and from the request's receipt to the step's start.
         rows = pg.psql("SELECT s.step_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.finished_at - s.started_at),"
