@@ -38,8 +38,7 @@ struct DatabaseConfig {
   Duration statement_timeout = std::chrono::seconds(30);
   Duration lock_timeout = std::chrono::seconds(10);
   // PostgreSQL: frequent statements prepared once per connection
-  // (store/prepared.hpp). Off behind a pooler that does not keep a server
-  // session per client connection.
+  // (store/prepared.hpp); off, they run as one-time queries.
   bool prepared_statements = true;
   // A data system's database belongs to someone else: privacyd opens it
   // as it is (no PRAGMAs that persist, never creates a missing SQLite file).

@@ -23,6 +23,13 @@ class SnapshotLost : public DatabaseConflict {
   using DatabaseConflict::DatabaseConflict;
 };
 
+// The server no longer has the connection's prepared statements
+// (store/prepared.hpp forgot them all): the work runs again at once.
+class PreparedLost : public DatabaseConflict {
+ public:
+  using DatabaseConflict::DatabaseConflict;
+};
+
 // SQLSTATE classes that mean "the connection or server is gone" rather than
 // "this statement is wrong": 08 connection exception, 57 operator
 // intervention (shutdown), 53 insufficient resources.
@@ -160,6 +167,11 @@ void Database::with_session(const std::function<void(soci::session&)>& work) {
       try {
         run_session(work);
         break;
+      } catch (const PreparedLost&) {
+        // Once: the statements are prepared afresh on this run.
+        if (attempt > 1) throw;
+        conflicts_.fetch_add(1, std::memory_order_relaxed);
+        continue;
       } catch (const SnapshotLost&) {
         if (attempt == kSqliteConflictAttempts) throw;
         conflicts_.fetch_add(1, std::memory_order_relaxed);
@@ -190,14 +202,17 @@ void Database::run_session(const std::function<void(soci::session&)>& work) {
   soci::session& sql = pool_->at(slot);
   std::optional<StatementCache::Scope> statements;
   if (config_.prepared_statements) statements.emplace(sql, *statements_[slot]);
+  // After the work, whether it ended or threw: its transaction is over.
+  struct Bury {
+    StatementCache& cache;
+    ~Bury() { cache.bury(); }
+  } bury{*statements_[slot]};
   try {
     work(sql);
   } catch (const soci::postgresql_soci_error& e) {
     auto state = e.sqlstate();
     if (is_conflict_sqlstate(state)) throw DatabaseConflict("serialization conflict (SQLSTATE " + state + ")");
-    // A prepared statement the server no longer has (store/prepared.hpp
-    // forgot them all): the work runs again, preparing afresh.
-    if (state == "26000") throw DatabaseConflict("prepared statement lost (SQLSTATE 26000)");
+    if (state == "26000") throw PreparedLost("prepared statement lost (SQLSTATE 26000)");
     if (is_unavailable_sqlstate(state) || !sql.is_connected()) {
       broken_[slot] = 1;
       throw DatabaseUnavailable("database connection lost (SQLSTATE " + state + ")");

@@ -12,21 +12,21 @@ namespace {
 thread_local soci::session* current_session = nullptr;
 thread_local StatementCache* current_cache = nullptr;
 
-// Failures of a run that say nothing about the statement itself: the
-// transaction's conflicts and the data's constraints (SQLSTATE classes
-// 40 and 23), a lock or statement timeout (55P03, 57014), a lost
-// connection (08), which ends the cache with it.
-bool statement_intact(const std::string& state) {
-  return state.starts_with("40") || state.starts_with("23") || state == "55P03" || state == "57014" ||
-         state.starts_with("08");
-}
+// A server's error leaves its named statement as it was, but for a plan
+// that can no longer be (0A000: its result type changed) and one whose
+// tables or columns changed under it (class 42): prepared afresh, it
+// may run again.
+bool statement_broken(const std::string& state) { return state == "0A000" || state.starts_with("42"); }
 }  // namespace
 
 StatementCache::StatementCache(soci::session& sql) : sql_(sql) {}
 
 StatementCache::~StatementCache() { clear(); }
 
-void StatementCache::clear() { entries_.clear(); }
+void StatementCache::clear() {
+  entries_.clear();
+  dropped_.clear();
+}
 
 void StatementCache::invalidate() {
   for (auto it = entries_.begin(); it != entries_.end();) {
@@ -34,10 +34,13 @@ void StatementCache::invalidate() {
       it->second.doomed = true;
       ++it;
     } else {
+      dropped_.push_back(std::move(it->second.statement));
       it = entries_.erase(it);
     }
   }
 }
+
+void StatementCache::bury() { dropped_.clear(); }
 
 StatementCache::Scope::Scope(soci::session& sql, StatementCache& cache)
     : previous_session_(current_session), previous_cache_(current_cache) {
@@ -64,7 +67,12 @@ StatementCache::Entry* StatementCache::take(const std::string& query) {
   return &it->second;
 }
 
-void StatementCache::drop(const std::string& query) { entries_.erase(query); }
+void StatementCache::drop(const std::string& query) {
+  auto it = entries_.find(query);
+  if (it == entries_.end()) return;
+  dropped_.push_back(std::move(it->second.statement));
+  entries_.erase(it);
+}
 
 Prepared::Prepared(soci::session& sql, std::string query) : query_(std::move(query)) {
   if (current_session == &sql && current_cache != nullptr && sql.get_backend_name() == "postgresql") {
@@ -109,7 +117,7 @@ bool Prepared::execute() {
     const std::string state = e.sqlstate();
     if (state == "26000") {
       cache_->invalidate();  // this one with the others, when released
-    } else if (!statement_intact(state)) {
+    } else if (statement_broken(state)) {
       entry_->doomed = true;
     }
     throw;
@@ -119,8 +127,15 @@ bool Prepared::execute() {
   }
 }
 
-bool Prepared::fetch() { return statement_->fetch(); }
+bool Prepared::fetch() {
+  if (!executed_) throw std::logic_error("a Prepared statement fetches after it runs");
+  return statement_->fetch();
+}
 
-long long Prepared::affected_rows() { return statement_->get_affected_rows(); }
+long long Prepared::affected_rows() {
+  // Before its run, a kept statement would answer for its last user.
+  if (!executed_ || statement_ == nullptr) throw std::logic_error("a Prepared statement counts rows after it runs");
+  return statement_->get_affected_rows();
+}
 
 }  // namespace privacyd

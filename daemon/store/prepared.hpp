@@ -18,22 +18,24 @@
 // query runs as a one-time statement, exactly as `sql << query` would.
 //
 // Named statements outlive a rolled-back transaction on the server, so a
-// statement whose run failed on the data (a conflict, a constraint) stays.
-// One that failed in any other way is dropped, its state unknown. When
-// the server has lost one (SQLSTATE 26000: DISCARD ALL, DEALLOCATE ALL),
-// it has lost them all: the cache forgets every one, and the Database
-// reports the failure as a conflict, so the work runs again and prepares
-// afresh. Named statements need a server session per connection: behind a
-// pooler that does not keep one (PgBouncer's transaction pooling without
-// max_prepared_statements), two connections' statements of the same name
-// could meet on one server session; such a site turns them off
-// (`database_prepared_statements: false`).
+// statement whose run the server refused stays, unless the refusal says
+// the statement itself is broken (its result type or its tables changed).
+// One that failed in SOCI itself (a value it could not convert, a row it
+// could not describe) is dropped, its state unknown. Dropped statements
+// are deallocated once the work has ended (bury()), outside the
+// transaction their failure aborted. When the server has lost one
+// (SQLSTATE 26000: DISCARD ALL, DEALLOCATE ALL), it has lost them all:
+// the cache forgets every one, and the Database runs the work again once.
+// Named statements need a server session per connection (so does the
+// rest of privacyd: its session deadlines, SOCI's own prepared queries):
+// a pooler must keep one per client connection (session pooling).
 
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace soci {
 class session;
@@ -59,6 +61,11 @@ class StatementCache {
   // Forgets every statement not in use now, and each one in use when it
   // is released (the server no longer has them).
   void invalidate();
+  // Deallocates the statements dropped during the work just ended. Not
+  // before: a statement dropped because its run failed inside a
+  // transaction would be deallocated in the aborted transaction, which the
+  // server refuses, and stay on the server for the connection's life.
+  void bury();
   std::size_t size() const { return entries_.size(); }
 
   // While alive, work on this thread that prepares on `sql` uses `cache`.
@@ -88,6 +95,7 @@ class StatementCache {
 
   soci::session& sql_;
   std::unordered_map<std::string, Entry> entries_;
+  std::vector<std::unique_ptr<soci::statement>> dropped_;  // until bury()
 };
 
 class Prepared {

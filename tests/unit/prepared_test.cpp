@@ -145,9 +145,55 @@ TEST_CASE("statements the server lost are all forgotten, and the work is told to
     CHECK(server_statements(sql) == 2);
   });
   db.with_session([](soci::session& sql) { sql << "DEALLOCATE ALL"; });
-  // Out of the work, the loss is a conflict: the caller runs it again.
-  CHECK_THROWS_AS(db.with_session([&](soci::session& sql) { insert(sql, 3, "c"); }), DatabaseConflict);
-  db.with_session([&](soci::session& sql) { CHECK(insert(sql, 3, "c") == 1); });
+  // Let out of the work, inside a transaction and with a statement of the
+  // work's still in use, the loss runs the work again, once.
+  int runs = 0;
+  long long inserted = 0;
+  db.with_session([&](soci::session& sql) {
+    ++runs;
+    soci::transaction tr(sql);
+    int found = 0;
+    int id = 1;
+    Prepared outer(sql, "SELECT id FROM prepared_probe WHERE id >= :id ORDER BY id");
+    outer.bind(soci::use(id, "id"), soci::into(found));
+    outer.execute();  // new, so prepared now: it runs, and is in use below
+    inserted = insert(sql, 3, "c");  // the first run finds the INSERT lost: 26000, out of the work
+    tr.commit();
+  });
+  CHECK(runs == 2);
+  CHECK(inserted == 1);
+  db.with_session([&](soci::session& sql) {
+    CHECK(label_of(sql, 3) == "c");
+    // The INSERT, `outer` (dropped when released, prepared afresh) and the
+    // SELECT of label_of: none is left over from before.
+    CHECK(server_statements(sql) == 3);
+  });
+}
+
+TEST_CASE("a statement whose table changed is dropped, and deallocated after its transaction", "[.pg]") {
+  Quiet q;
+  Database db(one_connection(), q.log);
+  make_table(db);
+  db.with_session([&](soci::session& sql) {
+    insert(sql, 1, "a");
+    CHECK(label_of(sql, 1) == "a");
+  });
+  db.with_session([](soci::session& sql) { sql << "ALTER TABLE prepared_probe DROP COLUMN label"; });
+  db.with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    try {
+      label_of(sql, 1);
+      FAIL("a statement on a dropped column ran");
+    } catch (const soci::postgresql_soci_error& e) {
+      CHECK(e.sqlstate().starts_with("42"));  // the failure aborted the transaction
+    }
+    tr.rollback();
+  });
+  db.with_session([&](soci::session& sql) {
+    // Deallocated once the work ended, not left on the server for the
+    // connection's life; the INSERT was not touched.
+    CHECK(server_statements(sql) == 1);
+  });
 }
 
 TEST_CASE("a statement that failed in SOCI itself is dropped; one that failed on the data stays", "[.pg]") {
