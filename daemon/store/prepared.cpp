@@ -90,14 +90,13 @@ Prepared::Prepared(soci::session& sql, std::string query) : query_(std::move(que
 
 Prepared::~Prepared() {
   if (entry_ == nullptr) return;
+  // The bindings go now, while the caller's variables they point at live.
+  entry_->statement->bind_clean_up();
   if (entry_->doomed) {
-    cache_->drop(query_);
+    cache_->drop(query_);  // deallocated once the work has ended
     return;
   }
-  // The bindings go (they point at the caller's variables); the statement
-  // stays prepared for the next run.
-  entry_->statement->bind_clean_up();
-  entry_->busy = false;
+  entry_->busy = false;  // and stays prepared for the next run
 }
 
 bool Prepared::execute() {
