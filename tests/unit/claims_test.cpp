@@ -52,6 +52,18 @@ TEST_CASE("a request this process drives is not claimed again when its lease lap
   CHECK(f.scalar<std::string>("SELECT lease_token FROM requests") == first[0].token);
 }
 
+TEST_CASE("one free slot and nothing due claims nothing and no request without an id", "[claims]") {
+  testing::SqliteFixture f;
+  std::vector<runs::Claim> claimed{{"stale", "stale"}};
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    // A vector of one that SOCI fills with no row stays as it was: {""}.
+    claimed = runs::claim(sql, 1000, "me", 2000, 1);
+    tr.commit();
+  });
+  CHECK(claimed.empty());
+}
+
 TEST_CASE("a lost claim writes nothing: every write checks the claim's token", "[claims]") {
   testing::SqliteFixture f;
   f.add_request("req_1");

@@ -200,6 +200,14 @@ TEST_CASE("a step that keeps failing fails the request with the step and error",
   auto id = f.add_request();
   for (int i = 0; i < 3; ++i) {
     eventually([&] { return f.flaky->calls == i + 1; }, "an attempt");
+    if (i < 2) {
+      // Its retry time is set from the clock when the failure is decided:
+      // the clock moves only once that is committed, or the retry would
+      // fall after the move and never come due (under load, ASan saw it).
+      const std::string committed = "SELECT COUNT(*) FROM request_steps WHERE step_id = 'try' AND status = 'waiting'"
+                                    " AND attempts = " + std::to_string(i + 1);
+      eventually([&] { return f.store.scalar(committed) == 1; }, "the failure committed");
+    }
     f.clock.advance(1h);
     f.engine->wake();
   }

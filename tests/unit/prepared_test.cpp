@@ -42,12 +42,17 @@ long long server_statements(soci::session& sql) {
   return n;
 }
 
-void make_table(Database& db) {
-  db.with_session([](soci::session& sql) {
-    sql << "DROP TABLE IF EXISTS prepared_probe";
-    sql << "CREATE TABLE prepared_probe (id INTEGER PRIMARY KEY, label TEXT)";
-  });
-}
+// A Database on one connection, with a fresh table to probe.
+struct Probe {
+  explicit Probe(const DatabaseConfig& cfg = one_connection()) : db(cfg, quiet.log) {
+    db.with_session([](soci::session& sql) {
+      sql << "DROP TABLE IF EXISTS prepared_probe";
+      sql << "CREATE TABLE prepared_probe (id INTEGER PRIMARY KEY, label TEXT)";
+    });
+  }
+  Quiet quiet;
+  Database db;
+};
 
 long long insert(soci::session& sql, int id, const std::string& label) {
   Prepared st(sql, "INSERT INTO prepared_probe(id, label) VALUES (:id, :label)");
@@ -66,9 +71,8 @@ std::string label_of(soci::session& sql, int id) {
 }  // namespace
 
 TEST_CASE("a statement is prepared once per connection and runs again with fresh bindings", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   for (int i = 1; i <= 20; ++i) {
     db.with_session([&](soci::session& sql) { CHECK(insert(sql, i, "row " + std::to_string(i)) == 1); });
   }
@@ -98,9 +102,8 @@ TEST_CASE("a statement is prepared once per connection and runs again with fresh
 }
 
 TEST_CASE("a prepared statement outlives a rolled-back transaction and a failed run", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     soci::transaction tr(sql);
     insert(sql, 1, "first");  // prepared inside the transaction
@@ -121,9 +124,8 @@ TEST_CASE("a prepared statement outlives a rolled-back transaction and a failed 
 }
 
 TEST_CASE("statements the server lost are all forgotten, and the work is told to run again", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     insert(sql, 1, "a");
     CHECK(label_of(sql, 1) == "a");
@@ -171,9 +173,8 @@ TEST_CASE("statements the server lost are all forgotten, and the work is told to
 }
 
 TEST_CASE("a statement whose table changed is dropped, and deallocated after its transaction", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     insert(sql, 1, "a");
     CHECK(label_of(sql, 1) == "a");
@@ -197,9 +198,8 @@ TEST_CASE("a statement whose table changed is dropped, and deallocated after its
 }
 
 TEST_CASE("a statement that failed in SOCI itself is dropped; one that failed on the data stays", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     insert(sql, 1, "not a number");
     int n = 0;
@@ -218,11 +218,10 @@ TEST_CASE("a statement that failed in SOCI itself is dropped; one that failed on
 }
 
 TEST_CASE("with database_prepared_statements off, every query runs one-time", "[.pg]") {
-  Quiet q;
   DatabaseConfig cfg = one_connection();
   cfg.prepared_statements = false;
-  Database db(cfg, q.log);
-  make_table(db);
+  Probe probe(cfg);
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     for (int i = 1; i <= 3; ++i) CHECK(insert(sql, i, "x") == 1);
     CHECK(label_of(sql, 2) == "x");
@@ -231,9 +230,8 @@ TEST_CASE("with database_prepared_statements off, every query runs one-time", "[
 }
 
 TEST_CASE("a new connection starts with no statements and prepares them again", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) { insert(sql, 1, "a"); });
   // The server ends the connection; the next use reconnects.
   CHECK_THROWS_AS(db.with_session([](soci::session& sql) { sql << "SELECT pg_terminate_backend(pg_backend_pid())"; }),
@@ -247,9 +245,8 @@ TEST_CASE("a new connection starts with no statements and prepares them again", 
 }
 
 TEST_CASE("a statement in use, a session not the Database's, and a full cache run one-time queries", "[.pg]") {
-  Quiet q;
-  Database db(one_connection(), q.log);
-  make_table(db);
+  Probe probe;
+  Database& db = probe.db;
   db.with_session([&](soci::session& sql) {
     insert(sql, 1, "a");
     insert(sql, 2, "b");
