@@ -200,8 +200,10 @@ void Database::run_session(const std::function<void(soci::session&)>& work) {
 
   if (broken_[slot] != 0) connect(slot);
   soci::session& sql = pool_->at(slot);
+  // PostgreSQL's only: SQLite's in-process prepare is cheap, and its
+  // prepared SELECTs would hold read snapshots open.
   std::optional<StatementCache::Scope> statements;
-  if (config_.prepared_statements) statements.emplace(sql, *statements_[slot]);
+  if (config_.prepared_statements && is_postgresql()) statements.emplace(sql, *statements_[slot]);
   // After the work, whether it ended or threw: its transaction is over.
   struct Bury {
     StatementCache& cache;

@@ -75,7 +75,7 @@ void StatementCache::drop(const std::string& query) {
 }
 
 Prepared::Prepared(soci::session& sql, std::string query) : query_(std::move(query)) {
-  if (current_session == &sql && current_cache != nullptr && sql.get_backend_name() == "postgresql") {
+  if (current_session == &sql && current_cache != nullptr) {
     cache_ = current_cache;
     entry_ = cache_->take(query_);
   }

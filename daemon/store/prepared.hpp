@@ -9,13 +9,14 @@
 //   update.bind(soci::use(at, "at"), soci::use(id, "id"));
 //   if (update.execute() && update.affected_rows() == 1) ...
 //
-// The statements of a connection live in its StatementCache, which the
-// Database gives to the work it runs on that connection and clears before
-// the connection is opened again (a new server session knows none of
-// them). Elsewhere — SQLite, whose in-process prepare is cheap and whose
-// prepared SELECTs would hold read snapshots open; a session that is not
-// the Database's; a statement already in use on the connection — the
-// query runs as a one-time statement, exactly as `sql << query` would.
+// The statements of a connection live in its StatementCache, which a
+// Database on PostgreSQL gives to the work it runs on that connection and
+// clears before the connection is opened again (a new server session
+// knows none of them). Elsewhere — SQLite, whose in-process prepare is
+// cheap and whose prepared SELECTs would hold read snapshots open; a
+// session that is not the Database's; a statement already in use on the
+// connection — the query runs as a one-time statement, exactly as
+// `sql << query` would.
 //
 // Named statements outlive a rolled-back transaction on the server, so a
 // statement whose run the server refused stays, unless the refusal says
