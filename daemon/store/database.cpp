@@ -10,6 +10,18 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+// LeakSanitizer, in the ASan build only. SOCI 4.0.3's PostgreSQL connect
+// runs its own `SET extra_float_digits` before it owns the new PGconn; when
+// the connection breaks in between (a server restart, a network fault),
+// the exception leaves that PGconn unfinished: about 36 KB of libpq memory
+// (its socket is closed). Fixed in SOCI 4.1.3; remove this then.
+// test_serve_pg drops connections in that window on every run. Only what
+// was allocated inside PQconnectdb is let through: a session privacyd
+// leaked itself is still reported, through its own allocation.
+extern "C" const char* __lsan_default_suppressions() { return "leak:PQconnectdb\n"; }
+#endif
+
 namespace privacyd {
 
 namespace {

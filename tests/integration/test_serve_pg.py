@@ -16,7 +16,9 @@ class DroppingProxy:
     through start-up and authentication and then closes it on the client's
     first statement: the window between libpq's connect succeeding and
     SOCI's first statement on the new connection (its SET
-    extra_float_digits), which a server restart or a network fault hits."""
+    extra_float_digits), which a server restart or a network fault hits.
+    It expects plaintext connections (sslmode and gssencmode disabled), and
+    counts a drop only at a first statement, never at an accept."""
 
     SSL_OR_GSS = (80877103, 80877104)
 
@@ -38,6 +40,10 @@ class DroppingProxy:
             return list(self.dropped)
 
     def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept below
+        except OSError:
+            pass
         self.listener.close()
 
     def _accept(self):
@@ -46,10 +52,7 @@ class DroppingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            with self.lock:
-                drop = self.to_drop > 0
-                self.to_drop -= int(drop)
-            threading.Thread(target=self._serve, args=(client, drop), daemon=True).start()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     @staticmethod
     def _read(sock, n):
@@ -74,11 +77,11 @@ class DroppingProxy:
             except OSError:
                 pass
 
-    def _serve(self, client, drop):
+    def _serve(self, client):
         with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
-            self._relay(client, upstream, drop)
+            self._relay(client, upstream)
 
-    def _relay(self, client, upstream, drop):
+    def _relay(self, client, upstream):
         back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
         back.start()
         try:
@@ -96,10 +99,14 @@ class DroppingProxy:
                 head = self._read(client, 5)
                 kind, length = head[:1], struct.unpack("!I", head[1:])[0]
                 body = self._read(client, length - 4)
-                if kind == b"Q" and drop:
+                if kind == b"Q":
                     with self.lock:
-                        self.dropped.append(body.rstrip(b"\0").decode(errors="replace"))
-                    break
+                        drop = self.to_drop > 0
+                        if drop:
+                            self.to_drop -= 1
+                            self.dropped.append(body.rstrip(b"\0").decode(errors="replace"))
+                    if drop:
+                        break
                 upstream.sendall(head + body)
                 if kind == b"Q":
                     self._pump(client, upstream)
@@ -145,13 +152,17 @@ class ServeOnPostgres(unittest.TestCase):
 
     def test_a_connection_dropped_before_its_first_statement_is_retried(self):
         # The server accepts the connection and then drops it (a restart, a
-        # network fault) before SOCI's first statement on it. The daemon
-        # reports itself unready, connects again and recovers; under ASan
-        # it also exits without a leak but SOCI 4.0's own (see lsan.supp).
+        # network fault) before SOCI's first statement on it. The work that
+        # needed it fails as unavailable, the slot connects again on its
+        # next use, and the daemon recovers. Under ASan it also exits
+        # without a leak but SOCI 4.0.3's own (store/database.cpp lets that
+        # one through; SOCI 4.1.3 sends no such SET to PostgreSQL 12 and
+        # later, and this assertion will say so after an upgrade).
         self.pg.psql("CREATE DATABASE dropped_test")
         proxy = DroppingProxy(self.pg.port)
         self.addCleanup(proxy.close)
-        dsn = f"postgresql://host=127.0.0.1 port={proxy.port} dbname=dropped_test user=privacyd"
+        dsn = (f"postgresql://host=127.0.0.1 port={proxy.port} dbname=dropped_test user=privacyd "
+               "sslmode=disable gssencmode=disable")
         path = write_config(self.dir.name, database=dsn)
         d = Daemon(path)
         self.addCleanup(d.kill)
