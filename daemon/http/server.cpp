@@ -105,14 +105,56 @@ net::ip::address client_key(const net::ip::address& address) {
   return net::ip::address_v6(bytes);
 }
 
-bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
-  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(r.status), version};
-  out.set(bhttp::field::server, "privacyd");
-  if (!r.content_type.empty()) out.set(bhttp::field::content_type, r.content_type);
-  for (auto& [name, value] : r.headers) out.set(name, value);
-  out.body() = std::move(r.body);
-  out.keep_alive(keep_alive);
-  out.prepare_payload();
+// A field privacyd sends must not end the header early: a CR or LF in a
+// name or value (a handler's bug) becomes a space, never a second field.
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  const auto from = out.size();
+  out.append(name).append(": ").append(value);
+  std::replace_if(out.begin() + static_cast<std::ptrdiff_t>(from), out.end(),
+                  [](char c) { return c == '\r' || c == '\n'; }, ' ');
+  out.append("\r\n");
+}
+
+// The response as it goes on the wire, written once into one buffer: the
+// same bytes, in the same order, as Beast's serializer wrote from a
+// response<string_body> (Server, Content-Type, the handler's fields, the
+// last of a name winning, Connection, Content-Length), without walking a
+// buffer sequence per write.
+std::string to_wire(Response&& r, unsigned version, bool keep_alive) {
+  const auto status = static_cast<bhttp::status>(r.status);
+  std::string out;
+  out.reserve(160 + r.body.size());
+  out.append("HTTP/");
+  out.push_back(static_cast<char>('0' + version / 10));
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + version % 10));
+  out.push_back(' ');
+  out.append(std::to_string(r.status)).push_back(' ');
+  out.append(bhttp::obsolete_reason(status)).append("\r\n");
+  append_field(out, "Server", "privacyd");
+  auto named_later = [&](std::size_t i, std::string_view name) {
+    for (std::size_t j = i + 1; j < r.headers.size(); ++j) {
+      if (beast::iequals(r.headers[j].first, name)) return true;
+    }
+    return false;
+  };
+  if (!r.content_type.empty() && !named_later(static_cast<std::size_t>(-1), "Content-Type")) {
+    append_field(out, "Content-Type", r.content_type);
+  }
+  for (std::size_t i = 0; i < r.headers.size(); ++i) {
+    if (!named_later(i, r.headers[i].first)) append_field(out, r.headers[i].first, r.headers[i].second);
+  }
+  if (version < 11 && keep_alive) append_field(out, "Connection", "keep-alive");
+  if (version >= 11 && !keep_alive) append_field(out, "Connection", "close");
+  // 1xx, 204 and 304 carry no body and no length.
+  const bool bodiless = bhttp::to_status_class(status) == bhttp::status_class::informational ||
+                        status == bhttp::status::no_content || status == bhttp::status::not_modified;
+  if (bodiless) {
+    r.body.clear();
+  } else {
+    append_field(out, "Content-Length", std::to_string(r.body.size()));
+  }
+  out.append("\r\n").append(r.body);
   return out;
 }
 
@@ -376,9 +418,9 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
       } else {
         rejection = error(400, "bad_request", "malformed HTTP request");
       }
-      auto out = to_beast(std::move(rejection), 11, false);
+      auto out = to_wire(std::move(rejection), 11, false);
       expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
-      co_await bhttp::async_write(stream, out, use_tuple);
+      co_await net::async_write(stream, net::buffer(out), use_tuple);
       break;
     }
 
@@ -464,9 +506,9 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
       options.metrics->http_duration.with({options.name, route_label}).observe(took.count());
     }
     keep_alive = keep_alive && !draining;
-    auto out = to_beast(std::move(response), parser.get().version(), keep_alive);
+    auto out = to_wire(std::move(response), parser.get().version(), keep_alive);
     expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
-    auto [write_ec, w] = co_await bhttp::async_write(stream, out, use_tuple);
+    auto [write_ec, w] = co_await net::async_write(stream, net::buffer(out), use_tuple);
     (void)w;
     if (write_ec || !keep_alive) break;
   }
