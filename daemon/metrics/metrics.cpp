@@ -101,21 +101,21 @@ void write_sample(std::string& out, std::string_view name, std::string_view labe
 template <>
 void Family<Counter>::render(std::string& out) const {
   write_family_header(out, name_, "counter", help_);
-  std::lock_guard lock(mutex_);
+  std::shared_lock lock(mutex_);
   for (const auto& [values, c] : children_) write_sample(out, name_, label_text(values), static_cast<double>(c->value()));
 }
 
 template <>
 void Family<Gauge>::render(std::string& out) const {
   write_family_header(out, name_, "gauge", help_);
-  std::lock_guard lock(mutex_);
+  std::shared_lock lock(mutex_);
   for (const auto& [values, g] : children_) write_sample(out, name_, label_text(values), g->value());
 }
 
 template <>
 void Family<Histogram>::render(std::string& out) const {
   write_family_header(out, name_, "histogram", help_);
-  std::lock_guard lock(mutex_);
+  std::shared_lock lock(mutex_);
   for (const auto& [values, h] : children_) {
     auto s = h->snapshot();
     for (std::size_t i = 0; i < s.cumulative.size(); ++i) {

@@ -6,6 +6,7 @@
 // patterns, request types, statuses and reasons — bounded sets, never ids
 // or personal data.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,9 +81,16 @@ class Family final : public FamilyBase {
   Family(std::string name, std::string help, std::vector<std::string> labels, std::vector<double> bounds = {})
       : FamilyBase(std::move(name), std::move(help), std::move(labels)), bounds_(std::move(bounds)) {}
 
+  // On the hot path (every HTTP request) a child that exists is found
+  // under a shared lock, without building its key.
   T& with(std::initializer_list<std::string_view> values) {
+    {
+      std::shared_lock lock(mutex_);
+      auto it = children_.find(values);
+      if (it != children_.end()) return *it->second;
+    }
     std::vector<std::string> key(values.begin(), values.end());
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     auto it = children_.find(key);
     if (it == children_.end()) it = children_.emplace(std::move(key), make()).first;
     return *it->second;
@@ -89,6 +98,15 @@ class Family final : public FamilyBase {
   void render(std::string& out) const override;
 
  private:
+  // Orders label values, stored or looked up as views.
+  struct ValuesLess {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const {
+      return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                          [](std::string_view x, std::string_view y) { return x < y; });
+    }
+  };
   std::unique_ptr<T> make() const {
     if constexpr (std::is_same_v<T, Histogram>) {
       return std::make_unique<T>(bounds_);
@@ -97,8 +115,8 @@ class Family final : public FamilyBase {
     }
   }
   std::vector<double> bounds_;
-  mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<T>> children_;
+  mutable std::shared_mutex mutex_;
+  std::map<std::vector<std::string>, std::unique_ptr<T>, ValuesLess> children_;
 };
 
 class Registry {

@@ -72,6 +72,11 @@ TEST_CASE("metrics render in the Prometheus text format", "[metrics]") {
   hits.with({"/v1/requests/{id}", "200"}).inc();
   hits.with({"/v1/requests/{id}", "200"}).inc(2);
   hits.with({"say \"hi\"\\\n", "500"}).inc();
+  // Looked up by views: the same child for the same values, another for any other.
+  const std::string route = "/v1/requests/{id}";
+  CHECK(&hits.with({route, "200"}) == &hits.with({"/v1/requests/{id}", "200"}));
+  CHECK(&hits.with({route, "2000"}) != &hits.with({route, "200"}));
+  CHECK(&hits.with({"/v1/requests/{id", "}200"}) != &hits.with({route, "200"}));
   auto& took = registry.histogram("t_seconds", "Time.", {"route"}, {0.1, 1});
   took.with({"/x"}).observe(0.05);
   took.with({"/x"}).observe(0.5);
