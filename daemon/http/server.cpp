@@ -15,6 +15,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <algorithm>
+#include <array>
 #include <map>
 #include <mutex>
 #include <set>
@@ -107,7 +108,10 @@ net::ip::address client_key(const net::ip::address& address) {
 
 // A field privacyd sends must not end the header early: a CR or LF in a
 // name or value (a handler's bug) becomes a space, never a second field.
+// Spaces and tabs around the value are trimmed, as Beast's fields did.
 void append_field(std::string& out, std::string_view name, std::string_view value) {
+  const auto first = value.find_first_not_of(" \t");
+  value = first == std::string_view::npos ? std::string_view{} : value.substr(first, value.find_last_not_of(" \t") - first + 1);
   const auto from = out.size();
   out.append(name).append(": ").append(value);
   std::replace_if(out.begin() + static_cast<std::ptrdiff_t>(from), out.end(),
@@ -115,15 +119,28 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
   out.append("\r\n");
 }
 
-// The response as it goes on the wire, written once into one buffer: the
-// same bytes, in the same order, as Beast's serializer wrote from a
-// response<string_body> (Server, Content-Type, the handler's fields, the
-// last of a name winning, Connection, Content-Length), without walking a
-// buffer sequence per write.
-std::string to_wire(Response&& r, unsigned version, bool keep_alive) {
+// The framing is the server's: a handler's field of these names is dropped.
+bool framing_field(std::string_view name) {
+  return beast::iequals(name, "Content-Length") || beast::iequals(name, "Transfer-Encoding") ||
+         beast::iequals(name, "Connection");
+}
+
+// The status line and fields of a response, built once into one buffer;
+// the body is written after it from where it is (one sendmsg for both),
+// not copied. The bytes and their order are Beast's for a
+// response<string_body>: Server, Content-Type, the handler's fields (the
+// last of a name winning), Connection, Content-Length. Beast walked a
+// five-part buffer sequence on every write. Where this differs, it is on
+// purpose: CR or LF in a field never starts another; a handler cannot set
+// the framing fields; 204 and 304 go out without a body or a length (Beast
+// wrote Content-Length: 0, or threw on a body and dropped the connection);
+// and a 1xx, which would leave the client waiting for a final answer, is a
+// 500.
+std::string head_of(Response& r, unsigned version, bool keep_alive) {
+  if (r.status < 200 || r.status > 999) r = error(500, "internal", "internal error");
   const auto status = static_cast<bhttp::status>(r.status);
   std::string out;
-  out.reserve(160 + r.body.size());
+  out.reserve(192);
   out.append("HTTP/");
   out.push_back(static_cast<char>('0' + version / 10));
   out.push_back('.');
@@ -131,30 +148,27 @@ std::string to_wire(Response&& r, unsigned version, bool keep_alive) {
   out.push_back(' ');
   out.append(std::to_string(r.status)).push_back(' ');
   out.append(bhttp::obsolete_reason(status)).append("\r\n");
-  append_field(out, "Server", "privacyd");
   auto named_later = [&](std::size_t i, std::string_view name) {
     for (std::size_t j = i + 1; j < r.headers.size(); ++j) {
       if (beast::iequals(r.headers[j].first, name)) return true;
     }
     return false;
   };
-  if (!r.content_type.empty() && !named_later(static_cast<std::size_t>(-1), "Content-Type")) {
-    append_field(out, "Content-Type", r.content_type);
-  }
+  constexpr auto none = static_cast<std::size_t>(-1);
+  if (!named_later(none, "Server")) append_field(out, "Server", "privacyd");
+  if (!r.content_type.empty() && !named_later(none, "Content-Type")) append_field(out, "Content-Type", r.content_type);
   for (std::size_t i = 0; i < r.headers.size(); ++i) {
-    if (!named_later(i, r.headers[i].first)) append_field(out, r.headers[i].first, r.headers[i].second);
+    const auto& [name, value] = r.headers[i];
+    if (!framing_field(name) && !named_later(i, name)) append_field(out, name, value);
   }
   if (version < 11 && keep_alive) append_field(out, "Connection", "keep-alive");
   if (version >= 11 && !keep_alive) append_field(out, "Connection", "close");
-  // 1xx, 204 and 304 carry no body and no length.
-  const bool bodiless = bhttp::to_status_class(status) == bhttp::status_class::informational ||
-                        status == bhttp::status::no_content || status == bhttp::status::not_modified;
-  if (bodiless) {
+  if (status == bhttp::status::no_content || status == bhttp::status::not_modified) {
     r.body.clear();
   } else {
     append_field(out, "Content-Length", std::to_string(r.body.size()));
   }
-  out.append("\r\n").append(r.body);
+  out.append("\r\n");
   return out;
 }
 
@@ -418,9 +432,9 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
       } else {
         rejection = error(400, "bad_request", "malformed HTTP request");
       }
-      auto out = to_wire(std::move(rejection), 11, false);
+      const auto head = head_of(rejection, 11, false);
       expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
-      co_await net::async_write(stream, net::buffer(out), use_tuple);
+      co_await net::async_write(stream, std::array<net::const_buffer, 2>{net::buffer(head), net::buffer(rejection.body)}, use_tuple);
       break;
     }
 
@@ -506,9 +520,11 @@ net::awaitable<void> Server::Impl::exchange(std::atomic<bool>& idle, Stream& str
       options.metrics->http_duration.with({options.name, route_label}).observe(took.count());
     }
     keep_alive = keep_alive && !draining;
-    auto out = to_wire(std::move(response), parser.get().version(), keep_alive);
+    const auto head = head_of(response, parser.get().version(), keep_alive);
     expires_after(beast::get_lowest_layer(stream), limits.read_timeout);
-    auto [write_ec, w] = co_await net::async_write(stream, net::buffer(out), use_tuple);
+    auto [write_ec, w] =
+        co_await net::async_write(stream, std::array<net::const_buffer, 2>{net::buffer(head), net::buffer(response.body)},
+                                   use_tuple);
     (void)w;
     if (write_ec || !keep_alive) break;
   }

@@ -92,10 +92,10 @@ def main():
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(workers=WORKERS, root=work, port=port))
         nginx = subprocess.Popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True).returncode == 0,
-                 what="nginx's workers")
-        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
-                                                  text=True).stdout.split()]
+        def nginx_workers():
+            found = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True).stdout.split()
+            return [int(p) for p in found] if len(found) == WORKERS else None
+        workers = wait_for(nginx_workers, what="nginx's workers")
         ours, theirs = [], []
         for i in range(ROUNDS):
             ours.append(wrk(daemon.port(), [daemon.proc.pid]))

@@ -22,10 +22,24 @@ boost::asio::awaitable<http::Response> fields(http::Request&) {
   co_return r;
 }
 
-boost::asio::awaitable<http::Response> nothing(http::Request&) {
-  auto r = http::Response::json(204, "{\"dropped\":true}");
+boost::asio::awaitable<http::Response> nothing(http::Request& request) {
+  // With a body the handler should not have given, and without.
+  co_return http::Response::json(204, request.query.empty() ? "" : "{\"dropped\":true}");
+}
+
+// Fields that are the server's to set: a handler's are dropped (framing)
+// or win (Server), never sent twice.
+boost::asio::awaitable<http::Response> framing(http::Request&) {
+  auto r = http::Response::text(200, "abc");
+  r.headers.emplace_back("Content-Length", "1");
+  r.headers.emplace_back("transfer-encoding", "chunked");
+  r.headers.emplace_back("Connection", "upgrade");
+  r.headers.emplace_back("Server", "other");
+  r.headers.emplace_back("X-Padded", " \tv \t");
   co_return r;
 }
+
+boost::asio::awaitable<http::Response> interim(http::Request&) { co_return http::Response::json(103, "{}"); }
 
 std::string serve(std::string_view input) {
   static Logger log(std::fopen("/dev/null", "w"), LogLevel::error, false);
@@ -34,6 +48,8 @@ std::string serve(std::string_view input) {
     r.add("GET", "/ok", ok);
     r.add("GET", "/fields", fields);
     r.add("GET", "/nothing", nothing);
+    r.add("GET", "/framing", framing);
+    r.add("GET", "/interim", interim);
     return r;
   }();
   http::ServerOptions options;
@@ -65,8 +81,21 @@ TEST_CASE("a handler's fields: the last of a name wins, and CR or LF never start
         "Content-Length: 1\r\n\r\nx");
 }
 
+TEST_CASE("the framing is the server's: a handler's length, coding and connection fields are dropped", "[http]") {
+  CHECK(serve("GET /framing HTTP/1.1\r\nConnection: close\r\n\r\n") ==
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nServer: other\r\nX-Padded: v\r\n"
+        "Connection: close\r\nContent-Length: 3\r\n\r\nabc");
+}
+
+TEST_CASE("an interim status from a handler is a 500: the client would wait for a final one", "[http]") {
+  CHECK(serve("GET /interim HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .starts_with("HTTP/1.1 500 Internal Server Error\r\nServer: privacyd\r\n"));
+}
+
 TEST_CASE("a 204 carries neither a body nor a length", "[http]") {
-  CHECK(serve("GET /nothing HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\nConnection: close\r\n\r\n") ==
+  CHECK(serve("GET /nothing HTTP/1.1\r\n\r\nGET /nothing?body HTTP/1.1\r\n\r\n"
+              "GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n") ==
+        "HTTP/1.1 204 No Content\r\nServer: privacyd\r\nContent-Type: application/json\r\n\r\n"
         "HTTP/1.1 204 No Content\r\nServer: privacyd\r\nContent-Type: application/json\r\n\r\n"
         "HTTP/1.1 200 OK\r\nServer: privacyd\r\nContent-Type: application/json\r\nConnection: close\r\n"
         "Content-Length: 2\r\n\r\n{}");
