@@ -87,7 +87,9 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
   auto work = [this, id, reason, who = caller.name, now](soci::session& sql) {
     auto row = runs::load(sql, id);
     if (!row) return Outcome{};
-    if (row->status != "awaiting_approval") return Outcome{row->status, row->type, row->received_at};
+    if (row->status != "awaiting_approval" && row->status != "failed") {
+      return Outcome{row->status, row->type, row->received_at};
+    }
     std::vector<runs::Transition::Notice> notices;
     if (deps_.rejection_notices) {
       for (auto& n : deps_.rejection_notices(engine::request_context(*row, deps_.keys), reason, now)) {
@@ -112,7 +114,7 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
     if (outcome.status == "changed") {
       co_return http::error(409, "wrong_status", "the request changed meanwhile; look again");
     }
-    co_return wrong_status("awaiting_approval", outcome.status);
+    co_return wrong_status("awaiting_approval or failed", outcome.status);
   }
   deps_.log.info("request rejected", {{"request_id", id}, {"by", caller.name}});
   if (deps_.metrics != nullptr) {

@@ -378,19 +378,21 @@ std::optional<std::string> workflow_source(soci::session& sql, const std::string
 }
 
 namespace {
-// The step a request is parked on, for an operator decision.
-std::optional<std::pair<int, std::string>> parked_step(soci::session& sql, const std::string& id) {
+// The step a request stopped at (parked for approval, or failed), and the
+// status it stopped with, when an operator may decide on it now.
+std::optional<std::pair<int, std::string>> decidable_step(soci::session& sql, const std::string& id,
+                                                          std::initializer_list<std::string_view> statuses) {
   int next = 0;
   std::string status;
   sql << "SELECT next_step, status FROM requests WHERE id = :id", soci::use(id, "id"), soci::into(next),
       soci::into(status);
-  if (!sql.got_data() || status != "awaiting_approval") return std::nullopt;
+  if (!sql.got_data() || std::find(statuses.begin(), statuses.end(), status) == statuses.end()) return std::nullopt;
   return std::pair{next, status};
 }
 }  // namespace
 
 bool approve(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now) {
-  auto parked = parked_step(sql, id);
+  auto parked = decidable_step(sql, id, {"awaiting_approval"});
   if (!parked) return false;
   long long at = now;
   int idx = parked->first;
@@ -408,26 +410,33 @@ bool approve(soci::session& sql, const std::string& id, const std::string& who, 
 
 bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
             UnixMillis now, const std::vector<Transition::Notice>& notices) {
-  auto parked = parked_step(sql, id);
-  if (!parked) return false;
+  // A failed request may be rejected too: it is how an operator closes one
+  // that would only fail again, which otherwise holds its subject's data
+  // (and crypto-shredding) back for ever.
+  auto stopped = decidable_step(sql, id, {"awaiting_approval", "failed"});
+  if (!stopped) return false;
   long long at = now;
-  int idx = parked->first;
+  const auto& [idx, was] = *stopped;
   soci::statement update =
       (sql.prepare << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
-                      " WHERE id = :id AND status = 'awaiting_approval'",
-       soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id"));
+                      " WHERE id = :id AND status = :was",
+       soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id"), soci::use(was, "was"));
   if (!changed(update)) return false;
-  std::string failed = "failed";
-  std::string error = "rejected by an operator";
-  sql << "UPDATE request_steps SET status = :status, error = :error, finished_at = :at"
-         " WHERE request_id = :id AND idx = :idx",
-      soci::use(failed, "status"), soci::use(error, "error"), soci::use(at, "at"), soci::use(id, "id"),
-      soci::use(idx, "idx");
+  if (was == "awaiting_approval") {
+    // A failed step keeps its own error; the approval step is what failed here.
+    std::string failed = "failed";
+    std::string error = "rejected by an operator";
+    sql << "UPDATE request_steps SET status = :status, error = :error, finished_at = :at"
+           " WHERE request_id = :id AND idx = :idx",
+        soci::use(failed, "status"), soci::use(error, "error"), soci::use(at, "at"), soci::use(id, "id"),
+        soci::use(idx, "idx");
+  }
   insert_notices(sql, id, idx, notices, at);
   boost::json::array ids;
   for (const auto& n : notices) ids.emplace_back(n.id);
   audit::append(sql, now, id, "request.rejected",
-                boost::json::serialize(boost::json::object{{"by", who}, {"reason", reason}, {"notices", std::move(ids)}}));
+                boost::json::serialize(boost::json::object{
+                    {"by", who}, {"reason", reason}, {"was", was}, {"notices", std::move(ids)}}));
   return true;
 }
 

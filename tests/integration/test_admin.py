@@ -251,6 +251,29 @@ class Admin(AdminSetup):
         self.assertEqual(self.call("POST", f"/v1/requests/{rid}/retry")[0], 409)
         self.assertIn(("request.retried", '{"by":"ops","step":0}'), self.audit(rid))
 
+    def test_a_failed_request_is_closed_by_rejecting_it_and_the_person_is_told(self):
+        self.partners.script["check"] = [(400, {})]
+        rid = self.submit("request.access", subject="demo-002", email="alex.morgan@demo.example", locale="en")
+        self.status_of(rid, "failed")
+        s, body, _ = self.call("POST", f"/v1/requests/{rid}/reject", body={"reason": "The partner no longer exists"})
+        self.assertEqual(s, 200, body)
+        self.assertEqual((body["status"], body["reason"]), ("rejected", "The partner no longer exists"))
+        self.assertEqual((body["steps"][0]["status"], body["steps"][0]["error"]),
+                         ("failed", "webhook.call answered 400"), "the failed step keeps its own error")
+        notice = wait_for(lambda: [n for n in self.call("GET", f"/v1/requests/{rid}")[1]["notices"]
+                                   if n["status"] == "delivered"], what="the rejection mail")[0]
+        self.assertEqual(notice["template"], "subject-rejected")
+        with open(os.path.join(self.dir.name, "var", "notices", notice["id"] + ".eml"), encoding="utf-8") as f:
+            self.assertIn("The partner no longer exists", f.read())
+        retried = self.call("POST", f"/v1/requests/{rid}/retry")
+        self.assertEqual((retried[0], retried[1]["error"]["code"]), (409, "wrong_status"))
+        again = self.call("POST", f"/v1/requests/{rid}/reject", body={"reason": "again"})
+        self.assertEqual((again[0], again[1]["error"]["message"]),
+                         (409, "the request is rejected, not awaiting_approval or failed"))
+        events = [e for e, d in self.audit(rid) if e == "request.rejected"]
+        self.assertEqual(events, ["request.rejected"])
+        self.assertIn('"was":"failed"', [d for e, d in self.audit(rid) if e == "request.rejected"][0])
+
     def test_retry_of_a_request_failed_by_a_dead_notice_delivers_it_afresh(self):
         self.partners.script["notice.disassociation"] = [(400, {})]
         rid = self.submit("request.disassociation", partner="P-1001")

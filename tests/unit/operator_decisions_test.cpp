@@ -89,10 +89,37 @@ TEST_CASE("a rejection commits the notice that tells the person, once", "[operat
   CHECK(f.scalar<std::string>("SELECT status || '/' || reason FROM requests") == "rejected/no");
   CHECK(f.scalar<std::string>("SELECT template || '/' || status FROM notices") == "subject-rejected/pending");
   CHECK(f.scalar<std::string>("SELECT detail FROM audit_log WHERE event = 'request.rejected'") ==
-        R"({"by":"ops","reason":"no","notices":["ntc_r"]})");
+        R"({"by":"ops","reason":"no","was":"awaiting_approval","notices":["ntc_r"]})");
   // A second decision finds nothing awaiting it and changes nothing.
   CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "x", 9100, mail); }));
   CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::approve(sql, "req_1", "ops", 9100); }));
+  CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
+  chain_is_intact(f);
+}
+
+TEST_CASE("a failed request is closed by rejecting it; its failed step keeps its own error", "[operator]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.add_request("req_2");
+  f.exec("UPDATE requests SET status = 'failed', reason = 'step check failed', next_step = 0, run_at = NULL");
+  f.exec("UPDATE requests SET status = 'completed' WHERE id = 'req_2'");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
+         " VALUES ('req_1', 0, 'check', 'webhook.call', 'failed', 5, 'webhook.call answered 400')");
+  const std::vector<runs::Transition::Notice> mail = {{"ntc_r", "subject", "subject", "subject-rejected", "v1.k.z"}};
+  auto reject = [&](const char* id) {
+    return in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, id, "ops", "gone", 9000, mail); });
+  };
+  CHECK(reject("req_1"));
+  CHECK(f.scalar<std::string>("SELECT status || '/' || reason FROM requests WHERE id = 'req_1'") == "rejected/gone");
+  CHECK(f.scalar<std::string>("SELECT status || '/' || error FROM request_steps") == "failed/webhook.call answered 400");
+  CHECK(f.scalar<std::string>("SELECT detail FROM audit_log WHERE event = 'request.rejected'") ==
+        R"({"by":"ops","reason":"gone","was":"failed","notices":["ntc_r"]})");
+  // Rejected is final: no retry, no second rejection; a finished request
+  // is never rejected.
+  CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::retry_request(sql, "req_1", "ops", 9100); }));
+  CHECK_FALSE(reject("req_1"));
+  CHECK_FALSE(reject("req_2"));
+  CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_2'") == "completed");
   CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
   chain_is_intact(f);
 }

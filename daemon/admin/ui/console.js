@@ -325,16 +325,19 @@ function requestActions(r) {
   if (!isOperator()) return null;
   const id = encodeURIComponent(r.id);
   const buttons = [];
+  const reject = () => actionButton("Reject", { title: `Reject ${r.id}?`, text: "The person is told why, in their mail. The reason is kept with the request: write no personal data in it.",
+    okLabel: "Reject", fields: [{ name: "reason", label: "Reason", required: true, maxlength: 500 }],
+    act: async (v) => { await api("POST", `/v1/requests/${id}/reject`, { reason: oneLine(v.reason) }); say(`${r.id} rejected.`); } }, "danger");
   if (r.status === "awaiting_approval") {
     buttons.push(actionButton("Approve", { title: `Approve ${r.id}?`, text: "The workflow goes on from its approval step.", okLabel: "Approve",
       act: async () => { await api("POST", `/v1/requests/${id}/approve`); say(`${r.id} approved.`); } }, "primary"));
-    buttons.push(actionButton("Reject", { title: `Reject ${r.id}?`, text: "The person is told why, in their mail. The reason is kept with the request: write no personal data in it.",
-      okLabel: "Reject", fields: [{ name: "reason", label: "Reason", required: true, maxlength: 500 }],
-      act: async (v) => { await api("POST", `/v1/requests/${id}/reject`, { reason: oneLine(v.reason) }); say(`${r.id} rejected.`); } }, "danger"));
+    buttons.push(reject());
   }
   if (r.status === "failed") {
     buttons.push(actionButton("Retry", { title: `Retry ${r.id}?`, text: "The failed step runs again.", okLabel: "Retry",
       act: async () => { await api("POST", `/v1/requests/${id}/retry`); say(`${r.id} retried.`); } }));
+    // One that would only fail again is closed this way (the person is told).
+    buttons.push(reject());
   }
   if (!["completed", "rejected"].includes(r.status) && !r.extended) {
     buttons.push(actionButton("Extend deadline", { title: `Extend the deadline of ${r.id}?`, text: "Once only, up to what its jurisdiction allows; the Partner Center is told why.",
