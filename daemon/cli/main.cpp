@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <sys/stat.h>
 
+#include <functional>
+
 #include "daemon/cli/commands.hpp"
 
 #ifndef PRIVACYD_VERSION
@@ -10,7 +12,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"privacyd — processes privacy-rights requests (access, deletion, disassociation)"};
-  app.set_version_flag("--version", std::string("privacyd ") + PRIVACYD_VERSION);
+  const std::string version = std::string("privacyd ") + PRIVACYD_VERSION;
+  app.set_version_flag("--version", version);
   app.require_subcommand(1);
 
   std::string config_file;
@@ -145,7 +148,7 @@ int main(int argc, char** argv) {
   r_list->add_option("--cursor", op.cursor, "Continue after this page (printed under the table)");
   auto* r_show = requests->add_subcommand("show", "A request's deadline, workflow, steps and notices");
   auto* r_approve = requests->add_subcommand("approve", "Approve a request awaiting approval");
-  auto* r_reject = requests->add_subcommand("reject", "Reject a request awaiting approval, telling the person why");
+  auto* r_reject = requests->add_subcommand("reject", "Reject a request awaiting approval, or a failed one, telling the person why");
   auto* r_retry = requests->add_subcommand("retry", "Run a failed request again from the step that failed");
   auto* r_extend = requests->add_subcommand("extend", "Extend a request's deadline, once, within its jurisdiction");
   r_extend->add_option("--days", op.days, "Days to add (default: the jurisdiction's whole extension)");
@@ -171,6 +174,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"erased", "retained", "no_data"}));
   n_ack->add_option("--note", op.reason, "What the partner said (at most 4000 bytes of text)");
   for (auto* sub : {n_list, n_retry, n_ack}) add_connection(sub);
+
+  // --version on every subcommand too, as on the binary (CLI11 hands
+  // --help down to subcommands, not --version).
+  std::function<void(CLI::App*)> hand_down_version = [&](CLI::App* parent) {
+    for (auto* sub : parent->get_subcommands([](CLI::App*) { return true; })) {
+      sub->set_version_flag("--version", version);
+      hand_down_version(sub);
+    }
+  };
+  hand_down_version(&app);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -144,6 +144,7 @@ struct StepReader {
         yaml.error(mark, "\"" + p.name + "\" must be an http:// or https:// URL", "value");
       }
       step.with[p.name] = *text;
+      step.with_at[p.name] = {mark.line + 1, mark.column + 1};
     }
   }
 };

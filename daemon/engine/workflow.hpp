@@ -5,6 +5,7 @@
 
 #include <boost/json/object.hpp>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,9 @@ struct StepDef {
   Duration timeout = std::chrono::seconds(30);
   std::optional<Condition> condition;
   boost::json::object with;  // validated against the action's params; values are strings
+  // Where each `with` value is written (1-based line, column), for
+  // problems found later (a template that does not exist).
+  std::map<std::string, std::pair<int, int>, std::less<>> with_at;
 };
 
 struct Workflow {

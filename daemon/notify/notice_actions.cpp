@@ -41,8 +41,10 @@ void check_workflow_templates(const engine::WorkflowSet& workflows, const Templa
       if (!step.action.starts_with("notify.")) continue;
       std::string name(step.with.at("template").as_string());
       if (!templates.has(name)) {
-        out.push_back({w.path, 1, 1, "step " + step.id + " names template \"" + name +
-                                         "\", which has no " + name + ".en.mustache", "template"});
+        const auto at = step.with_at.find("template");
+        const auto [line, column] = at != step.with_at.end() ? at->second : std::pair{1, 1};
+        out.push_back({w.path, line, column, "step " + step.id + " names template \"" + name +
+                                                 "\", which has no " + name + ".en.mustache", "template"});
       }
     }
   }

@@ -1,6 +1,7 @@
 """The privacyd command line: --version, --help, check and migrate."""
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -14,6 +15,21 @@ class CommandLine(unittest.TestCase):
         r = run(["--version"])
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout.strip(), r"^privacyd \d+\.\d+\.\d+$")
+
+    def test_version_on_every_subcommand(self):
+        # Every subcommand the help lists, and those under them (SPEC §2).
+        top = run(["--help"]).stdout
+        subs = re.findall(r"^  (\w[\w-]*)\s", top.split("Subcommands:", 1)[1], re.M)
+        self.assertIn("serve", subs)
+        version = run(["--version"]).stdout
+        for sub in subs:
+            nested = run([sub, "--help"]).stdout
+            lower = re.findall(r"^  (\w[\w-]*)\s", nested.split("Subcommands:", 1)[1], re.M) \
+                if "Subcommands:" in nested else []
+            for argv in [[sub]] + [[sub, n] for n in lower]:
+                with self.subTest(argv=argv):
+                    r = run([*argv, "--version"])
+                    self.assertEqual((r.returncode, r.stdout), (0, version))
 
     def test_help_on_binary_and_every_subcommand(self):
         r = run(["--help"])
@@ -114,6 +130,23 @@ class CommandLine(unittest.TestCase):
             j = run(["check", "--config", path, "--format", "json"])
             self.assertEqual([p["rule"] for p in json.loads(j.stdout)["problems"]],
                              ["workflow", "workflow", "expression"])
+
+    def test_check_points_at_the_step_naming_an_unknown_template(self):
+        with tempfile.TemporaryDirectory() as d:
+            flows = os.path.join(d, "workflows")
+            shutil.copytree(os.path.join(REPO, "workflows"), flows)
+            wf = os.path.join(flows, "deletion.yaml")
+            with open(wf) as f:
+                text = f.read()
+            with open(wf, "w") as f:
+                f.write(text.replace("with: { template: subject-erased }", "with: { template: subject-erasd }"))
+            line = text.split("\n").index("    with: { template: subject-erased }") + 1
+            path = write_config(d, workflows=flows)
+            r = run(["check", "--config", path])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"{wf}:{line}:23: step ", r.stdout)
+            self.assertIn(' names template "subject-erasd", which has no subject-erasd.en.mustache [template]',
+                          r.stdout)
 
     def test_receive_plays_a_partner_and_keeps_only_signed_notices(self):
         import http.client
