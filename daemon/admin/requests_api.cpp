@@ -104,7 +104,14 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
       }
     }
     soci::transaction tr(sql);
-    if (!runs::reject(sql, id, who, reason, now, notices)) return Outcome{"changed", row->type, row->received_at};
+    switch (runs::reject(sql, id, who, reason, now, notices)) {
+      case runs::Rejection::not_decidable:
+        return Outcome{"changed", row->type, row->received_at};
+      case runs::Rejection::acted_outside:
+        return Outcome{"acted_outside", row->type, row->received_at};
+      case runs::Rejection::rejected:
+        break;
+    }
     tr.commit();
     return Outcome{row->status, row->type, row->received_at, true};
   };
@@ -114,12 +121,22 @@ net::awaitable<Response> AdminApi::reject(Request& request, const Token& caller)
     if (outcome.status == "changed") {
       co_return http::error(409, "wrong_status", "the request changed meanwhile; look again");
     }
+    if (outcome.status == "acted_outside") {
+      co_return http::error(409, "acted_outside",
+                            "this request already acted outside privacyd (a data system, a webhook or a delivered"
+                            " notice): rejecting it would tell the person it was not carried out; fix the cause"
+                            " and retry it");
+    }
     co_return wrong_status("awaiting_approval or failed", outcome.status);
   }
   deps_.log.info("request rejected", {{"request_id", id}, {"by", caller.name}});
   if (deps_.metrics != nullptr) {
     deps_.metrics->requests_finished.with({outcome.type, "rejected"}).inc();
-    deps_.metrics->request_duration.with({outcome.type}).observe(static_cast<double>(now - outcome.received_at) / 1000.0);
+    // A failed request's time to its end was observed when it failed.
+    if (outcome.status != "failed") {
+      deps_.metrics->request_duration.with({outcome.type}).observe(static_cast<double>(now - outcome.received_at) /
+                                                                   1000.0);
+    }
   }
   if (deps_.wake_notifier) deps_.wake_notifier();
   co_return co_await shown(id);

@@ -408,20 +408,42 @@ bool approve(soci::session& sql, const std::string& id, const std::string& who, 
   return true;
 }
 
-bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
-            UnixMillis now, const std::vector<Transition::Notice>& notices) {
+namespace {
+// Steps that act on nothing outside privacyd: waiting, reading (collect
+// reads the data systems, holdings the ledger) and packaging what was read.
+// Any other step that succeeded (an erase, an unlink, a webhook call, a
+// notice step), or a failed erase or unlink (it may have acted on some
+// systems before it failed), or a notice delivered, means the request
+// already acted outside.
+bool acted_outside(soci::session& sql, const std::string& id, int failed_at) {
+  long long acted = 0;
+  sql << "SELECT COUNT(*) FROM request_steps WHERE request_id = :id AND ("
+         " (idx < :idx AND status = 'succeeded' AND action NOT IN"
+         "   ('approval', 'wait', 'systems.collect', 'ledger.holdings', 'export.package'))"
+         " OR (idx = :idx2 AND action IN ('systems.erase', 'systems.unlink')))",
+      soci::use(id, "id"), soci::use(failed_at, "idx"), soci::use(failed_at, "idx2"), soci::into(acted);
+  if (acted > 0) return true;
+  sql << "SELECT COUNT(*) FROM notices WHERE request_id = :id AND status = 'delivered'", soci::use(id, "id"),
+      soci::into(acted);
+  return acted > 0;
+}
+}  // namespace
+
+Rejection reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
+                 UnixMillis now, const std::vector<Transition::Notice>& notices) {
   // A failed request may be rejected too: it is how an operator closes one
   // that would only fail again, which otherwise holds its subject's data
   // (and crypto-shredding) back for ever.
   auto stopped = decidable_step(sql, id, {"awaiting_approval", "failed"});
-  if (!stopped) return false;
+  if (!stopped) return Rejection::not_decidable;
   long long at = now;
   const auto& [idx, was] = *stopped;
+  if (was == "failed" && acted_outside(sql, id, idx)) return Rejection::acted_outside;
   soci::statement update =
       (sql.prepare << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
                       " WHERE id = :id AND status = :was",
        soci::use(reason, "reason"), soci::use(at, "at"), soci::use(id, "id"), soci::use(was, "was"));
-  if (!changed(update)) return false;
+  if (!changed(update)) return Rejection::not_decidable;
   if (was == "awaiting_approval") {
     // A failed step keeps its own error; the approval step is what failed here.
     std::string failed = "failed";
@@ -431,13 +453,17 @@ bool reject(soci::session& sql, const std::string& id, const std::string& who, c
         soci::use(failed, "status"), soci::use(error, "error"), soci::use(at, "at"), soci::use(id, "id"),
         soci::use(idx, "idx");
   }
+  // Rejected is final: nothing will read what was collected, or package it.
+  sql << "DELETE FROM request_data WHERE request_id = :id", soci::use(id, "id");
+  sql << "UPDATE exports SET package_enc = '', erased_at = COALESCE(erased_at, :at) WHERE request_id = :id",
+      soci::use(at, "at"), soci::use(id, "id");
   insert_notices(sql, id, idx, notices, at);
   boost::json::array ids;
   for (const auto& n : notices) ids.emplace_back(n.id);
   audit::append(sql, now, id, "request.rejected",
                 boost::json::serialize(boost::json::object{
                     {"by", who}, {"reason", reason}, {"was", was}, {"notices", std::move(ids)}}));
-  return true;
+  return Rejection::rejected;
 }
 
 bool retry_request(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now) {

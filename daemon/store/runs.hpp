@@ -193,8 +193,15 @@ std::optional<std::string> workflow_source(soci::session& sql, const std::string
 // is not awaiting approval.
 bool approve(soci::session& sql, const std::string& id, const std::string& who, UnixMillis now);
 // A rejection commits, with it, the notices that tell the person why.
-bool reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
-            UnixMillis now, const std::vector<Transition::Notice>& notices = {});
+// A rejection also ends a failed request, unless something outside
+// privacyd was already done for it (a data system acted on, a webhook
+// answered, a notice delivered): "we could not carry out your request"
+// would then be untrue, and a partner might never be told; that request
+// is fixed and retried instead. What was collected, and any package, is
+// erased with the rejection.
+enum class Rejection { rejected, not_decidable, acted_outside };
+Rejection reject(soci::session& sql, const std::string& id, const std::string& who, const std::string& reason,
+                 UnixMillis now, const std::vector<Transition::Notice>& notices = {});
 
 // An operator's retry of a failed request: the step that failed runs again
 // from its first attempt (a notify step's dead notices are delivered

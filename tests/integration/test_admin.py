@@ -274,6 +274,18 @@ class Admin(AdminSetup):
         self.assertEqual(events, ["request.rejected"])
         self.assertIn('"was":"failed"', [d for e, d in self.audit(rid) if e == "request.rejected"][0])
 
+    def test_a_failed_request_that_already_acted_is_not_rejected(self):
+        # Unlinked, then its partner notice died: "not carried out" would be untrue.
+        self.partners.script["notice.disassociation"] = [(400, {})]
+        rid = self.submit("request.disassociation", partner="P-1001", email="alex.morgan@demo.example")
+        self.status_of(rid, "failed")
+        s, body, _ = self.call("POST", f"/v1/requests/{rid}/reject", body={"reason": "The partner is gone"})
+        self.assertEqual((s, body["error"]["code"]), (409, "acted_outside"), body)
+        shown = self.call("GET", f"/v1/requests/{rid}")[1]
+        self.assertEqual(shown["status"], "failed")
+        self.assertEqual([n["template"] for n in shown["notices"] if n["template"] == "subject-rejected"], [])
+        self.assertNotIn("request.rejected", [e for e, d in self.audit(rid)])
+
     def test_retry_of_a_request_failed_by_a_dead_notice_delivers_it_afresh(self):
         self.partners.script["notice.disassociation"] = [(400, {})]
         rid = self.submit("request.disassociation", partner="P-1001")

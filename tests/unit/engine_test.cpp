@@ -224,7 +224,8 @@ TEST_CASE("a rejected approval rejects the request with its reason", "[engine]")
   eventually([&] { return f.status(id) == "awaiting_approval"; }, "approval");
   f.store.db->with_session([&](soci::session& sql) {
     soci::transaction tr(sql);
-    CHECK(runs::reject(sql, id, "operator:test", "not_associated", to_unix_ms(f.clock.now())));
+    CHECK(runs::reject(sql, id, "operator:test", "not_associated", to_unix_ms(f.clock.now())) ==
+          runs::Rejection::rejected);
     CHECK_FALSE(runs::approve(sql, id, "operator:test", to_unix_ms(f.clock.now())));
     tr.commit();
   });

@@ -85,13 +85,15 @@ TEST_CASE("a rejection commits the notice that tells the person, once", "[operat
   f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts)"
          " VALUES ('req_1', 0, 'review', 'approval', 'waiting', 1)");
   const std::vector<runs::Transition::Notice> mail = {{"ntc_r", "subject", "subject", "subject-rejected", "v1.k.z"}};
-  CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "no", 9000, mail); }));
+  CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "no", 9000, mail); }) ==
+        runs::Rejection::rejected);
   CHECK(f.scalar<std::string>("SELECT status || '/' || reason FROM requests") == "rejected/no");
   CHECK(f.scalar<std::string>("SELECT template || '/' || status FROM notices") == "subject-rejected/pending");
   CHECK(f.scalar<std::string>("SELECT detail FROM audit_log WHERE event = 'request.rejected'") ==
         R"({"by":"ops","reason":"no","was":"awaiting_approval","notices":["ntc_r"]})");
   // A second decision finds nothing awaiting it and changes nothing.
-  CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "x", 9100, mail); }));
+  CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_1", "ops", "x", 9100, mail); }) ==
+        runs::Rejection::not_decidable);
   CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::approve(sql, "req_1", "ops", 9100); }));
   CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
   chain_is_intact(f);
@@ -101,25 +103,60 @@ TEST_CASE("a failed request is closed by rejecting it; its failed step keeps its
   testing::SqliteFixture f;
   f.add_request("req_1");
   f.add_request("req_2");
-  f.exec("UPDATE requests SET status = 'failed', reason = 'step check failed', next_step = 0, run_at = NULL");
+  f.exec("UPDATE requests SET status = 'failed', reason = 'step package failed', next_step = 2, run_at = NULL");
   f.exec("UPDATE requests SET status = 'completed' WHERE id = 'req_2'");
-  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
-         " VALUES ('req_1', 0, 'check', 'webhook.call', 'failed', 5, 'webhook.call answered 400')");
+  // It read the data systems (no effect outside), then packaging failed.
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error) VALUES"
+         " ('req_1', 0, 'check', 'approval', 'succeeded', 1, NULL),"
+         " ('req_1', 1, 'collect', 'systems.collect', 'succeeded', 1, NULL),"
+         " ('req_1', 2, 'package', 'export.package', 'failed', 5, 'the package is too large')");
+  f.exec("INSERT INTO request_data(request_id, step_id, data_enc, created_at) VALUES ('req_1', 'collect', 'v1.k.x', 1)");
   const std::vector<runs::Transition::Notice> mail = {{"ntc_r", "subject", "subject", "subject-rejected", "v1.k.z"}};
   auto reject = [&](const char* id) {
     return in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, id, "ops", "gone", 9000, mail); });
   };
-  CHECK(reject("req_1"));
+  CHECK(reject("req_1") == runs::Rejection::rejected);
   CHECK(f.scalar<std::string>("SELECT status || '/' || reason FROM requests WHERE id = 'req_1'") == "rejected/gone");
-  CHECK(f.scalar<std::string>("SELECT status || '/' || error FROM request_steps") == "failed/webhook.call answered 400");
+  CHECK(f.scalar<std::string>("SELECT status || '/' || error FROM request_steps WHERE idx = 2") ==
+        "failed/the package is too large");
+  CHECK(f.scalar("SELECT COUNT(*) FROM request_data") == 0);  // rejected is final: what was read goes
   CHECK(f.scalar<std::string>("SELECT detail FROM audit_log WHERE event = 'request.rejected'") ==
         R"({"by":"ops","reason":"gone","was":"failed","notices":["ntc_r"]})");
   // Rejected is final: no retry, no second rejection; a finished request
   // is never rejected.
   CHECK_FALSE(in_transaction(f, [&](soci::session& sql) { return runs::retry_request(sql, "req_1", "ops", 9100); }));
-  CHECK_FALSE(reject("req_1"));
-  CHECK_FALSE(reject("req_2"));
+  CHECK(reject("req_1") == runs::Rejection::not_decidable);
+  CHECK(reject("req_2") == runs::Rejection::not_decidable);
   CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_2'") == "completed");
   CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
   chain_is_intact(f);
+}
+
+TEST_CASE("a failed request that already acted outside privacyd is not rejected", "[operator]") {
+  testing::SqliteFixture f;
+  for (const char* id : {"req_erased", "req_erasing", "req_told", "req_called"}) f.add_request(id);
+  f.exec("UPDATE requests SET status = 'failed', next_step = 1, run_at = NULL");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts) VALUES"
+         // Erased, then its partner notices failed: the person must not hear "not carried out".
+         " ('req_erased', 0, 'erase', 'systems.erase', 'succeeded', 1),"
+         " ('req_erased', 1, 'notify', 'notify.partners', 'failed', 1),"
+         // An erase that failed may have erased some systems first.
+         " ('req_erasing', 0, 'check', 'approval', 'succeeded', 1),"
+         " ('req_erasing', 1, 'erase', 'systems.erase', 'failed', 3),"
+         // A notice was delivered (a partner of several was told).
+         " ('req_told', 0, 'check', 'approval', 'succeeded', 1),"
+         " ('req_told', 1, 'notify', 'notify.partners', 'failed', 1),"
+         // A webhook that answered may have done anything.
+         " ('req_called', 0, 'call', 'webhook.call', 'succeeded', 1),"
+         " ('req_called', 1, 'notify', 'notify.subject', 'failed', 1)");
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, attempts, payload_enc,"
+         " created_at, next_attempt_at) VALUES ('ntc_1', 'req_told', 1, 'partner', 'P-1', 'partner-erasure',"
+         " 'delivered', 1, '', 1, 1)");
+  for (const char* id : {"req_erased", "req_erasing", "req_told", "req_called"}) {
+    CAPTURE(id);
+    CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, id, "ops", "no", 9000, {}); }) ==
+          runs::Rejection::acted_outside);
+  }
+  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE status = 'failed'") == 4);
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'request.rejected'") == 0);
 }
