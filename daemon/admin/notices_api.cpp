@@ -39,6 +39,8 @@ net::awaitable<Response> AdminApi::retry_notice(Request& request, const Token& c
     if (!runs::retry_notice(sql, id, who, now)) {
       std::string status;
       sql << "SELECT status FROM notices WHERE id = :id", soci::use(id, "id"), soci::into(status);
+      // Dead, and still not retried: its request was rejected.
+      if (status == "dead") return std::string("request_rejected");
       return sql.got_data() ? status : std::string();
     }
     tr.commit();
@@ -46,6 +48,10 @@ net::awaitable<Response> AdminApi::retry_notice(Request& request, const Token& c
   };
   const std::string outcome = co_await run_in_db(deps_.db, work);
   if (outcome.empty()) co_return http::error(404, "not_found", "no such notice");
+  if (outcome == "request_rejected") {
+    co_return http::error(409, "request_rejected",
+                          "its request was rejected: delivering this notice now would contradict the rejection");
+  }
   if (outcome != "retried") co_return http::error(409, "wrong_status", "the notice is " + outcome + ", not dead");
   deps_.log.info("notice retried", {{"notice_id", id}, {"by", caller.name}});
   if (deps_.wake_notifier) deps_.wake_notifier();

@@ -1,6 +1,7 @@
 #include "daemon/store/runs.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <boost/json.hpp>
 #include <soci/soci.h>
 
@@ -409,22 +410,33 @@ bool approve(soci::session& sql, const std::string& id, const std::string& who, 
 }
 
 namespace {
-// Steps that act on nothing outside privacyd: waiting, reading (collect
-// reads the data systems, holdings the ledger) and packaging what was read.
-// Any other step that succeeded (an erase, an unlink, a webhook call, a
-// notice step), or a failed erase or unlink (it may have acted on some
-// systems before it failed), or a notice delivered, means the request
-// already acted outside.
-bool acted_outside(soci::session& sql, const std::string& id, int failed_at) {
+// Whether a request already acted outside privacyd, judged for a rejection.
+// Steps that act on nothing outside it: waiting, reading (collect reads
+// the data systems, holdings the ledger) and packaging what was read. Any
+// other step that succeeded, or that failed and may have half-run (an
+// erase, an unlink, a webhook call that timed out after the far side
+// acted), counts. Notice steps are judged by their notices: one delivered,
+// or one that may have arrived (claimed now, or tried before), counts; one
+// never tried is given up here, so the notifier cannot send it after the
+// rejection (rolled back with everything else if the answer is no). A
+// request whose position is lost (-1) is judged on all its steps.
+bool acted_outside(soci::session& sql, const std::string& id, int stopped_at) {
+  const int at = stopped_at < 0 ? std::numeric_limits<int>::max() : stopped_at;
   long long acted = 0;
-  sql << "SELECT COUNT(*) FROM request_steps WHERE request_id = :id AND ("
-         " (idx < :idx AND status = 'succeeded' AND action NOT IN"
-         "   ('approval', 'wait', 'systems.collect', 'ledger.holdings', 'export.package'))"
-         " OR (idx = :idx2 AND action IN ('systems.erase', 'systems.unlink')))",
-      soci::use(id, "id"), soci::use(failed_at, "idx"), soci::use(failed_at, "idx2"), soci::into(acted);
+  // A webhook call whose last answer was a 4xx was refused: HTTP says the
+  // far side did not act on it (the error is engine/actions.cpp's).
+  sql << "SELECT COUNT(*) FROM request_steps WHERE request_id = :id AND idx <= :idx"
+         " AND action NOT IN ('approval', 'wait', 'systems.collect', 'ledger.holdings', 'export.package',"
+         "   'notify.partner', 'notify.partners', 'notify.subject')"
+         " AND (status = 'succeeded' OR (status = 'failed' AND NOT (action = 'webhook.call'"
+         "   AND COALESCE(error, '') LIKE 'webhook.call answered 4%')))",
+      soci::use(id, "id"), soci::use(at, "idx"), soci::into(acted);
   if (acted > 0) return true;
-  sql << "SELECT COUNT(*) FROM notices WHERE request_id = :id AND status = 'delivered'", soci::use(id, "id"),
-      soci::into(acted);
+  sql << "UPDATE notices SET status = 'dead', last_error = 'its request was rejected'"
+         " WHERE request_id = :id AND step_idx >= 0 AND status = 'pending' AND attempts = 0 AND claim_token IS NULL",
+      soci::use(id, "id");
+  sql << "SELECT COUNT(*) FROM notices WHERE request_id = :id AND step_idx >= 0 AND status IN ('delivered', 'pending')",
+      soci::use(id, "id"), soci::into(acted);
   return acted > 0;
 }
 }  // namespace
@@ -434,10 +446,14 @@ Rejection reject(soci::session& sql, const std::string& id, const std::string& w
   // A failed request may be rejected too: it is how an operator closes one
   // that would only fail again, which otherwise holds its subject's data
   // (and crypto-shredding) back for ever.
+  // The request's row lock first, as the notifier and retry_notice take it.
+  lock_request(sql, id);
   auto stopped = decidable_step(sql, id, {"awaiting_approval", "failed"});
   if (!stopped) return Rejection::not_decidable;
   long long at = now;
   const auto& [idx, was] = *stopped;
+  // An approval is placed where the workflow's author wants a decision;
+  // rejecting there is that decision, whatever ran before it.
   if (was == "failed" && acted_outside(sql, id, idx)) return Rejection::acted_outside;
   soci::statement update =
       (sql.prepare << "UPDATE requests SET status = 'rejected', reason = :reason, run_at = NULL, updated_at = :at"
@@ -532,6 +548,17 @@ bool retry_notice(soci::session& sql, const std::string& notice_id, const std::s
   // The request's row lock first, as the notifier takes it: what the
   // request is doing is read, and changed, under it.
   lock_request(sql, request_id);
+  // A step's notice of a rejected request stays dead: the person was told
+  // it was not carried out, and a partner would hear otherwise. The
+  // rejection's own mail (template subject-rejected) is delivered again.
+  if (idx >= 0) {
+    std::string request_status;
+    long long rejection_mail = 0;
+    sql << "SELECT r.status, (SELECT COUNT(*) FROM notices WHERE id = :n AND template = 'subject-rejected')"
+           " FROM requests r WHERE r.id = :r",
+        soci::use(notice_id, "n"), soci::use(request_id, "r"), soci::into(request_status), soci::into(rejection_mail);
+    if (request_status == "rejected" && rejection_mail == 0) return false;
+  }
   long long at = now;
   soci::statement revive =
       (sql.prepare << "UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL"

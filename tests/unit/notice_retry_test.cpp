@@ -93,3 +93,19 @@ TEST_CASE("retrying the dead mail of an operator's rejection leaves the request 
   CHECK(f.scalar<std::string>("SELECT error FROM request_steps WHERE idx = 1") == "rejected by an operator");
   CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'notice.retried'") == 1);
 }
+
+TEST_CASE("a step's dead notice of a rejected request is not delivered afresh", "[notices]") {
+  testing::SqliteFixture f;
+  f.add_request("req_1");
+  f.exec("UPDATE requests SET status = 'rejected', reason = 'gone', next_step = 2, run_at = NULL WHERE id = 'req_1'");
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, payload_enc, attempts,"
+         " next_attempt_at, created_at, last_error) VALUES ('ntc_1', 'req_1', 2, 'subject', 'subject',"
+         " 'subject-access-ready', 'dead', 'v1.k.y', 1, 2000, 1500, 'smtp: 550')");
+  f.db->with_session([&](soci::session& sql) {
+    soci::transaction tr(sql);
+    CHECK_FALSE(runs::retry_notice(sql, "ntc_1", "ops", 9000));
+    tr.commit();
+  });
+  CHECK(f.scalar<std::string>("SELECT status FROM notices WHERE id = 'ntc_1'") == "dead");
+  CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'notice.retried'") == 0);
+}

@@ -111,6 +111,12 @@ TEST_CASE("a failed request is closed by rejecting it; its failed step keeps its
          " ('req_1', 1, 'collect', 'systems.collect', 'succeeded', 1, NULL),"
          " ('req_1', 2, 'package', 'export.package', 'failed', 5, 'the package is too large')");
   f.exec("INSERT INTO request_data(request_id, step_id, data_enc, created_at) VALUES ('req_1', 'collect', 'v1.k.x', 1)");
+  // A callback that it was extended (no step) says nothing was done.
+  f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, attempts, payload_enc,"
+         " created_at, next_attempt_at) VALUES ('ntc_cb', 'req_1', -1, 'partner_center', 'partner-center',"
+         " 'request.extended', 'delivered', 1, '', 1, 1),"
+         // A step's notice never tried: given up, so it is not sent after the rejection.
+         " ('ntc_p', 'req_1', 2, 'subject', 'subject', 'subject-access-ready', 'pending', 0, '', 1, 1)");
   const std::vector<runs::Transition::Notice> mail = {{"ntc_r", "subject", "subject", "subject-rejected", "v1.k.z"}};
   auto reject = [&](const char* id) {
     return in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, id, "ops", "gone", 9000, mail); });
@@ -128,14 +134,17 @@ TEST_CASE("a failed request is closed by rejecting it; its failed step keeps its
   CHECK(reject("req_1") == runs::Rejection::not_decidable);
   CHECK(reject("req_2") == runs::Rejection::not_decidable);
   CHECK(f.scalar<std::string>("SELECT status FROM requests WHERE id = 'req_2'") == "completed");
-  CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 1);
+  CHECK(f.scalar("SELECT COUNT(*) FROM notices") == 3);
+  CHECK(f.scalar<std::string>("SELECT status FROM notices WHERE id = 'ntc_p'") == "dead");
   chain_is_intact(f);
 }
 
 TEST_CASE("a failed request that already acted outside privacyd is not rejected", "[operator]") {
   testing::SqliteFixture f;
-  for (const char* id : {"req_erased", "req_erasing", "req_told", "req_called"}) f.add_request(id);
+  const auto ids = {"req_erased", "req_erasing", "req_told", "req_called", "req_calling", "req_sending", "req_lost"};
+  for (const char* id : ids) f.add_request(id);
   f.exec("UPDATE requests SET status = 'failed', next_step = 1, run_at = NULL");
+  f.exec("UPDATE requests SET next_step = -1 WHERE id = 'req_lost'");  // its position lost: judged on every step
   f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts) VALUES"
          // Erased, then its partner notices failed: the person must not hear "not carried out".
          " ('req_erased', 0, 'erase', 'systems.erase', 'succeeded', 1),"
@@ -148,15 +157,30 @@ TEST_CASE("a failed request that already acted outside privacyd is not rejected"
          " ('req_told', 1, 'notify', 'notify.partners', 'failed', 1),"
          // A webhook that answered may have done anything.
          " ('req_called', 0, 'call', 'webhook.call', 'succeeded', 1),"
-         " ('req_called', 1, 'notify', 'notify.subject', 'failed', 1)");
+         " ('req_called', 1, 'notify', 'notify.subject', 'failed', 1),"
+         // A webhook call that timed out may have acted at the far end.
+         " ('req_calling', 0, 'check', 'approval', 'succeeded', 1),"
+         " ('req_calling', 1, 'call', 'webhook.call', 'failed', 3),"
+         // A notice tried before may have arrived.
+         " ('req_sending', 0, 'check', 'approval', 'succeeded', 1),"
+         " ('req_sending', 1, 'notify', 'notify.partners', 'failed', 1),"
+         " ('req_lost', 0, 'unlink', 'systems.unlink', 'succeeded', 1)");
   f.exec("INSERT INTO notices(id, request_id, step_idx, channel, recipient, template, status, attempts, payload_enc,"
          " created_at, next_attempt_at) VALUES ('ntc_1', 'req_told', 1, 'partner', 'P-1', 'partner-erasure',"
-         " 'delivered', 1, '', 1, 1)");
-  for (const char* id : {"req_erased", "req_erasing", "req_told", "req_called"}) {
+         " 'delivered', 1, '', 1, 1), ('ntc_2', 'req_sending', 1, 'partner', 'P-2', 'partner-erasure',"
+         " 'pending', 2, '', 1, 1)");
+  for (const char* id : ids) {
     CAPTURE(id);
     CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, id, "ops", "no", 9000, {}); }) ==
           runs::Rejection::acted_outside);
   }
-  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE status = 'failed'") == 4);
+  CHECK(f.scalar("SELECT COUNT(*) FROM requests WHERE status = 'failed'") == 7);
   CHECK(f.scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'request.rejected'") == 0);
+  // A webhook the far side refused (4xx) did nothing there: that one may be rejected.
+  f.add_request("req_refused");
+  f.exec("UPDATE requests SET status = 'failed', next_step = 0, run_at = NULL WHERE id = 'req_refused'");
+  f.exec("INSERT INTO request_steps(request_id, idx, step_id, action, status, attempts, error)"
+         " VALUES ('req_refused', 0, 'check', 'webhook.call', 'failed', 1, 'webhook.call answered 400')");
+  CHECK(in_transaction(f, [&](soci::session& sql) { return runs::reject(sql, "req_refused", "ops", "no", 9000, {}); }) ==
+        runs::Rejection::rejected);
 }
