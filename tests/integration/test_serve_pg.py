@@ -65,17 +65,21 @@ class DroppingProxy:
         return data
 
     @staticmethod
-    def _pump(src, dst):
+    def _shut(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @classmethod
+    def _pump(cls, src, dst):
         try:
             while chunk := src.recv(65536):
                 dst.sendall(chunk)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        cls._shut(src, dst)
 
     def _serve(self, client):
         with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
@@ -113,11 +117,7 @@ class DroppingProxy:
                     break
         except (ConnectionError, OSError):
             pass
-        for s in (client, upstream):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._shut(client, upstream)
         back.join()
 
 
