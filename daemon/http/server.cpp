@@ -148,18 +148,16 @@ std::string head_of(Response& r, unsigned version, bool keep_alive) {
   out.push_back(' ');
   out.append(std::to_string(r.status)).push_back(' ');
   out.append(bhttp::obsolete_reason(status)).append("\r\n");
-  auto named_later = [&](std::size_t i, std::string_view name) {
-    for (std::size_t j = i + 1; j < r.headers.size(); ++j) {
-      if (beast::iequals(r.headers[j].first, name)) return true;
-    }
-    return false;
+  // Whether a handler's field from `from` on has this name (and so wins).
+  auto named_from = [&](std::size_t from, std::string_view name) {
+    return std::any_of(r.headers.begin() + static_cast<std::ptrdiff_t>(from), r.headers.end(),
+                       [&](const auto& field) { return beast::iequals(field.first, name); });
   };
-  constexpr auto none = static_cast<std::size_t>(-1);
-  if (!named_later(none, "Server")) append_field(out, "Server", "privacyd");
-  if (!r.content_type.empty() && !named_later(none, "Content-Type")) append_field(out, "Content-Type", r.content_type);
+  if (!named_from(0, "Server")) append_field(out, "Server", "privacyd");
+  if (!r.content_type.empty() && !named_from(0, "Content-Type")) append_field(out, "Content-Type", r.content_type);
   for (std::size_t i = 0; i < r.headers.size(); ++i) {
     const auto& [name, value] = r.headers[i];
-    if (!framing_field(name) && !named_later(i, name)) append_field(out, name, value);
+    if (!framing_field(name) && !named_from(i + 1, name)) append_field(out, name, value);
   }
   if (version < 11 && keep_alive) append_field(out, "Connection", "keep-alive");
   if (version >= 11 && !keep_alive) append_field(out, "Connection", "close");
